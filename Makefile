@@ -1,0 +1,62 @@
+# Two commands matter: `make demo` and `make test`. Both create the virtual environment when it is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Python 3.13, the Lambda runtime: a python3.13 on PATH, else the newest 3.13 under pyenv.
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13.*/bin/python3.13 2>/dev/null | sort -V | tail -n 1)
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(abspath $(BIN)):$(PATH)
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
+.PHONY: help venv test unit lint template build demo bench schemas clean
+
+help:
+	@echo "make demo   - run the whole product locally (moto + the Leap simulator)"
+	@echo "make test   - every test, ruff, sam validate --lint, cfn-lint and sam build"
+	@echo "make bench  - the benchmarks in bench/"
+	@echo "make schemas - regenerate schemas/ from the event catalog"
+
+$(STAMP): pyproject.toml layers/common/requirements.txt
+	@if [ -z "$(PYTHON313)" ]; then echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13" >&2; exit 1; fi
+	@[ -x $(BIN)/python ] || $(PYTHON313) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+template: $(STAMP)
+	$(BIN)/sam validate --lint --template template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+build: $(STAMP)
+	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+test: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory template
+	$(MAKE) --no-print-directory build
+
+demo: $(STAMP)
+	$(BIN)/python -m devtools.demo $(DEMO_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/poller.py
+	$(BIN)/python bench/emitter.py
+
+schemas: $(STAMP)
+	$(BIN)/python -m devtools.generate_schemas
+
+clean:
+	rm -rf .aws-sam .pytest_cache .hypothesis

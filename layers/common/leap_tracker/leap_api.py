@@ -1,0 +1,70 @@
+"""What the rest of the code knows of Leap's APIs: queries, pages and errors (no HTTP here).
+
+The HTTP client in ``leap_tracker.adapters.leap_http`` implements these; tests pass fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectQuery:
+    """One Connect API selection. Exactly one of the three criteria is set."""
+
+    ref_id: str | None = None
+    start_date: str | None = None  # RFC 3339, entries whose connection started at/after it
+    last_interaction_date: str | None = None  # RFC 3339, entries last touched at/after it
+
+    def __post_init__(self) -> None:
+        chosen = [v for v in (self.ref_id, self.start_date, self.last_interaction_date) if v]
+        if len(chosen) != 1:
+            raise ValueError("a ConnectQuery needs exactly one of ref_id, start_date, last_interaction_date")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectPage:
+    """One page of entries as Leap sent them (raw dicts, Leap field names)."""
+
+    entries: list[dict[str, Any]]
+    next_page_token: str | None
+
+
+class ConnectSource(Protocol):
+    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
+        """Yield pages lazily, starting at ``page_token`` when resuming."""
+        ...
+
+
+class MeterSource(Protocol):
+    def search_by_connection_references(
+        self, reference_ids: Sequence[str], created_after: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every meter (raw Meters v2 dict) of up to 100 Reference IDs, following pages."""
+        ...
+
+
+class LeapError(Exception):
+    """Base of every error raised talking to Leap."""
+
+
+class LeapAuthError(LeapError):
+    """401/403: a wrong key or environment. Fatal for the run; never retried."""
+
+
+class LeapPageTokenExpired(LeapError):
+    """Leap refused a page token we sent back (assumed: tokens may expire)."""
+
+
+class LeapRequestError(LeapError):
+    """A 4xx other than auth: our request is wrong. Not retried."""
+
+
+class LeapUnavailable(LeapError):
+    """429/5xx/connection errors that outlasted the retry budget."""
+
+
+class LeapInvalidResponse(LeapError):
+    """An answer that is not the shape the contract promises (not JSON, cut off, wrong types)."""
