@@ -214,9 +214,7 @@ class _Env:
             return False
         raise ConfigError(f"{name}={raw!r} is not true/false")
 
-    def csv(
-        self, name: str, default: tuple[str, ...], allowed: set[str] | None = None
-    ) -> tuple[str, ...]:
+    def csv(self, name: str, default: tuple[str, ...], allowed: set[str] | None = None) -> tuple[str, ...]:
         raw = self.str(name, "")
         if not raw:
             return default

@@ -63,6 +63,7 @@ def outreach_sent_key(entry_id: str, dedupe_key: str) -> dict[str, str]:
 def watch_key(entry_id: str) -> dict[str, str]:
     return {PK: WATCH_PREFIX + entry_id, SK: WATCH_SK}
 
+
 # Attributes of a connection snapshot item (written by the poller, read from the stream by the emitter).
 CONNECTION_ITEM_TYPE = "connection"
 CONN_ENTRY = "entry"  # the Leap entry as canonical JSON text (compact: keeps an item near 1 WCU)

@@ -1,0 +1,1 @@
+"""Typed events: the catalog, the change diff and their wire form."""

@@ -1,0 +1,334 @@
+"""The event catalog: every event type this project publishes, and its payload, defined once.
+
+Each message on the events topic is one CloudEvents 1.0 JSON event (see docs/events.md). The JSON
+Schemas under ``schemas/`` are GENERATED from :data:`CATALOG` (``make schemas``); a test fails when the
+files drift from it. The contract is public: change it only additively.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from leap_tracker import wire
+
+SOURCE = "leap-connect-tracker"
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+SEQUENCE_DIGITS = 12
+# Fixed namespace so an event's id is the same on every retry, replay and redeploy.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a7e-4b7d-5a43-9a64-1f0f5b8c3d21")
+
+# SNS message attribute names (at most 10; never personal data: SNS does not encrypt attributes).
+ATTR_TYPE = "type"
+ATTR_CONNECTION_STATUS = "connection_status"
+ATTR_TRANSMISSION_REGION = "transmission_region"
+ATTR_ERROR_CODE = "error_code"
+
+# --- event type names ---------------------------------------------------------------------------
+CONNECTION_STARTED = "connection.started"
+CONNECTION_NOT_STARTED = "connection.not_started"
+CONNECTION_PARTIAL = "connection.partial"
+CONNECTION_ERROR = "connection.error"
+CONNECTION_COMPLETED = "connection.completed"
+UTILITY_CONNECTED = "utility.connected"
+UTILITY_NOT_CONNECTED = "utility.not_connected"
+UTILITY_ERROR = "utility.error"
+AGREEMENT_PENDING = "agreement.pending"
+AGREEMENT_COMPLETED = "agreement.completed"
+METER_APPEARED = "meter.appeared"
+METER_OVERDUE = "meter.overdue"
+METER_WATCH_EXPIRED = "meter.watch_expired"
+OUTREACH_SENT = "outreach.sent"
+OUTREACH_SUPPRESSED = "outreach.suppressed"
+OUTREACH_REQUESTED = "outreach.requested"  # on the outreach topic, for the partner's own systems
+
+# connection_status value -> the type published when an entry enters it
+CONNECTION_TYPE_BY_STATUS = {
+    wire.CONNECTION_NOT_STARTED: CONNECTION_NOT_STARTED,
+    wire.CONNECTION_PARTIAL: CONNECTION_PARTIAL,
+    wire.CONNECTION_ERROR: CONNECTION_ERROR,
+    wire.CONNECTION_COMPLETED: CONNECTION_COMPLETED,
+}
+# utility status value -> the type published when a utility enters it (or gets a new error code)
+UTILITY_TYPE_BY_STATUS = {
+    wire.UTILITY_CONNECTED: UTILITY_CONNECTED,
+    wire.UTILITY_NOT_CONNECTED: UTILITY_NOT_CONNECTED,
+    wire.UTILITY_ERROR: UTILITY_ERROR,
+}
+
+# --- payload building blocks (JSON Schema, draft 2020-12) ---------------------------------------
+_DATE_TIME = {"type": "string", "format": "date-time"}
+_OPEN_STRING = {"type": "string"}  # Leap enumerations are open: new values pass through
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+UTILITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [wire.UTILITY_NAME, wire.UTILITY_STATUS],
+    "properties": {
+        wire.UTILITY_AUTHORIZATION_UUID: _NULLABLE_STRING,
+        wire.UTILITY_NAME: {"type": "string"},
+        wire.UTILITY_IS_REQUIRED: {"type": "boolean"},
+        wire.UTILITY_STATUS: _OPEN_STRING,
+        wire.UTILITY_ERROR_CODE: _NULLABLE_STRING,
+        wire.UTILITY_START: {"type": ["string", "null"], "format": "date-time"},
+        wire.UTILITY_LAST_INTERACTION: {"type": ["string", "null"], "format": "date-time"},
+    },
+    "additionalProperties": True,
+}
+
+CONNECTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The entry as Leap's Connect API returned it (Leap field names).",
+    "required": [
+        wire.ENTRY_ID,
+        wire.ENTRY_REF_ID,
+        wire.ENTRY_CONNECTION_STATUS,
+        wire.ENTRY_LAST_INTERACTION,
+    ],
+    "properties": {
+        wire.ENTRY_ID: {"type": "string"},
+        wire.ENTRY_TRANSMISSION_REGION: _NULLABLE_STRING,
+        wire.ENTRY_REF_ID: {"type": "string"},
+        wire.ENTRY_START: _DATE_TIME,
+        wire.ENTRY_LAST_INTERACTION: _DATE_TIME,
+        wire.ENTRY_CONNECTION_STATUS: _OPEN_STRING,
+        wire.ENTRY_UTILITY_CONNECTIONS: {"type": "array", "items": UTILITY_SCHEMA},
+        wire.ENTRY_AGREEMENTS: {"type": "object", "additionalProperties": _OPEN_STRING},
+    },
+    "additionalProperties": True,
+}
+
+AGREEMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "status"],
+    "properties": {
+        "name": {"type": "string", "description": "the Leap field name of the agreement"},
+        "status": _OPEN_STRING,
+    },
+    "additionalProperties": False,
+}
+
+_CHANGE_DATA = {
+    "connection": CONNECTION_SCHEMA,
+    "previous": {
+        "type": "object",
+        "description": "The changed fields' previous values (Leap field names); empty when first seen.",
+    },
+    "actionable_at": {**_DATE_TIME, "description": "last interaction + 1 h: act on the entry from then"},
+}
+
+_WATCH_DATA = {
+    "entry_id": {"type": "string"},
+    "ref_id": {"type": "string"},
+    "transmission_region": _NULLABLE_STRING,
+    "completed_at": {**_DATE_TIME, "description": "the completion's last interaction"},
+    "checks": {"type": "integer", "minimum": 0, "description": "Meters API checks made so far"},
+}
+
+METER_SUMMARY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["meter_id"],
+    "properties": {
+        "meter_id": {"type": "string"},
+        "utility_name": _NULLABLE_STRING,
+        "created_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+
+_OUTREACH_DATA = {
+    "entry_id": {"type": "string"},
+    "ref_id": {"type": "string"},
+    "reason": {"type": ["string", "null"], "description": "why the customer needs a message"},
+    "connection_status": _NULLABLE_STRING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    name: str
+    description: str
+    data_properties: dict[str, Any]
+    data_required: tuple[str, ...]
+    topic: str = "events"  # "events" or "outreach"
+    examples_note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:{SOURCE}:schema:{self.name}:1"
+
+
+def _change(name: str, description: str, **extra_properties: Any) -> EventType:
+    properties = {**_CHANGE_DATA, **extra_properties}
+    return EventType(
+        name, description, properties, ("connection", "previous", "actionable_at", *extra_properties)
+    )
+
+
+CATALOG: dict[str, EventType] = {
+    t.name: t
+    for t in (
+        _change(CONNECTION_STARTED, "A Reference ID was seen for the first time (the customer clicked)."),
+        _change(CONNECTION_NOT_STARTED, "The connection entered NOT_STARTED: clicked, no utility login yet."),
+        _change(CONNECTION_PARTIAL, "The connection entered PARTIAL: some, not all, steps are done."),
+        _change(CONNECTION_ERROR, "The connection entered ERROR: a utility connection failed."),
+        _change(CONNECTION_COMPLETED, "The connection entered COMPLETED: meters usually follow in ~24 h."),
+        _change(UTILITY_CONNECTED, "A utility connection entered CONNECTED.", utility=UTILITY_SCHEMA),
+        _change(UTILITY_NOT_CONNECTED, "A utility connection entered NOT_CONNECTED.", utility=UTILITY_SCHEMA),
+        _change(
+            UTILITY_ERROR,
+            "A utility connection entered ERROR, or its error code changed.",
+            utility=UTILITY_SCHEMA,
+        ),
+        _change(
+            AGREEMENT_PENDING,
+            "An agreement became required and is not signed yet.",
+            agreement=AGREEMENT_SCHEMA,
+        ),
+        _change(AGREEMENT_COMPLETED, "An agreement was signed.", agreement=AGREEMENT_SCHEMA),
+        EventType(
+            METER_APPEARED,
+            "Meters of a completed connection appeared on Leap's Meters API.",
+            {**_WATCH_DATA, "meters": {"type": "array", "minItems": 1, "items": METER_SUMMARY_SCHEMA}},
+            ("entry_id", "ref_id", "completed_at", "checks", "meters"),
+        ),
+        EventType(
+            METER_OVERDUE,
+            "No meter yet, past the overdue threshold after completion (published once).",
+            {**_WATCH_DATA, "overdue_after_hours": {"type": "integer", "minimum": 1}},
+            ("entry_id", "ref_id", "completed_at", "checks", "overdue_after_hours"),
+        ),
+        EventType(
+            METER_WATCH_EXPIRED,
+            "Still no meter at the give-up horizon: the watch is closed (final event).",
+            {**_WATCH_DATA, "gave_up_after_days": {"type": "integer", "minimum": 1}},
+            ("entry_id", "ref_id", "completed_at", "checks", "gave_up_after_days"),
+        ),
+        EventType(
+            OUTREACH_SENT,
+            "A re-engagement message was sent to the customer (audit).",
+            {
+                **_OUTREACH_DATA,
+                "attempt": {"type": "integer", "minimum": 1},
+                "channels": {"type": "array", "items": {"type": "string"}},
+                "connect_url": {"type": "string"},
+            },
+            ("entry_id", "ref_id", "reason", "attempt", "channels"),
+        ),
+        EventType(
+            OUTREACH_SUPPRESSED,
+            "A re-engagement message was considered and not sent, with the reason (audit).",
+            {**_OUTREACH_DATA, "suppressed_because": {"type": "string"}},
+            ("entry_id", "ref_id", "suppressed_because"),
+        ),
+        EventType(
+            OUTREACH_REQUESTED,
+            "Ask the partner's own systems to send this message (outreach topic only).",
+            {
+                **_OUTREACH_DATA,
+                "attempt": {"type": "integer", "minimum": 1},
+                "connect_url": {"type": "string"},
+                "subject": {"type": "string"},
+                "body": {"type": "string"},
+            },
+            ("entry_id", "ref_id", "reason", "attempt", "connect_url", "subject", "body"),
+            topic="outreach",
+        ),
+    )
+}
+
+
+def event_id(entry_id: str, sequence: int, event_type: str, discriminator: str = "") -> str:
+    """Deterministic id: the same change always yields the same id (consumers deduplicate on it)."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{entry_id}\x1f{sequence}\x1f{event_type}\x1f{discriminator}"))
+
+
+def format_sequence(sequence: int) -> str:
+    """Zero-padded so sequences compare as strings too."""
+    return str(sequence).zfill(SEQUENCE_DIGITS)
+
+
+def build_event(
+    event_type: str,
+    *,
+    entry_id: str,
+    subject: str,
+    sequence: int,
+    time: str,
+    data: dict[str, Any],
+    discriminator: str = "",
+) -> dict[str, Any]:
+    """One CloudEvents 1.0 JSON event of a catalog type."""
+    kind = CATALOG[event_type]
+    return {
+        "specversion": SPEC_VERSION,
+        "id": event_id(entry_id, sequence, event_type, discriminator),
+        "source": SOURCE,
+        "type": event_type,
+        "subject": subject,
+        "time": time,
+        "datacontenttype": CONTENT_TYPE,
+        "dataschema": kind.dataschema,
+        "sequence": format_sequence(sequence),
+        "data": data,
+    }
+
+
+def message_attributes(event: dict[str, Any]) -> dict[str, str]:
+    """The SNS filterable attributes of an event (only those that have a value; no personal data)."""
+    data = event.get("data", {})
+    connection = data.get("connection") or {}
+    utility = data.get("utility") or {}
+    values = {
+        ATTR_TYPE: event["type"],
+        ATTR_CONNECTION_STATUS: connection.get(wire.ENTRY_CONNECTION_STATUS) or data.get("connection_status"),
+        ATTR_TRANSMISSION_REGION: connection.get(wire.ENTRY_TRANSMISSION_REGION)
+        or data.get("transmission_region"),
+        ATTR_ERROR_CODE: utility.get(wire.UTILITY_ERROR_CODE),
+    }
+    return {name: value for name, value in values.items() if value}
+
+
+def json_schema(event_type: str) -> dict[str, Any]:
+    """The full JSON Schema (envelope + data) of one type, as written to schemas/<type>.json."""
+    kind = CATALOG[event_type]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": kind.dataschema,
+        "title": event_type,
+        "description": kind.description,
+        "type": "object",
+        "required": [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "subject",
+            "time",
+            "datacontenttype",
+            "dataschema",
+            "sequence",
+            "data",
+        ],
+        "properties": {
+            "specversion": {"const": SPEC_VERSION},
+            "id": {"type": "string", "minLength": 1},
+            "source": {"const": SOURCE},
+            "type": {"const": event_type},
+            "subject": {"type": "string", "minLength": 1},
+            "time": _DATE_TIME,
+            "datacontenttype": {"const": CONTENT_TYPE},
+            "dataschema": {"const": kind.dataschema},
+            "sequence": {"type": "string", "pattern": f"^[0-9]{{{SEQUENCE_DIGITS}}}$"},
+            "data": {
+                "type": "object",
+                "required": list(kind.data_required),
+                "properties": kind.data_properties,
+                "additionalProperties": True,
+            },
+        },
+        "additionalProperties": True,
+    }
