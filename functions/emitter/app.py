@@ -1,5 +1,64 @@
-"""Placeholder until this function is built."""
+"""Emitter: the table stream's connection changes -> typed CloudEvents on the events topic.
+
+Thin: each record's images become messages (``leap_tracker.events.stream``, pure), then one ordered
+publishing pass sends them, 10 per PublishBatch call. A record whose events did not all publish, and
+every record after it, is reported failed so the stream retries them in order (see
+``leap_tracker.events.stream_processor``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.config import load_settings, require
+from leap_tracker.events.diff import DiffRules
+from leap_tracker.events.publishing import OutgoingMessage, publish_in_order
+from leap_tracker.events.stream import record_messages
+from leap_tracker.events.stream_processor import InOrderStreamProcessor
+
+logger = Logger()
+metrics = Metrics()
 
 
-def lambda_handler(event, context):
-    raise NotImplementedError
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    rules: DiffRules
+    publisher: SnsPublisher
+
+
+@cache
+def dependencies() -> Dependencies:
+    settings = load_settings()
+    topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
+    publisher = SnsPublisher(aws_client("sns"), topic_arn, fifo=settings.events_topic_fifo)
+    return Dependencies(DiffRules.from_settings(settings), publisher)
+
+
+def prepare(record: DynamoDBRecord) -> list[OutgoingMessage]:
+    return record_messages(record.dynamodb.old_image, record.dynamodb.new_image, dependencies().rules)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    publisher = dependencies().publisher
+    processor = InOrderStreamProcessor(lambda records: publish_in_order(records, publisher), logger=logger)
+    try:
+        return process_partial_response(event, prepare, processor, context)
+    finally:
+        outcome = processor.outcome
+        metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", [])))
+        metrics.add_metric("RecordsFailed", MetricUnit.Count, len(processor.fail_messages))
+        metrics.add_metric("EventsPublished", MetricUnit.Count, outcome.published_messages)
+        metrics.add_metric("PublishBatchCalls", MetricUnit.Count, outcome.calls)
+        if outcome.failures:
+            logger.warning("events not published", extra={"failures": outcome.failures})

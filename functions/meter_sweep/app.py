@@ -1,5 +1,100 @@
-"""Placeholder until this function is built."""
+"""meter_sweep: scheduled; checks the due meter watches against Leap's Meters API.
+
+Thin: ``leap_tracker.meters.sweep.run_sweep`` does the work; this handler wires the table, the Leap
+client and the events topic, reads the schedule's time, and returns and logs the summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.adapters.watch_store import DynamoWatchStore
+from leap_tracker.config import MeterWatchSettings, load_settings, require
+from leap_tracker.meters.sweep import SweepSummary, run_sweep
+from leap_tracker.timeutil import parse_instant, utc_now
+
+logger = Logger()
+metrics = Metrics()
+
+# EventBridge Scheduler fills this in the schedule's Input (template.yaml) with the planned time.
+SCHEDULED_TIME_FIELD = "scheduled_time"
 
 
-def lambda_handler(event, context):
-    raise NotImplementedError
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    store: DynamoWatchStore
+    leap: LeapHttpClient
+    publisher: SnsPublisher
+    settings: MeterWatchSettings
+
+
+@cache
+def dependencies() -> Dependencies:
+    settings = load_settings()
+    table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
+    topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
+    return Dependencies(
+        store=DynamoWatchStore(aws_client("dynamodb"), table_name),
+        leap=LeapHttpClient(settings.leap),
+        publisher=SnsPublisher(aws_client("sns"), topic_arn, fifo=settings.events_topic_fifo),
+        settings=settings.meters,
+    )
+
+
+def sweep_time(event: dict[str, Any]) -> datetime:
+    """The schedule's planned time when the event carries it, else the clock.
+
+    The planned time keeps hourly sweeps on an exact grid (a watch due in 60 minutes is due at the
+    next sweep, whatever the invocation's delay) and is the same on the scheduler's retries.
+    """
+    planned = event.get(SCHEDULED_TIME_FIELD) if isinstance(event, dict) else None
+    if isinstance(planned, str):
+        try:
+            return parse_instant(planned)
+        except ValueError:
+            logger.warning("unusable scheduled_time, using the clock", extra={"scheduled_time": planned})
+    return utc_now()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = dependencies()
+    calls_before = deps.leap.stats.meters_requests
+    summary = run_sweep(
+        store=deps.store,
+        meters=deps.leap,
+        publisher=deps.publisher,
+        settings=deps.settings,
+        now=sweep_time(event),
+        remaining_ms=context.get_remaining_time_in_millis,
+    )
+    result = {**summary.as_dict(), "meters_api_calls": deps.leap.stats.meters_requests - calls_before}
+    _add_metrics(summary, result["meters_api_calls"])
+    if summary.leap_failures or summary.publish_failures:
+        logger.error("meter sweep incomplete: the watches concerned stay due", extra=result)
+    else:
+        logger.info("meter sweep", extra=result)
+    return result
+
+
+def _add_metrics(summary: SweepSummary, api_calls: int) -> None:
+    for name, value in (
+        ("WatchesChecked", summary.checked),
+        ("MetersAppeared", summary.appeared),
+        ("MetersOverdue", summary.overdue),
+        ("WatchesExpired", summary.expired),
+        ("MetersApiCalls", api_calls),
+        ("MetersApiFailures", summary.leap_failures),
+        ("EventsNotPublished", summary.publish_failures),
+    ):
+        metrics.add_metric(name, MetricUnit.Count, value)

@@ -1,5 +1,58 @@
-"""Placeholder until this function is built."""
+"""meter_watch: connection.completed events (SQS, raw SNS delivery) -> one meter watch per connection.
+
+Thin: each record's body is a CloudEvent; ``leap_tracker.meters.opening.open_watch`` opens the watch
+idempotently. A record that fails (malformed event, table error) is reported to SQS alone, retried,
+and after the queue's maxReceiveCount lands in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.watch_store import DynamoWatchStore
+from leap_tracker.config import MeterWatchSettings, load_settings, require
+from leap_tracker.meters.opening import OpenResult, open_watch
+from leap_tracker.timeutil import utc_now
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def lambda_handler(event, context):
-    raise NotImplementedError
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    store: DynamoWatchStore
+    settings: MeterWatchSettings
+
+
+@cache
+def dependencies() -> Dependencies:
+    settings = load_settings()
+    table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
+    return Dependencies(DynamoWatchStore(aws_client("dynamodb"), table_name), settings.meters)
+
+
+def record_handler(record: SQSRecord) -> OpenResult:
+    deps = dependencies()
+    event = json.loads(record.body)
+    result = open_watch(deps.store, event, utc_now(), deps.settings)
+    # The event id only: ref ids are the partner's free text and may identify a customer.
+    logger.info("meter watch", extra={"result": result.value, "event_id": event.get("id")})
+    if result in (OpenResult.OPENED, OpenResult.REOPENED):
+        metrics.add_metric("WatchesOpened", MetricUnit.Count, 1)
+    return result
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event, record_handler, processor, context)

@@ -1,5 +1,181 @@
-"""Placeholder until this function is built."""
+"""outreach: re-engages stalled customers, exactly once per message (docs/outreach.md).
+
+Two kinds of invocation, one domain service (``leap_tracker.outreach.service.Outreach``):
+
+- an SQS batch from the outreach queue (change events): each record is decided on the customer's
+  current snapshot. A record not yet actionable is deferred: its visibility is set to the remaining
+  wait (at most 12 h) and it is reported failed, so SQS delivers it again when it is actionable (after
+  several deferrals the customer is handed to the follow-up sweep instead). Failed sends are batch item
+  failures too: the queue retries them, the dead-letter queue keeps what never succeeds.
+- the hourly schedule ``{"mode": "follow_up"}``: customers whose follow-up is due are re-decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache, partial
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.outreach_store import OutreachDynamoStore
+from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.adapters.webhook import WebhookChannel, secret_key
+from leap_tracker.config import ConfigError, OutreachSettings, load_settings, require
+from leap_tracker.outreach import deferral
+from leap_tracker.outreach.decision import Action, OutreachPolicy
+from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
+from leap_tracker.outreach.service import Outcome, Outreach, entry_id_of
+from leap_tracker.outreach.templates import check_connect_url_pattern, load_templates
+from leap_tracker.timeutil import utc_now
+
+logger = Logger()
+metrics = Metrics()
+
+FOLLOW_UP_MODE = "follow_up"
+# A claim outlives the invocation by this much: after it, its holder is certainly gone.
+LEASE_MARGIN = timedelta(seconds=30)
+SECRET_MAX_AGE_SECONDS = 300
 
 
-def lambda_handler(event, context):
-    raise NotImplementedError
+class Deferred(Exception):
+    """Reported as a batch item failure on purpose: SQS redelivers the record once it is actionable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    outreach: Outreach
+    sqs: Callable[[], Any]  # created on the first deferral only
+    follow_up_margin_ms: int  # the sweep starts no customer with less time left than this
+
+
+@cache
+def dependencies() -> Dependencies:
+    settings = load_settings()
+    table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
+    events_topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
+    sns = aws_client("sns")
+    outreach = Outreach(
+        store=OutreachDynamoStore(aws_client("dynamodb"), table_name),
+        channels=build_channels(settings.outreach, sns),
+        audit=EventTopic(SnsPublisher(sns, events_topic_arn, fifo=settings.events_topic_fifo)),
+        templates=load_templates(settings.outreach.templates_file),
+        policy=OutreachPolicy.from_settings(settings),
+        connect_url_pattern=check_connect_url_pattern(settings.outreach.connect_url_pattern),
+    )
+    margin_ms = int((settings.outreach.webhook_timeout_seconds + 5) * 1000)
+    return Dependencies(outreach, cache(partial(aws_client, "sqs")), margin_ms)
+
+
+def build_channels(settings: OutreachSettings, sns: Any) -> list[Channel]:
+    """The configured channels; the webhook one is on only with a URL (the template's default is none)."""
+    channels: list[Channel] = []
+    if "webhook" in settings.channels and settings.webhook_url:
+        channels.append(
+            WebhookChannel(settings.webhook_url, webhook_secret(settings), settings.webhook_timeout_seconds)
+        )
+    if "topic" in settings.channels:
+        topic_arn = require(settings.topic_arn, "OUTREACH_TOPIC_ARN")
+        channels.append(TopicChannel(EventTopic(SnsPublisher(sns, topic_arn))))
+    return channels
+
+
+def webhook_secret(settings: OutreachSettings) -> Callable[[], str]:
+    """The signing secret: from Secrets Manager (cached, so a rotation is picked up), else the local one."""
+    if settings.webhook_secret_arn:
+        arn = settings.webhook_secret_arn
+
+        def from_secrets_manager() -> str:
+            from aws_lambda_powertools.utilities import parameters  # only where a secret is configured
+
+            return str(parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS))
+
+        return from_secrets_manager
+    if settings.webhook_secret:
+        secret_key(settings.webhook_secret)  # a malformed local secret fails the cold start
+        return lambda: settings.webhook_secret
+    raise ConfigError("OUTREACH_WEBHOOK_URL is set without OUTREACH_WEBHOOK_SECRET_ARN to sign with")
+
+
+def lease_until(now: datetime, context: LambdaContext) -> datetime:
+    return now + timedelta(milliseconds=context.get_remaining_time_in_millis()) + LEASE_MARGIN
+
+
+def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
+    deps = dependencies()
+    now = utc_now()
+    event = record.json_body
+    outcome = deps.outreach.handle_event(event, now, lease_until(now, lambda_context))
+    _log(outcome)
+    if outcome.action is not Action.DEFER or outcome.until is None:
+        return outcome.action.value
+    if deferral.hand_over_to_sweep(int(record.attributes.approximate_receive_count)):
+        deps.outreach.hand_over(entry_id_of(event), outcome.until)
+        return "handed_over"
+    sqs = deps.sqs()
+    sqs.change_message_visibility(
+        QueueUrl=deferral.queue_url(sqs.meta.endpoint_url, record.event_source_arn),
+        ReceiptHandle=record.receipt_handle,
+        VisibilityTimeout=deferral.visibility_seconds(outcome.until, now),
+    )
+    raise Deferred(f"not actionable until {outcome.until.isoformat()}")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("mode") == FOLLOW_UP_MODE:
+        return follow_up(context)
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(event, handle_record, processor, context)
+    failed = len(response.get("batchItemFailures", []))
+    deferred = sum(1 for _, error, _ in processor.exceptions if isinstance(error, Deferred))
+    metrics.add_metric("OutreachDeferred", MetricUnit.Count, deferred)
+    metrics.add_metric("OutreachRecordsFailed", MetricUnit.Count, failed - deferred)
+    return response
+
+
+def follow_up(context: LambdaContext) -> dict[str, Any]:
+    deps = dependencies()
+    now = utc_now()
+    summary = deps.outreach.run_follow_ups(
+        now,
+        lease_until(now, context),
+        has_time=lambda: context.get_remaining_time_in_millis() > deps.follow_up_margin_ms,
+    )
+    for outcome in summary.outcomes:
+        _log(outcome)
+    result = {
+        "due": summary.due,
+        "sent": sum(1 for o in summary.outcomes if o.action is Action.SEND),
+        "suppressed": sum(1 for o in summary.outcomes if o.action is Action.SUPPRESS),
+        "deferred": sum(1 for o in summary.outcomes if o.action is Action.DEFER),
+        "failed": summary.failed,
+        "stopped_early": summary.stopped_early,
+    }
+    metrics.add_metric("FollowUpsFailed", MetricUnit.Count, summary.failed)
+    logger.info("follow-up sweep", extra=result)
+    return result
+
+
+def _log(outcome: Outcome) -> None:
+    metric = {Action.SEND: "OutreachSent", Action.SUPPRESS: "OutreachSuppressed"}.get(outcome.action)
+    if metric:
+        metrics.add_metric(metric, MetricUnit.Count, 1)
+    logger.info(
+        "outreach decision",
+        extra={
+            "entry_id": outcome.entry_id,
+            "action": outcome.action.value,
+            "reason": outcome.reason,
+            "because": outcome.because.value if outcome.because else None,
+            "attempt": outcome.attempt,
+            "until": outcome.until.isoformat() if outcome.until else None,
+        },
+    )

@@ -64,13 +64,15 @@ class OutreachSettings:
 
 @dataclass(frozen=True, slots=True)
 class MeterWatchSettings:
+    """Meter watch timings, all counted from the completion's last interaction (docs/meters.md)."""
+
     first_check_hours: int = 24
-    overdue_hours: int = 72
-    give_up_days: int = 14
+    overdue_hours: int = 72  # meter.overdue after this long without meters (once)
+    give_up_days: int = 14  # the horizon: one last check, then meter.watch_expired
     retry_minutes: int = 60  # first backoff step before overdue
     max_retry_hours: int = 12  # backoff cap before overdue
     overdue_retry_hours: int = 24  # slower pace after overdue
-    sweep_time_margin_seconds: int = 30
+    sweep_time_margin_seconds: int = 30  # a sweep starts no new batch with less time than this left
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         overdue_retry_hours=env.int("METER_OVERDUE_RETRY_HOURS", 24, low=1),
         sweep_time_margin_seconds=env.int("METER_SWEEP_TIME_MARGIN_SECONDS", 30, low=1),
     )
+    for name, hours in (
+        ("METER_FIRST_CHECK_HOURS", meters.first_check_hours),
+        ("METER_OVERDUE_HOURS", meters.overdue_hours),
+    ):
+        if hours >= meters.give_up_days * 24:
+            # The watch would give up before this moment: meter.overdue could never be published.
+            raise ConfigError(
+                f"{name}={hours} must be less than METER_GIVE_UP_DAYS={meters.give_up_days} days "
+                f"({meters.give_up_days * 24} h)"
+            )
     return Settings(
         connections_table=env.str("CONNECTIONS_TABLE", ""),
         events_topic_arn=env.str("EVENTS_TOPIC_ARN", ""),

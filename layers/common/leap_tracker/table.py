@@ -10,11 +10,15 @@ One DynamoDB table, partition key ``pk`` and sort key ``sk`` (both strings):
 | poller lease             | ``POLLER``               | ``LEASE``                  |
 | outreach ledger entry    | ``OUTREACH#<entry id>``  | ``SENT#<dedupe key>``      |
 | outreach customer state  | ``OUTREACH#<entry id>``  | ``STATE``                  |
+| outreach suppression     | ``OUTREACH#<entry id>``  | ``SUPPRESSED#<key>``       |
 | meter watch              | ``WATCH#<entry id>``     | ``METER``                  |
 
 Only connection snapshots reach the emitter (the stream's filter matches ``pk`` prefix ``CONN#``).
-Open meter watches carry ``watch_due_bucket`` so the sparse GSI ``due-index`` (``watch_due_bucket``,
-``due_at``) lists the due ones in order; closing a watch removes the attribute.
+The sparse GSI ``due-index`` (``watch_due_bucket``, ``due_at``) lists "due work" in time order, one
+bucket (partition) per kind of work: an item carries ``watch_due_bucket`` only while it waits for its
+``due_at``, and finishing the work removes the attribute (so the item leaves the index). Open meter
+watches use bucket ``METER_WATCH`` (:data:`METER_WATCH_BUCKET`); outreach customers awaiting a
+follow-up use ``OUTREACH_FOLLOW_UP`` (:data:`OUTREACH_FOLLOW_UP_BUCKET`, see docs/outreach.md).
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ LEASE_SK = "LEASE"
 OUTREACH_PREFIX = "OUTREACH#"
 OUTREACH_SENT_PREFIX = "SENT#"
 OUTREACH_STATE_SK = "STATE"
+OUTREACH_SUPPRESSED_PREFIX = "SUPPRESSED#"
 WATCH_PREFIX = "WATCH#"
 WATCH_SK = "METER"
 
 DUE_INDEX = "due-index"
 DUE_BUCKET_ATTRIBUTE = "watch_due_bucket"
 DUE_AT_ATTRIBUTE = "due_at"
-OPEN_WATCH_BUCKET = "OPEN"
+METER_WATCH_BUCKET = "METER_WATCH"  # open meter watches (leap_tracker.meters)
+OUTREACH_FOLLOW_UP_BUCKET = "OUTREACH_FOLLOW_UP"  # customers due a follow-up look (leap_tracker.outreach)
 
 
 def connection_key(entry_id: str) -> dict[str, str]:
@@ -60,6 +66,16 @@ def outreach_sent_key(entry_id: str, dedupe_key: str) -> dict[str, str]:
     return {PK: OUTREACH_PREFIX + entry_id, SK: OUTREACH_SENT_PREFIX + dedupe_key}
 
 
+def outreach_suppressed_key(entry_id: str, suppression_key: str) -> dict[str, str]:
+    return {PK: OUTREACH_PREFIX + entry_id, SK: OUTREACH_SUPPRESSED_PREFIX + suppression_key}
+
+
+def entry_id_from_outreach_pk(pk: str) -> str:
+    if not pk.startswith(OUTREACH_PREFIX):
+        raise ValueError(f"not an outreach key: {pk!r}")
+    return pk[len(OUTREACH_PREFIX) :]
+
+
 def watch_key(entry_id: str) -> dict[str, str]:
     return {PK: WATCH_PREFIX + entry_id, SK: WATCH_SK}
 
@@ -72,3 +88,20 @@ CONN_SEQUENCE = "sequence"  # N: 1 for the first write, +1 for every stored chan
 CONN_LAST_INTERACTION = "last_interaction"  # top-level last_interaction_date_time_utc, for regress checks
 CONN_REF_ID = "ref_id"
 CONN_WRITTEN_AT = "written_at"
+
+# Attributes of a meter watch item (written by meter_watch and meter_sweep; see docs/meters.md).
+# While OPEN it also carries DUE_BUCKET_ATTRIBUTE = METER_WATCH_BUCKET and DUE_AT_ATTRIBUTE.
+WATCH_ITEM_TYPE = "meter_watch"
+WATCH_ENTRY_ID = "entry_id"
+WATCH_REF_ID = "ref_id"
+WATCH_TRANSMISSION_REGION = "transmission_region"
+WATCH_COMPLETED_AT = "completed_at"  # the completion's last_interaction_date_time_utc
+WATCH_SEQUENCE = "sequence"  # N: the connection sequence of the completion this watch follows
+WATCH_OPENED_AT = "opened_at"
+WATCH_CHECKS = "checks"  # N: Meters API checks so far; conditional writes compare it
+WATCH_LAST_CHECKED_AT = "last_checked_at"
+WATCH_OVERDUE_PUBLISHED = "overdue_published"  # BOOL
+WATCH_STATUS = "status"  # OPEN | CLOSED
+WATCH_CLOSED_REASON = "closed_reason"  # appeared | expired | connection_gone
+WATCH_CLOSED_AT = "closed_at"
+WATCH_METER_IDS = "meter_ids"  # L of S: the meters that closed it (ids only: no personal data)

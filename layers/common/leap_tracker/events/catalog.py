@@ -32,11 +32,15 @@ CONNECTION_NOT_STARTED = "connection.not_started"
 CONNECTION_PARTIAL = "connection.partial"
 CONNECTION_ERROR = "connection.error"
 CONNECTION_COMPLETED = "connection.completed"
+CONNECTION_OTHER_STATUS = "connection.other_status"  # a connection_status this version does not know
 UTILITY_CONNECTED = "utility.connected"
 UTILITY_NOT_CONNECTED = "utility.not_connected"
 UTILITY_ERROR = "utility.error"
+UTILITY_OTHER_STATUS = "utility.other_status"  # a utility status this version does not know
+UTILITY_REMOVED = "utility.removed"
 AGREEMENT_PENDING = "agreement.pending"
 AGREEMENT_COMPLETED = "agreement.completed"
+AGREEMENT_NOT_REQUIRED = "agreement.not_required"
 METER_APPEARED = "meter.appeared"
 METER_OVERDUE = "meter.overdue"
 METER_WATCH_EXPIRED = "meter.watch_expired"
@@ -44,14 +48,15 @@ OUTREACH_SENT = "outreach.sent"
 OUTREACH_SUPPRESSED = "outreach.suppressed"
 OUTREACH_REQUESTED = "outreach.requested"  # on the outreach topic, for the partner's own systems
 
-# connection_status value -> the type published when an entry enters it
+# connection_status value -> the type published when an entry enters it (others: CONNECTION_OTHER_STATUS)
 CONNECTION_TYPE_BY_STATUS = {
     wire.CONNECTION_NOT_STARTED: CONNECTION_NOT_STARTED,
     wire.CONNECTION_PARTIAL: CONNECTION_PARTIAL,
     wire.CONNECTION_ERROR: CONNECTION_ERROR,
     wire.CONNECTION_COMPLETED: CONNECTION_COMPLETED,
 }
-# utility status value -> the type published when a utility enters it (or gets a new error code)
+# utility status value -> the type published when a utility enters it or its error code changes
+# (others: UTILITY_OTHER_STATUS)
 UTILITY_TYPE_BY_STATUS = {
     wire.UTILITY_CONNECTED: UTILITY_CONNECTED,
     wire.UTILITY_NOT_CONNECTED: UTILITY_NOT_CONNECTED,
@@ -109,14 +114,25 @@ AGREEMENT_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
+# agreement.not_required: the status is NOT_REQUIRED, or null when Leap no longer lists the agreement.
+_DROPPED_AGREEMENT_SCHEMA: dict[str, Any] = {
+    **AGREEMENT_SCHEMA,
+    "properties": {**AGREEMENT_SCHEMA["properties"], "status": _NULLABLE_STRING},
+}
 
 _CHANGE_DATA = {
     "connection": CONNECTION_SCHEMA,
     "previous": {
         "type": "object",
-        "description": "The changed fields' previous values (Leap field names); empty when first seen.",
+        "description": (
+            "The previous values of the top-level fields this change modified (Leap field names; null "
+            "for a field that was absent); empty when the entry is first seen."
+        ),
     },
-    "actionable_at": {**_DATE_TIME, "description": "last interaction + 1 h: act on the entry from then"},
+    "actionable_at": {
+        **_DATE_TIME,
+        "description": "last interaction + ACTIONABLE_DELAY_MINUTES (default 60): act on the entry from then",
+    },
 }
 
 _WATCH_DATA = {
@@ -141,8 +157,24 @@ METER_SUMMARY_SCHEMA: dict[str, Any] = {
 _OUTREACH_DATA = {
     "entry_id": {"type": "string"},
     "ref_id": {"type": "string"},
-    "reason": {"type": ["string", "null"], "description": "why the customer needs a message"},
+    "reason": {
+        "type": ["string", "null"],
+        "description": (
+            "why the customer needs a message (docs/outreach.md): not_started, utility_not_connected, "
+            "utility_error.<ERROR_CODE>, utility_error.unknown, agreement_pending, other_utility; "
+            "null when nothing is needed"
+        ),
+    },
     "connection_status": _NULLABLE_STRING,
+    "transmission_region": _NULLABLE_STRING,
+}
+# One message's identity: the same dedupe key is never sent twice; webhook-id is derived from it.
+_OUTREACH_MESSAGE_IDS = {
+    "attempt": {"type": "integer", "minimum": 1, "description": "messages to the customer, this one too"},
+    "reminder": {"type": "boolean", "description": "a follow-up on an unchanged state, after the cooldown"},
+    "dedupe_key": {"type": "string", "description": "<reason>#<entry state hash>#<number for that state>"},
+    "webhook_id": {"type": "string", "description": "the Standard Webhooks webhook-id (same on resends)"},
+    "connect_url": {"type": "string"},
 }
 
 
@@ -176,6 +208,11 @@ CATALOG: dict[str, EventType] = {
         _change(CONNECTION_PARTIAL, "The connection entered PARTIAL: some, not all, steps are done."),
         _change(CONNECTION_ERROR, "The connection entered ERROR: a utility connection failed."),
         _change(CONNECTION_COMPLETED, "The connection entered COMPLETED: meters usually follow in ~24 h."),
+        _change(
+            CONNECTION_OTHER_STATUS,
+            "The connection entered a status this version does not know (Leap added one); "
+            "data.connection.connection_status holds it.",
+        ),
         _change(UTILITY_CONNECTED, "A utility connection entered CONNECTED.", utility=UTILITY_SCHEMA),
         _change(UTILITY_NOT_CONNECTED, "A utility connection entered NOT_CONNECTED.", utility=UTILITY_SCHEMA),
         _change(
@@ -184,11 +221,30 @@ CATALOG: dict[str, EventType] = {
             utility=UTILITY_SCHEMA,
         ),
         _change(
+            UTILITY_OTHER_STATUS,
+            "A utility connection entered a status this version does not know; data.utility.status holds it.",
+            utility=UTILITY_SCHEMA,
+        ),
+        _change(
+            UTILITY_REMOVED,
+            "A utility connection Leap listed before is no longer listed; data.utility is its last state.",
+            utility=UTILITY_SCHEMA,
+        ),
+        _change(
             AGREEMENT_PENDING,
-            "An agreement became required and is not signed yet.",
+            "An agreement entered a status that is neither NOT_REQUIRED nor done: it awaits the customer.",
             agreement=AGREEMENT_SCHEMA,
         ),
-        _change(AGREEMENT_COMPLETED, "An agreement was signed.", agreement=AGREEMENT_SCHEMA),
+        _change(
+            AGREEMENT_COMPLETED,
+            "An agreement entered a done status (AGREEMENT_DONE_STATUSES): it is signed.",
+            agreement=AGREEMENT_SCHEMA,
+        ),
+        _change(
+            AGREEMENT_NOT_REQUIRED,
+            "An agreement that was pending or done is NOT_REQUIRED again, or no longer listed (status null).",
+            agreement=_DROPPED_AGREEMENT_SCHEMA,
+        ),
         EventType(
             METER_APPEARED,
             "Meters of a completed connection appeared on Leap's Meters API.",
@@ -212,29 +268,60 @@ CATALOG: dict[str, EventType] = {
             "A re-engagement message was sent to the customer (audit).",
             {
                 **_OUTREACH_DATA,
-                "attempt": {"type": "integer", "minimum": 1},
-                "channels": {"type": "array", "items": {"type": "string"}},
-                "connect_url": {"type": "string"},
+                **_OUTREACH_MESSAGE_IDS,
+                "channels": {"type": "array", "items": {"enum": ["webhook", "topic"]}},
+                "message_id": {"type": "string", "description": "the id of the outreach.requested event"},
             },
-            ("entry_id", "ref_id", "reason", "attempt", "channels"),
+            ("entry_id", "ref_id", "reason", "attempt", "channels", "dedupe_key", "webhook_id"),
         ),
         EventType(
             OUTREACH_SUPPRESSED,
             "A re-engagement message was considered and not sent, with the reason (audit).",
-            {**_OUTREACH_DATA, "suppressed_because": {"type": "string"}},
-            ("entry_id", "ref_id", "suppressed_because"),
+            {
+                **_OUTREACH_DATA,
+                "suppressed_because": {
+                    "type": "string",
+                    "description": (
+                        "completed, nothing_outstanding, unknown_connection_status, other_utility, "
+                        "max_attempts, cooldown, no_channel (open: new causes may be added)"
+                    ),
+                },
+                "attempts": {"type": "integer", "minimum": 0, "description": "messages sent so far"},
+                "next_attempt_at": {**_DATE_TIME, "description": "cooldown: when a message may go"},
+            },
+            ("entry_id", "ref_id", "suppressed_because", "attempts"),
         ),
         EventType(
             OUTREACH_REQUESTED,
             "Ask the partner's own systems to send this message (outreach topic only).",
             {
                 **_OUTREACH_DATA,
-                "attempt": {"type": "integer", "minimum": 1},
-                "connect_url": {"type": "string"},
+                **_OUTREACH_MESSAGE_IDS,
+                "customer_kind": {"enum": ["residential", "commercial"]},
                 "subject": {"type": "string"},
                 "body": {"type": "string"},
+                "utility": {**UTILITY_SCHEMA, "description": "the utility the message is about"},
+                "other_utility": {**UTILITY_SCHEMA, "description": "other_utility: the one connected"},
+                "pending_utilities": {"type": "array", "items": {"type": "string"}},
+                "pending_agreements": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Leap field names of the agreements still to sign",
+                },
+                "connection": CONNECTION_SCHEMA,
             },
-            ("entry_id", "ref_id", "reason", "attempt", "connect_url", "subject", "body"),
+            (
+                "entry_id",
+                "ref_id",
+                "reason",
+                "attempt",
+                "dedupe_key",
+                "webhook_id",
+                "connect_url",
+                "subject",
+                "body",
+                "connection",
+            ),
             topic="outreach",
         ),
     )
@@ -278,18 +365,30 @@ def build_event(
 
 
 def message_attributes(event: dict[str, Any]) -> dict[str, str]:
-    """The SNS filterable attributes of an event (only those that have a value; no personal data)."""
+    """The SNS filterable attributes of an event (only those that have a value; no personal data).
+
+    ``error_code`` is the utility's on utility events; on the other connection events it is the first
+    error code of a utility in ERROR (required utilities first), so "errors with code X" filters work on
+    ``connection.error`` too.
+    """
     data = event.get("data", {})
     connection = data.get("connection") or {}
-    utility = data.get("utility") or {}
+    utility = data.get("utility")
     values = {
         ATTR_TYPE: event["type"],
         ATTR_CONNECTION_STATUS: connection.get(wire.ENTRY_CONNECTION_STATUS) or data.get("connection_status"),
         ATTR_TRANSMISSION_REGION: connection.get(wire.ENTRY_TRANSMISSION_REGION)
         or data.get("transmission_region"),
-        ATTR_ERROR_CODE: utility.get(wire.UTILITY_ERROR_CODE),
+        ATTR_ERROR_CODE: utility.get(wire.UTILITY_ERROR_CODE) if utility else _first_error_code(connection),
     }
-    return {name: value for name, value in values.items() if value}
+    return {name: str(value) for name, value in values.items() if value}
+
+
+def _first_error_code(connection: dict[str, Any]) -> str | None:
+    utilities = connection.get(wire.ENTRY_UTILITY_CONNECTIONS) or []
+    failed = [u for u in utilities if u.get(wire.UTILITY_STATUS) == wire.UTILITY_ERROR]
+    failed.sort(key=lambda u: not u.get(wire.UTILITY_IS_REQUIRED))  # stable: list order within each group
+    return next((u[wire.UTILITY_ERROR_CODE] for u in failed if u.get(wire.UTILITY_ERROR_CODE)), None)
 
 
 def json_schema(event_type: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Development tools (the Leap simulator, the local runner): never shipped in the Lambda layer."""

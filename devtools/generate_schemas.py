@@ -1,0 +1,166 @@
+"""Generate schemas/<type>.json, the event-type reference of docs/events.md and the emitter's sample
+stream event (events/dynamodb-stream-connection-changes.json) from the event catalog and samples.
+
+    python -m devtools.generate_schemas          # write the files (``make schemas``)
+    python -m devtools.generate_schemas --check  # exit 1 when a file differs from the catalog
+
+Every example in the doc is a REAL message: the connection examples are what the emitter publishes
+for the sample histories of ``devtools.event_samples`` (stored with the poller's item format, read
+back from stream records), the meter examples come from the meter watch's builder. The tests check
+that every example validates against its schema and that the files match the catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from leap_tracker.config import MeterWatchSettings
+from leap_tracker.events import catalog
+from leap_tracker.events.publishing import OutgoingMessage, to_message
+from leap_tracker.events.stream import record_messages
+from leap_tracker.meters.events import watch_event
+from leap_tracker.meters.model import MeterSummary, MeterWatch
+
+from devtools import event_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS_DIR = ROOT / "schemas"
+EVENTS_DOC = ROOT / "docs" / "events.md"
+# For `sam local invoke EmitterFunction -e <file>` and the emitter's tests: two entries' histories.
+SAMPLE_STREAM_EVENT = ROOT / "events" / "dynamodb-stream-connection-changes.json"
+BEGIN_MARKER = "<!-- BEGIN GENERATED: event types (python -m devtools.generate_schemas; do not edit) -->"
+END_MARKER = "<!-- END GENERATED: event types -->"
+
+
+def history_messages(history: list[dict[str, Any]]) -> list[OutgoingMessage]:
+    """What the emitter publishes for a history of stored snapshots, through the real record path."""
+    messages: list[OutgoingMessage] = []
+    for raw in event_samples.history_records(history):
+        record = DynamoDBRecord(raw)
+        messages += record_messages(record.dynamodb.old_image, record.dynamodb.new_image)
+    return messages
+
+
+def _meter_events() -> list[dict[str, Any]]:
+    completed = datetime(2025, 3, 5, 8, 34, 57, tzinfo=UTC)
+    watch = MeterWatch(
+        entry_id="CAISO_62631455-9dfd-433b-9482-fd043f2336d4_Test1012",
+        ref_id="Test1012",
+        transmission_region="CAISO",
+        completed_at=completed,
+        sequence=5,
+        opened_at=datetime(2025, 3, 5, 9, 0, 3, tzinfo=UTC),
+        due_at=None,
+        checks=2,
+    )
+    meter = MeterSummary(
+        "mtr_01HQ7Z3X9K2M4N6P8R0T", event_samples.SDGE, datetime(2025, 3, 6, 11, 12, 0, tzinfo=UTC)
+    )
+    settings = MeterWatchSettings()
+    return [
+        watch_event(
+            catalog.METER_APPEARED, watch, datetime(2025, 3, 6, 12, 0, 0, tzinfo=UTC), settings, [meter]
+        ),
+        watch_event(catalog.METER_OVERDUE, watch, datetime(2025, 3, 8, 9, 0, 0, tzinfo=UTC), settings),
+        watch_event(catalog.METER_WATCH_EXPIRED, watch, datetime(2025, 3, 19, 9, 0, 0, tzinfo=UTC), settings),
+    ]
+
+
+def example_messages() -> dict[str, OutgoingMessage]:
+    """One real message per type that has a producer: the first one the sample histories yield."""
+    messages = [
+        *history_messages(event_samples.commercial_history()),
+        *history_messages(event_samples.unusual_history()),
+        *(to_message(event, event["data"]["entry_id"]) for event in _meter_events()),
+    ]
+    examples: dict[str, OutgoingMessage] = {}
+    for message in messages:
+        examples.setdefault(json.loads(message.body)["type"], message)
+    return examples
+
+
+def sample_stream_event() -> dict[str, Any]:
+    records = event_samples.interleave(event_samples.commercial_history(), event_samples.unusual_history())
+    return event_samples.stream_event(list(records))
+
+
+def schema_files() -> dict[Path, str]:
+    return {
+        SCHEMAS_DIR / f"{name}.json": json.dumps(catalog.json_schema(name), indent=2) + "\n"
+        for name in catalog.CATALOG
+    }
+
+
+def types_section(examples: dict[str, OutgoingMessage]) -> str:
+    lines = [BEGIN_MARKER, ""]
+    lines += ["| type | topic | published when |", "|---|---|---|"]
+    lines += [
+        f"| [`{t.name}`](#{_anchor(t.name)}) | {t.topic} | {t.description} |"
+        for t in catalog.CATALOG.values()
+    ]
+    for kind in catalog.CATALOG.values():
+        lines += ["", f"### `{kind.name}`", "", kind.description, ""]
+        lines += [f"Schema: [`schemas/{kind.name}.json`](../schemas/{kind.name}.json) (`{kind.dataschema}`)."]
+        example = examples.get(kind.name)
+        if example is None:
+            lines += ["", "_No example yet: its producer is not built._"]
+            continue
+        attributes = ", ".join(f"`{name}={value}`" for name, value in example.attributes.items())
+        lines += ["", f"Message attributes: {attributes}.", "", "<details><summary>Example</summary>", ""]
+        body = json.dumps(json.loads(example.body), indent=2, ensure_ascii=False)
+        lines += ["```json", body, "```", "", "</details>"]
+    lines += ["", END_MARKER]
+    return "\n".join(lines)
+
+
+def rendered_doc(text: str, examples: dict[str, OutgoingMessage]) -> str:
+    start, end = text.index(BEGIN_MARKER), text.index(END_MARKER) + len(END_MARKER)
+    return text[:start] + types_section(examples) + text[end:]
+
+
+def expected_files() -> dict[Path, str]:
+    files = schema_files()
+    files[EVENTS_DOC] = rendered_doc(EVENTS_DOC.read_text(), example_messages())
+    files[SAMPLE_STREAM_EVENT] = json.dumps(sample_stream_event(), indent=2, ensure_ascii=False) + "\n"
+    return files
+
+
+def stale_files() -> list[Path]:
+    """Files that differ from what the catalog generates, and schema files of no catalog type."""
+    expected = expected_files()
+    stale = [path for path, text in expected.items() if not path.exists() or path.read_text() != text]
+    stale += [path for path in SCHEMAS_DIR.glob("*.json") if path not in expected]
+    return sorted(stale)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report stale files instead of writing")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_files()
+        for path in stale:
+            print(f"stale: {path.relative_to(ROOT)} (run: make schemas)", file=sys.stderr)
+        return 1 if stale else 0
+    SCHEMAS_DIR.mkdir(exist_ok=True)
+    for path, text in expected_files().items():
+        path.write_text(text)
+    for path in SCHEMAS_DIR.glob("*.json"):
+        if path.stem not in catalog.CATALOG:
+            path.unlink()
+    return 0
+
+
+def _anchor(name: str) -> str:
+    """GitHub's heading anchor for "### `a.b_c`": lower case, punctuation but "_" and "-" dropped."""
+    return name.replace(".", "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""A local stand-in for Leap's Connect and Meters v2 APIs (a development tool: never in the layer).
+
+with LeapSimulator(seed=7, customers=300) as sim:
+    client = LeapHttpClient(settings_for(sim.base_url), key_provider=lambda: sim.api_key)
+    sim.advance(hours=30)
+    ...
+"""
+
+from devtools.leap_simulator.faults import (
+    Fault,
+    FaultKind,
+    dropped_connection,
+    expired_page_token,
+    http_error,
+    rate_limited,
+    server_error,
+    slow,
+    truncated_body,
+)
+from devtools.leap_simulator.population import UNKNOWN_ERROR_CODE, connection_status
+from devtools.leap_simulator.simulator import (
+    DEFAULT_API_KEY,
+    DEFAULT_START,
+    INTERNAL_ERROR_TEXT,
+    LeapSimulator,
+    RecordedRequest,
+)
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_START",
+    "INTERNAL_ERROR_TEXT",
+    "UNKNOWN_ERROR_CODE",
+    "Fault",
+    "FaultKind",
+    "LeapSimulator",
+    "RecordedRequest",
+    "connection_status",
+    "dropped_connection",
+    "expired_page_token",
+    "http_error",
+    "rate_limited",
+    "server_error",
+    "slow",
+    "truncated_body",
+]

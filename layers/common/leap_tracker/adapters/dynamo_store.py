@@ -1,0 +1,461 @@
+"""The poller's DynamoDB store: connection snapshots, the checkpoint, the lease and quarantined entries.
+
+All in the one table (key design in ``leap_tracker.table``), through the low-level client: items are
+built as AttributeValue dicts by hand, which is both the cheapest in CPU and explicit about sizes.
+Snapshots are read with BatchGetItem (100 keys a call, strongly consistent, projected to what change
+detection needs) and written with BatchWriteItem (25 a call). Unprocessed keys and items are retried
+with capped exponential backoff and full jitter; writes still unprocessed after that raise, so the
+caller does not checkpoint the page.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from leap_tracker import table
+from leap_tracker.leap_api import ConnectQuery
+from leap_tracker.poller_ports import (
+    Checkpoint,
+    LeaseHeld,
+    LeaseLost,
+    PassKind,
+    PassState,
+    QuarantineRecord,
+    SnapshotWrite,
+    StoredState,
+)
+from leap_tracker.timeutil import format_instant, parse_instant
+
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+WRITE_UNIT_BYTES = 1024
+
+CHECKPOINT_ITEM_TYPE = "poller_checkpoint"
+LEASE_ITEM_TYPE = "poller_lease"
+QUARANTINE_ITEM_TYPE = "quarantine"
+
+# Checkpoint attributes
+CP_WATERMARK = "watermark"
+CP_LAST_FULL_STARTED_AT = "last_full_started_at"
+CP_LAST_FULL_COMPLETED_AT = "last_full_completed_at"
+CP_LAST_PASS_COMPLETED_AT = "last_pass_completed_at"
+CP_PASS = "pass"  # map, present while a pass is unfinished
+CP_UPDATED_AT = "updated_at"
+CP_UPDATED_BY = "updated_by"
+PASS_KIND = "kind"
+PASS_QUERY = "query"  # map of the ConnectQuery field that is set
+PASS_STARTED_AT = "started_at"
+PASS_PAGE_TOKEN = "page_token"
+PASS_PAGES_DONE = "pages_done"
+PASS_MAX_LAST_INTERACTION = "max_last_interaction"
+PASS_RESTARTS = "restarts"
+QUERY_FIELDS = ("ref_id", "start_date", "last_interaction_date")
+
+# Lease attributes
+LEASE_OWNER = "owner"
+LEASE_EXPIRES_MS = "lease_expires_ms"  # epoch milliseconds: compared in the condition expressions
+LEASE_EXPIRES_AT = "lease_expires_at"  # the same instant, for people
+LEASE_ACQUIRED_AT = "acquired_at"
+
+# Quarantine attributes
+Q_REASON = "reason"
+Q_RAW_ENTRY = "raw_entry"
+Q_RECEIVED_AT = "received_at"
+Q_ENTRY_ID = "entry_id"
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class UnprocessedWrites(RuntimeError):
+    """DynamoDB still had not taken some items after every retry (throttling that outlasted backoff)."""
+
+
+class UnprocessedReads(RuntimeError):
+    """DynamoDB still had not answered some keys after every retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRetryPolicy:
+    max_attempts: int = 8
+    base_seconds: float = 0.05
+    cap_seconds: float = 5.0
+
+    def delay(self, attempt: int, draw: Callable[[], float]) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+        return draw() * min(self.cap_seconds, self.base_seconds * 2**attempt)
+
+
+@dataclass(slots=True)
+class StoreStats:
+    read_requests: int = 0
+    write_requests: int = 0
+    items_written: int = 0
+    write_units: int = 0  # estimated from item sizes (1 per started KB per item), snapshots + quarantine
+    unprocessed_retries: int = 0
+
+
+class DynamoPollerStore:
+    """Implements ``poller_ports.PollerStore`` on the connections table."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        retry: BatchRetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._retry = retry or BatchRetryPolicy()
+        self._sleep = sleep
+        self._draw = draw
+        self.stats = StoreStats()
+
+    # --- lease ----------------------------------------------------------------------------------
+
+    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
+        item = {
+            **_poller_key(table.LEASE_SK),
+            table.ITEM_TYPE: _s(LEASE_ITEM_TYPE),
+            LEASE_OWNER: _s(owner),
+            LEASE_EXPIRES_MS: _n(_epoch_ms(until)),
+            LEASE_EXPIRES_AT: _s(format_instant(until)),
+            LEASE_ACQUIRED_AT: _s(format_instant(now)),
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk) OR #expires < :now",
+                ExpressionAttributeNames={"#pk": table.PK, "#expires": LEASE_EXPIRES_MS},
+                ExpressionAttributeValues={":now": _n(_epoch_ms(now))},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) != _CONDITION_FAILED:
+                raise
+            holder, until_held = _lease_holder(error)
+            raise LeaseHeld(holder, until_held) from None
+
+    def renew_lease(self, owner: str, until: datetime) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_poller_key(table.LEASE_SK),
+                UpdateExpression="SET #expires = :until, #expires_at = :until_at",
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={
+                    "#expires": LEASE_EXPIRES_MS,
+                    "#expires_at": LEASE_EXPIRES_AT,
+                    "#owner": LEASE_OWNER,
+                },
+                ExpressionAttributeValues={
+                    ":until": _n(_epoch_ms(until)),
+                    ":until_at": _s(format_instant(until)),
+                    ":me": _s(owner),
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) != _CONDITION_FAILED:
+                raise
+            holder, _ = _lease_holder(error)
+            raise LeaseLost(f"run {owner} lost the poller lease; it is now held by {holder}") from None
+
+    def release_lease(self, owner: str) -> bool:
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=_poller_key(table.LEASE_SK),
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": LEASE_OWNER},
+                ExpressionAttributeValues={":me": _s(owner)},
+            )
+        except ClientError as error:
+            if _error_code(error) != _CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    # --- checkpoint -----------------------------------------------------------------------------
+
+    def load_checkpoint(self) -> Checkpoint:
+        answer = self._client.get_item(
+            TableName=self._table, Key=_poller_key(table.CHECKPOINT_SK), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return checkpoint_from_item(item) if item else Checkpoint()
+
+    def save_checkpoint(self, checkpoint: Checkpoint, owner: str, now: datetime) -> None:
+        # Not conditional: the lease, renewed just before this page's writes, fences every write.
+        self._client.put_item(TableName=self._table, Item=checkpoint_item(checkpoint, owner, now))
+
+    # --- snapshots and quarantine ---------------------------------------------------------------
+
+    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
+        unique = list(dict.fromkeys(entry_ids))  # BatchGetItem refuses repeated keys
+        found: dict[str, StoredState] = {}
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys = [_connection_key(entry_id) for entry_id in unique[start : start + BATCH_GET_LIMIT]]
+            for item in self._batch_get(keys):
+                found[table.entry_id_from_pk(item[table.PK]["S"])] = stored_state_from_item(item)
+        return found
+
+    def write_changes(
+        self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
+    ) -> None:
+        items = [snapshot_item(write, now) for write in snapshots]
+        items += [quarantine_item(record) for record in quarantined]
+        self.stats.write_units += sum(write_units(item) for item in items)
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": "#pk, #hash, #seq, #last",
+                "ExpressionAttributeNames": {
+                    "#pk": table.PK,
+                    "#hash": table.CONN_CONTENT_HASH,
+                    "#seq": table.CONN_SEQUENCE,
+                    "#last": table.CONN_LAST_INTERACTION,
+                },
+            }
+        }
+        attempt = 0
+        while True:
+            answer = self._client.batch_get_item(RequestItems=request)
+            self.stats.read_requests += 1
+            yield from answer.get("Responses", {}).get(self._table, [])
+            request = answer.get("UnprocessedKeys") or {}
+            if not request.get(self._table, {}).get("Keys"):
+                return
+            attempt += 1
+            if attempt >= self._retry.max_attempts:
+                missing = len(request[self._table]["Keys"])
+                raise UnprocessedReads(f"{missing} key(s) still unread after {attempt} BatchGetItem attempts")
+            self.stats.unprocessed_retries += 1
+            self._sleep(self._retry.delay(attempt, self._draw))
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            pending = requests[start : start + BATCH_WRITE_LIMIT]
+            attempt = 0
+            while pending:
+                answer = self._client.batch_write_item(RequestItems={self._table: pending})
+                self.stats.write_requests += 1
+                unprocessed = (answer.get("UnprocessedItems") or {}).get(self._table, [])
+                self.stats.items_written += len(pending) - len(unprocessed)
+                pending = unprocessed
+                if not pending:
+                    break
+                attempt += 1
+                if attempt >= self._retry.max_attempts:
+                    raise UnprocessedWrites(
+                        f"{len(pending)} item(s) still unwritten after {attempt} BatchWriteItem attempts"
+                    )
+                self.stats.unprocessed_retries += 1
+                self._sleep(self._retry.delay(attempt, self._draw))
+
+
+# --- item formats (module functions: the tests and the bench read them too) ---------------------
+
+
+def snapshot_item(write: SnapshotWrite, now: datetime) -> dict[str, Any]:
+    entry = write.entry
+    return {
+        **_connection_key(entry.entry_id),
+        table.ITEM_TYPE: _s(table.CONNECTION_ITEM_TYPE),
+        table.CONN_ENTRY: _s(entry.canonical_json),
+        table.CONN_CONTENT_HASH: _s(entry.content_hash),
+        table.CONN_SEQUENCE: _n(write.sequence),
+        table.CONN_LAST_INTERACTION: _s(entry.last_interaction_text),
+        table.CONN_REF_ID: _s(entry.ref_id),
+        table.CONN_WRITTEN_AT: _s(format_instant(now)),
+    }
+
+
+def stored_state_from_item(item: Mapping[str, Any]) -> StoredState:
+    last = item.get(table.CONN_LAST_INTERACTION, {}).get("S")
+    try:
+        last_interaction = parse_instant(last) if last else None
+    except ValueError:
+        last_interaction = None  # unreadable: never block a newer entry on it
+    return StoredState(
+        content_hash=item.get(table.CONN_CONTENT_HASH, {}).get("S", ""),
+        sequence=int(item.get(table.CONN_SEQUENCE, {}).get("N", "0")),
+        last_interaction=last_interaction,
+    )
+
+
+def quarantine_item(record: QuarantineRecord) -> dict[str, Any]:
+    item = {
+        table.PK: _s(table.QUARANTINE_PREFIX + record.key),
+        table.SK: _s(format_instant(record.received_at)),
+        table.ITEM_TYPE: _s(QUARANTINE_ITEM_TYPE),
+        Q_REASON: _s(record.reason),
+        Q_RAW_ENTRY: _s(record.raw_json),
+        Q_RECEIVED_AT: _s(format_instant(record.received_at)),
+        table.TTL_ATTRIBUTE: _n(int(record.expires_at.timestamp())),
+    }
+    if record.entry_id:
+        item[Q_ENTRY_ID] = _s(record.entry_id)
+    return item
+
+
+def checkpoint_item(checkpoint: Checkpoint, owner: str, now: datetime) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **_poller_key(table.CHECKPOINT_SK),
+        table.ITEM_TYPE: _s(CHECKPOINT_ITEM_TYPE),
+        CP_UPDATED_AT: _s(format_instant(now)),
+        CP_UPDATED_BY: _s(owner),
+    }
+    for name, value in (
+        (CP_WATERMARK, checkpoint.watermark),
+        (CP_LAST_FULL_STARTED_AT, checkpoint.last_full_started_at),
+        (CP_LAST_FULL_COMPLETED_AT, checkpoint.last_full_completed_at),
+        (CP_LAST_PASS_COMPLETED_AT, checkpoint.last_pass_completed_at),
+    ):
+        if value is not None:
+            item[name] = _s(_precise_instant(value))
+    if checkpoint.pending is not None:
+        item[CP_PASS] = {"M": _pass_map(checkpoint.pending)}
+    return item
+
+
+def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint:
+    pending = item.get(CP_PASS, {}).get("M")
+    return Checkpoint(
+        watermark=_optional_instant(item, CP_WATERMARK),
+        last_full_started_at=_optional_instant(item, CP_LAST_FULL_STARTED_AT),
+        last_full_completed_at=_optional_instant(item, CP_LAST_FULL_COMPLETED_AT),
+        last_pass_completed_at=_optional_instant(item, CP_LAST_PASS_COMPLETED_AT),
+        pending=_pass_from_map(pending) if pending else None,
+    )
+
+
+def _pass_map(state: PassState) -> dict[str, Any]:
+    query = {name: _s(value) for name in QUERY_FIELDS if (value := getattr(state.query, name))}
+    result: dict[str, Any] = {
+        PASS_KIND: _s(state.kind.value),
+        PASS_QUERY: {"M": query},
+        PASS_STARTED_AT: _s(_precise_instant(state.started_at)),
+        PASS_PAGES_DONE: _n(state.pages_done),
+        PASS_RESTARTS: _n(state.restarts),
+    }
+    if state.page_token is not None:
+        result[PASS_PAGE_TOKEN] = _s(state.page_token)
+    if state.max_last_interaction is not None:
+        result[PASS_MAX_LAST_INTERACTION] = _s(_precise_instant(state.max_last_interaction))
+    return result
+
+
+def _pass_from_map(values: Mapping[str, Any]) -> PassState:
+    query = {name: value["S"] for name, value in values[PASS_QUERY]["M"].items()}
+    return PassState(
+        kind=PassKind(values[PASS_KIND]["S"]),
+        query=ConnectQuery(**query),
+        started_at=parse_instant(values[PASS_STARTED_AT]["S"]),
+        page_token=values.get(PASS_PAGE_TOKEN, {}).get("S"),
+        pages_done=int(values[PASS_PAGES_DONE]["N"]),
+        max_last_interaction=_optional_instant(values, PASS_MAX_LAST_INTERACTION),
+        restarts=int(values.get(PASS_RESTARTS, {}).get("N", "0")),
+    )
+
+
+# --- DynamoDB item sizes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
+
+
+def item_size_bytes(item: Mapping[str, Any]) -> int:
+    """An item's size by DynamoDB's rules: attribute name bytes plus value bytes."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def write_units(item: Mapping[str, Any]) -> int:
+    """Write capacity units of a standard put of this item: one per started KB."""
+    return max(1, math.ceil(item_size_bytes(item) / WRITE_UNIT_BYTES))
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    ((kind, content),) = value.items()
+    if kind == "S":
+        return len(content.encode())
+    if kind == "N":
+        return _number_size(content)
+    if kind == "B":
+        return len(content)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + _value_size(inner) + 1 for name, inner in content.items())
+    if kind == "L":
+        return 3 + sum(_value_size(inner) + 1 for inner in content)
+    if kind == "SS":
+        return sum(len(text.encode()) for text in content)
+    if kind == "NS":
+        return sum(_number_size(text) for text in content)
+    if kind == "BS":
+        return sum(len(data) for data in content)
+    raise ValueError(f"unknown AttributeValue type {kind!r}")
+
+
+def _number_size(text: str) -> int:
+    """1 byte per two significant digits, plus 1."""
+    digits = format(abs(Decimal(text)).normalize(), "f").replace(".", "").strip("0") or "0"
+    return math.ceil(len(digits) / 2) + 1
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _connection_key(entry_id: str) -> dict[str, Any]:
+    return {name: _s(value) for name, value in table.connection_key(entry_id).items()}
+
+
+def _poller_key(sort_key: str) -> dict[str, Any]:
+    return {table.PK: _s(table.POLLER_PK), table.SK: _s(sort_key)}
+
+
+def _epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _precise_instant(value: datetime) -> str:
+    """RFC 3339 with microseconds when there are any: a watermark must not lose sub-second order."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _optional_instant(values: Mapping[str, Any], name: str) -> datetime | None:
+    text = values.get(name, {}).get("S")
+    return parse_instant(text) if text else None
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _lease_holder(error: ClientError) -> tuple[str, datetime | None]:
+    item = error.response.get("Item") or {}
+    owner = item.get(LEASE_OWNER, {}).get("S", "an unknown run")
+    expires = item.get(LEASE_EXPIRES_AT, {}).get("S")
+    return owner, parse_instant(expires) if expires else None

@@ -1,0 +1,88 @@
+"""SNS PublishBatch for event messages (implements events.publishing.MessagePublisher).
+
+Standard topic: each message carries its body and filterable attributes. FIFO topic
+(EVENTS_TOPIC_FIFO=true): also MessageGroupId = the entry (SNS keeps each entry's messages in order)
+and MessageDeduplicationId = the event id (SNS drops a republished event for 5 minutes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from leap_tracker.events.publishing import OutgoingMessage
+
+MAX_BATCH_MESSAGES = 10  # SNS PublishBatch: entries per call
+MAX_BATCH_BYTES = 262_144  # SNS: a message, and all messages of one call together
+
+
+class SnsPublisher:
+    max_batch_messages = MAX_BATCH_MESSAGES
+    max_batch_bytes = MAX_BATCH_BYTES
+
+    def __init__(self, client: Any, topic_arn: str, fifo: bool = False) -> None:
+        self._client = client
+        self._topic_arn = topic_arn
+        self._fifo = fifo
+        self.calls = 0  # PublishBatch calls made (for metrics and the bench)
+
+    def publish_batch(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
+        """One PublishBatch call; {event id: reason} for each message SNS did not accept."""
+        if not messages:
+            return {}
+        if len(messages) > self.max_batch_messages:
+            raise ValueError(
+                f"{len(messages)} messages: PublishBatch takes at most {self.max_batch_messages}"
+            )
+        self.calls += 1
+        try:
+            response = self._client.publish_batch(
+                TopicArn=self._topic_arn,
+                PublishBatchRequestEntries=[self._entry(str(i), m) for i, m in enumerate(messages)],
+            )
+        except (ClientError, BotoCoreError) as exc:  # botocore already retried throttling and 5xx
+            reason = _error_code(exc)
+            return {message.event_id: reason for message in messages}
+        return {
+            messages[
+                int(failed["Id"])
+            ].event_id: f"{failed.get('Code', 'Failed')}: {failed.get('Message', '')}"
+            for failed in response.get("Failed", [])
+        }
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
+        """Every message, in as few calls as the limits allow; the failures of all calls."""
+        failures: dict[str, str] = {}
+        batch: list[OutgoingMessage] = []
+        size = 0
+        for message in messages:
+            if batch and (
+                len(batch) == self.max_batch_messages or size + message.size > self.max_batch_bytes
+            ):
+                failures |= self.publish_batch(batch)
+                batch, size = [], 0
+            batch.append(message)
+            size += message.size
+        return failures | self.publish_batch(batch)
+
+    def _entry(self, entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "Id": entry_id,
+            "Message": message.body,
+            "MessageAttributes": {
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in message.attributes.items()
+            },
+        }
+        if self._fifo:
+            entry["MessageGroupId"] = message.group_id
+            entry["MessageDeduplicationId"] = message.event_id
+        return entry
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "ClientError")
+    return type(exc).__name__

@@ -1,0 +1,209 @@
+"""A Connect entry as the poller accepts it: validation, canonical JSON and content hash.
+
+Validation mirrors the connection schema of the event catalog (``events.catalog.CONNECTION_SCHEMA``):
+an entry that passes here yields events that pass the published JSON Schemas. It is strict about
+shape (types, required fields, parseable instants) and open about values: an unknown status, error
+code or agreement name is kept exactly as Leap sent it and reported in :attr:`ValidEntry.unknown_values`
+so the caller can count it. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from leap_tracker import wire
+from leap_tracker.timeutil import parse_instant
+
+# DynamoDB limits: a key attribute holds at most 2048 bytes and an item at most 400 KB. Entries near
+# either limit cannot be stored, so they are quarantined instead of failing the page's batch write.
+MAX_ID_LENGTH = 1024
+MAX_ENTRY_JSON_BYTES = 350_000
+# RFC 3339 date-time (what the published schemas' "date-time" format means): an offset is required.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z")
+
+
+class MalformedEntry(ValueError):
+    """The entry cannot be stored: ``reason`` says why, ``entry_id`` is its id when it had a usable one."""
+
+    def __init__(self, reason: str, entry_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.entry_id = entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownValue:
+    """A value outside the enumerations known in ``wire`` (kept, counted, never a failure)."""
+
+    field: str  # connection_status, utility_connections.status / .error_code, or agreements (a name)
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class KnownValues:
+    """The enumeration values the code knows (``wire``); anything else is reported as unknown.
+
+    Agreement statuses are not checked: beyond NOT_REQUIRED and the configured "done" values every
+    status means "pending" by design, so a new one is expected, not news. New agreement NAMES are.
+    """
+
+    connection_statuses: frozenset[str] = wire.KNOWN_CONNECTION_STATUSES
+    utility_statuses: frozenset[str] = wire.KNOWN_UTILITY_STATUSES
+    error_codes: frozenset[str] = wire.KNOWN_ERROR_CODES
+    agreement_names: frozenset[str] = frozenset(wire.KNOWN_AGREEMENTS)
+
+
+DEFAULT_KNOWN_VALUES = KnownValues()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEntry:
+    """A validated entry, ready to compare with its stored snapshot and to store."""
+
+    entry_id: str
+    ref_id: str
+    last_interaction: datetime
+    last_interaction_text: str  # as Leap wrote it (stored as is)
+    canonical_json: str
+    content_hash: str
+    unknown_values: tuple[UnknownValue, ...] = field(default=())
+
+
+def canonical_json(entry: Mapping[str, Any]) -> str:
+    """The one text form of an entry: sorted keys, no spaces, ASCII (stable across key order)."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def content_hash(canonical: str) -> str:
+    """sha256 of the canonical JSON, hex."""
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_entry(raw: Any, known: KnownValues = DEFAULT_KNOWN_VALUES) -> ValidEntry:
+    """Check one raw entry; raise :class:`MalformedEntry` with the first problem found."""
+    if not isinstance(raw, dict):
+        raise MalformedEntry(f"entry is {_type_name(raw)}, not an object")
+    try:
+        entry_id = _identifier(raw, wire.ENTRY_ID)
+    except MalformedEntry as problem:
+        raise MalformedEntry(problem.reason) from None
+    try:
+        return _validated(raw, known, entry_id)
+    except MalformedEntry as problem:
+        raise MalformedEntry(problem.reason, entry_id) from None
+
+
+def _validated(raw: dict[str, Any], known: KnownValues, entry_id: str) -> ValidEntry:
+    ref_id = _identifier(raw, wire.ENTRY_REF_ID)
+    status = _required_text(raw, wire.ENTRY_CONNECTION_STATUS)
+    last_text = _required_text(raw, wire.ENTRY_LAST_INTERACTION)
+    last_interaction = _instant(last_text, wire.ENTRY_LAST_INTERACTION)
+    if wire.ENTRY_START in raw:
+        _instant(_required_text(raw, wire.ENTRY_START), wire.ENTRY_START)
+    _nullable_text(raw, wire.ENTRY_TRANSMISSION_REGION)
+
+    unknown: list[UnknownValue] = []
+    if status not in known.connection_statuses:
+        unknown.append(UnknownValue(wire.ENTRY_CONNECTION_STATUS, status))
+    if wire.ENTRY_UTILITY_CONNECTIONS in raw:
+        _check_utilities(raw[wire.ENTRY_UTILITY_CONNECTIONS], known, unknown)
+    if wire.ENTRY_AGREEMENTS in raw:
+        _check_agreements(raw[wire.ENTRY_AGREEMENTS], known, unknown)
+
+    try:
+        text = canonical_json(raw)
+    except ValueError as exc:  # NaN/Infinity: json.loads accepts them, JSON does not
+        raise MalformedEntry(f"not representable as JSON ({exc})") from None
+    if len(text) > MAX_ENTRY_JSON_BYTES:
+        raise MalformedEntry(f"entry is {len(text)} bytes of JSON, over the {MAX_ENTRY_JSON_BYTES} limit")
+    return ValidEntry(
+        entry_id=entry_id,
+        ref_id=ref_id,
+        last_interaction=last_interaction,
+        last_interaction_text=last_text,
+        canonical_json=text,
+        content_hash=content_hash(text),
+        unknown_values=tuple(unknown),
+    )
+
+
+def _check_utilities(value: Any, known: KnownValues, unknown: list[UnknownValue]) -> None:
+    where = wire.ENTRY_UTILITY_CONNECTIONS
+    if not isinstance(value, list):
+        raise MalformedEntry(f"{where} is {_type_name(value)}, not a list")
+    for position, utility in enumerate(value):
+        at = f"{where}[{position}]"
+        if not isinstance(utility, dict):
+            raise MalformedEntry(f"{at} is {_type_name(utility)}, not an object")
+        _required_text(utility, wire.UTILITY_NAME, at)
+        status = _required_text(utility, wire.UTILITY_STATUS, at)
+        if status not in known.utility_statuses:
+            unknown.append(UnknownValue(f"{where}.{wire.UTILITY_STATUS}", status))
+        error_code = _nullable_text(utility, wire.UTILITY_ERROR_CODE, at)
+        if error_code and error_code not in known.error_codes:
+            unknown.append(UnknownValue(f"{where}.{wire.UTILITY_ERROR_CODE}", error_code))
+        _nullable_text(utility, wire.UTILITY_AUTHORIZATION_UUID, at)
+        required = utility.get(wire.UTILITY_IS_REQUIRED)
+        if wire.UTILITY_IS_REQUIRED in utility and not isinstance(required, bool):
+            raise MalformedEntry(f"{at}.{wire.UTILITY_IS_REQUIRED} is {_type_name(required)}, not a boolean")
+        for name in (wire.UTILITY_START, wire.UTILITY_LAST_INTERACTION):
+            text = _nullable_text(utility, name, at)
+            if text is not None:
+                _instant(text, f"{at}.{name}")
+
+
+def _check_agreements(value: Any, known: KnownValues, unknown: list[UnknownValue]) -> None:
+    where = wire.ENTRY_AGREEMENTS
+    if not isinstance(value, dict):
+        raise MalformedEntry(f"{where} is {_type_name(value)}, not an object")
+    for name, status in value.items():
+        if not isinstance(status, str):
+            raise MalformedEntry(f"{where}.{name} is {_type_name(status)}, not a string")
+        if name not in known.agreement_names:
+            unknown.append(UnknownValue(where, name))
+
+
+def _identifier(raw: Mapping[str, Any], name: str) -> str:
+    text = _required_text(raw, name)
+    if len(text) > MAX_ID_LENGTH:
+        raise MalformedEntry(f"{name} is {len(text)} characters, over the {MAX_ID_LENGTH} limit")
+    return text
+
+
+def _required_text(raw: Mapping[str, Any], name: str, at: str = "") -> str:
+    where = f"{at}.{name}" if at else name
+    if name not in raw or raw[name] is None:
+        raise MalformedEntry(f"{where} is missing")
+    value = raw[name]
+    if not isinstance(value, str):
+        raise MalformedEntry(f"{where} is {_type_name(value)}, not a string")
+    if not value.strip():
+        raise MalformedEntry(f"{where} is empty")
+    return value
+
+
+def _nullable_text(raw: Mapping[str, Any], name: str, at: str = "") -> str | None:
+    value = raw.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    where = f"{at}.{name}" if at else name
+    raise MalformedEntry(f"{where} is {_type_name(value)}, not a string or null")
+
+
+def _instant(text: str, where: str) -> datetime:
+    if _RFC3339.match(text):
+        try:
+            return parse_instant(text)
+        except ValueError:
+            pass  # right shape, impossible date (month 13, Feb 30)
+    raise MalformedEntry(f"{where} is not an RFC 3339 date-time with an offset: {text[:40]!r}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

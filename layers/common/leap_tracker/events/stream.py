@@ -1,0 +1,78 @@
+"""From a table stream record's images (already deserialised) to the messages of its events (pure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from leap_tracker import table
+from leap_tracker.events.diff import DEFAULT_RULES, DiffRules, change_events
+from leap_tracker.events.publishing import OutgoingMessage, to_message
+
+
+class NotASnapshot(ValueError):
+    """A connection item whose attributes are not a snapshot the poller writes (a poison record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChange:
+    entry_id: str
+    sequence: int
+    old_entry: dict[str, Any] | None
+    new_entry: dict[str, Any]
+
+
+def snapshot_change(
+    old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
+) -> SnapshotChange | None:
+    """The change a record carries; None when it is not a write of a connection snapshot (a REMOVE, or
+    another kind of item: the event source filter lets only connection items through, this double-checks)."""
+    if not new_image or not _is_snapshot(new_image):
+        return None
+    entry_id = table.entry_id_from_pk(new_image[table.PK])
+    old = _entry(old_image) if old_image and _is_snapshot(old_image) else None
+    new = _entry(new_image)
+    if new is None:
+        raise NotASnapshot(f"connection item {entry_id!r} has no {table.CONN_ENTRY!r}")
+    try:
+        sequence = int(new_image[table.CONN_SEQUENCE])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NotASnapshot(f"connection item {entry_id!r} has no usable {table.CONN_SEQUENCE!r}") from exc
+    return SnapshotChange(entry_id, sequence, old, new)
+
+
+def record_messages(
+    old_image: Mapping[str, Any] | None,
+    new_image: Mapping[str, Any] | None,
+    rules: DiffRules = DEFAULT_RULES,
+) -> list[OutgoingMessage]:
+    """The messages to publish for one stream record, in order (none for a write that entered nothing)."""
+    change = snapshot_change(old_image, new_image)
+    if change is None:
+        return []
+    try:
+        events = change_events(change.old_entry, change.new_entry, change.sequence, rules)
+    except (KeyError, ValueError) as exc:  # a required Leap field missing or malformed
+        raise NotASnapshot(f"entry {change.entry_id!r} cannot be diffed: {exc!r}") from exc
+    return [to_message(event, change.entry_id) for event in events]
+
+
+def _is_snapshot(image: Mapping[str, Any]) -> bool:
+    return str(image.get(table.PK, "")).startswith(table.CONNECTION_PREFIX) and (
+        image.get(table.SK) == table.CONNECTION_SK
+    )
+
+
+def _entry(image: Mapping[str, Any]) -> dict[str, Any] | None:
+    text = image.get(table.CONN_ENTRY)
+    if text is None:
+        return None
+    try:
+        entry = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise NotASnapshot(f"{table.CONN_ENTRY!r} is not JSON text: {exc}") from exc
+    if not isinstance(entry, dict):
+        raise NotASnapshot(f"{table.CONN_ENTRY!r} is not a JSON object")
+    return entry

@@ -1,0 +1,182 @@
+"""The scheduled sweep: check every due watch against the Meters API, 100 Reference IDs a call.
+
+For each batch of up to 100 due watches (earliest due first):
+1. watches whose connection snapshot is gone are closed silently (nothing is published for them);
+2. ONE Meters search (the client follows its pages) finds the meters of all the others;
+3. each watch's next state comes from :func:`leap_tracker.meters.schedule.after_check`;
+4. the batch's events are published, THEN each watch is saved with a conditional write (a watch
+   whose event SNS did not accept is not saved: it stays due).
+
+Publishing before saving means a crash in between re-checks those watches next time and publishes
+events with the same deterministic ids (consumers deduplicate), instead of losing them. The
+conditional write (on the watch's checks count) makes a concurrent sweep's work count once.
+
+Nothing is checked twice in one sweep: the due-index is read once, in order, up to a fixed ``now``;
+a checked watch is rescheduled strictly after ``now`` so that read can never meet it again (and a
+stale index copy is skipped by entry id). Nearing the time limit, the sweep stops between batches:
+the rest stays due, in the index, for the next sweep. No watch leaves the index unless it closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+
+from leap_tracker import wire
+from leap_tracker.config import MeterWatchSettings
+from leap_tracker.events import catalog
+from leap_tracker.events.publishing import OutgoingMessage, to_message
+from leap_tracker.leap_api import (
+    LeapInvalidResponse,
+    LeapPageTokenExpired,
+    LeapRequestError,
+    LeapUnavailable,
+    MeterSource,
+)
+from leap_tracker.meters import schedule
+from leap_tracker.meters.events import watch_event
+from leap_tracker.meters.matching import match_meters, search_request
+from leap_tracker.meters.model import MeterWatch
+from leap_tracker.meters.ports import EventPublisher, WatchStore
+from leap_tracker.timeutil import format_instant
+
+# Leap is unwell (retries already spent inside the client): stop, the next sweep starts over.
+_STOPPING_ERRORS = (LeapUnavailable, LeapInvalidResponse, LeapPageTokenExpired)
+_MAX_ERRORS_KEPT = 5
+
+
+@dataclass(slots=True)
+class SweepSummary:
+    due: int = 0  # due watches taken from the index
+    checked: int = 0  # checked against the Meters API and saved
+    appeared: int = 0
+    overdue: int = 0
+    expired: int = 0
+    connection_gone: int = 0  # closed without a check: the connection snapshot was deleted
+    conflicts: int = 0  # changed by someone else first (a concurrent sweep): left to them
+    meter_searches: int = 0  # one per batch of up to 100 Reference IDs (the client counts HTTP calls)
+    malformed_meters: int = 0  # meters without a usable meter_id: skipped
+    failed_batches: int = 0  # Leap refused the search (4xx): those watches stay due
+    publish_failures: int = 0  # events SNS did not accept: their watches stay due, republished next time
+    stopped_early: bool = False  # the time limit neared, or Leap was unavailable: the rest stays due
+    leap_failures: int = 0  # searches that failed (4xx: batch skipped; unavailable: sweep stopped)
+    leap_errors: list[str] = field(default_factory=list)  # the first few, for the log
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+_COUNTER_BY_EVENT = {
+    catalog.METER_APPEARED: "appeared",
+    catalog.METER_OVERDUE: "overdue",
+    catalog.METER_WATCH_EXPIRED: "expired",
+}
+
+
+def run_sweep(
+    *,
+    store: WatchStore,
+    meters: MeterSource,
+    publisher: EventPublisher,
+    settings: MeterWatchSettings,
+    now: datetime,
+    remaining_ms: Callable[[], int],
+) -> SweepSummary:
+    """Check the watches due at ``now`` until none is left or time runs short (see module doc).
+
+    Raises :class:`~leap_tracker.leap_api.LeapAuthError` (a wrong key fails every call) and table
+    errors; what was saved before stays saved, what was not stays due.
+    """
+    now = now.replace(microsecond=0)  # the table holds instants to the second
+    summary = SweepSummary()
+    margin_ms = settings.sweep_time_margin_seconds * 1000
+    due = _once_each(store.due_watches(now))
+    while True:
+        if remaining_ms() < margin_ms:
+            summary.stopped_early = True
+            break
+        batch = list(islice(due, wire.METERS_MAX_REFERENCE_IDS))
+        if not batch:
+            break
+        summary.due += len(batch)
+        try:
+            _sweep_batch(batch, store, meters, publisher, settings, now, summary)
+        except _STOPPING_ERRORS as exc:
+            _note_error(summary, exc)
+            summary.stopped_early = True
+            break
+        except LeapRequestError as exc:
+            _note_error(summary, exc)
+            summary.failed_batches += 1
+    return summary
+
+
+def _sweep_batch(
+    batch: list[MeterWatch],
+    store: WatchStore,
+    meters: MeterSource,
+    publisher: EventPublisher,
+    settings: MeterWatchSettings,
+    now: datetime,
+    summary: SweepSummary,
+) -> None:
+    alive = store.existing_connections([watch.entry_id for watch in batch])
+    for watch in (w for w in batch if w.entry_id not in alive):
+        _save(store, watch, schedule.close_gone(watch, now), summary, counter="connection_gone")
+    live = [watch for watch in batch if watch.entry_id in alive]
+    if not live:
+        return
+    request = search_request(live)
+    summary.meter_searches += 1
+    found = match_meters(
+        meters.search_by_connection_references(request.reference_ids, format_instant(request.created_after)),
+        live,
+    )
+    summary.malformed_meters += found.malformed
+    outcomes: list[tuple[MeterWatch, schedule.CheckOutcome, OutgoingMessage | None]] = []
+    for watch in live:
+        watch_meters = found.meters_by_entry.get(watch.entry_id, [])
+        outcome = schedule.after_check(watch, [m.meter_id for m in watch_meters], now, settings)
+        message = None
+        if outcome.publish:
+            event = watch_event(outcome.publish, outcome.watch, now, settings, watch_meters)
+            message = to_message(event, watch.entry_id)
+        outcomes.append((watch, outcome, message))
+    messages = [message for _, _, message in outcomes if message]
+    failures = publisher.publish(messages) if messages else {}
+    for before, outcome, message in outcomes:
+        if message and message.event_id in failures:
+            # Not saved: the watch stays due, and the next sweep publishes the same event id again.
+            summary.publish_failures += 1
+            continue
+        counter = _COUNTER_BY_EVENT.get(outcome.publish) if outcome.publish else None
+        if _save(store, before, outcome.watch, summary, counter=counter):
+            summary.checked += 1
+
+
+def _save(
+    store: WatchStore, before: MeterWatch, after: MeterWatch, summary: SweepSummary, counter: str | None
+) -> bool:
+    if not store.replace(before, after):
+        summary.conflicts += 1
+        return False
+    if counter:
+        setattr(summary, counter, getattr(summary, counter) + 1)
+    return True
+
+
+def _once_each(watches: Iterable[MeterWatch]) -> Iterator[MeterWatch]:
+    """Each entry id once: an eventually consistent index may still show a watch just rescheduled."""
+    seen: set[str] = set()
+    for watch in watches:
+        if watch.entry_id not in seen:
+            seen.add(watch.entry_id)
+            yield watch
+
+
+def _note_error(summary: SweepSummary, exc: Exception) -> None:
+    summary.leap_failures += 1
+    if len(summary.leap_errors) < _MAX_ERRORS_KEPT:
+        summary.leap_errors.append(f"{type(exc).__name__}: {exc}")

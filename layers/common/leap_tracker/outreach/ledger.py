@@ -1,0 +1,131 @@
+"""Exactly-once bookkeeping: the keys, ids and item formats of the outreach ledger (pure).
+
+Three kinds of items live under ``pk = OUTREACH#<entry id>`` (keys in ``leap_tracker.table``):
+
+- ``sk = STATE``: the customer's outreach state (:class:`StateAttr`): attempts, last message, the
+  in-flight reservation, completion, and while a follow-up is possible ``watch_due_bucket =
+  OUTREACH_FOLLOW_UP`` / ``due_at`` (the table's sparse ``due-index`` lists due customers in order).
+- ``sk = SENT#<dedupe key>``: one permanent ledger entry per message (:class:`SentAttr`), written
+  conditionally (``attribute_not_exists``) BEFORE sending as PENDING and marked SENT after. The same
+  dedupe key can therefore never be sent twice, whatever the redelivery, retry or replay.
+- ``sk = SUPPRESSED#<suppression key>``: marks a suppression already published as an audit event, so
+  redeliveries do not flood the topic with the same ``outreach.suppressed``.
+
+A dedupe key is ``<reason>#<content hash>#<n>``: the reason, the stored snapshot's content hash (the
+entry state) and the message's number for that (reason, state): 1 for the message a change event
+triggers, 2+ for reminders the follow-up sweep sends after the cooldown while the customer stays stuck.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+# Fixed namespace: the webhook-id of a message is the same on every resend, so receivers deduplicate.
+WEBHOOK_ID_NAMESPACE = uuid.UUID("0b6f5e53-64d3-5c1e-a9a4-3f6e2b7d9c10")
+_SEPARATOR = "#"
+
+
+def dedupe_key(reason: str, content_hash: str, state_sends: int) -> str:
+    """The identity of one message: (reason, entry state, number of the message for that state)."""
+    return _SEPARATOR.join((reason, content_hash, str(state_sends)))
+
+
+def webhook_id(entry_id: str, dedupe_key: str) -> str:
+    """The Standard Webhooks ``webhook-id`` of a message: derived, so a resend reuses it."""
+    return "msg_" + uuid.uuid5(WEBHOOK_ID_NAMESPACE, f"{entry_id}\x1f{dedupe_key}").hex
+
+
+def suppression_key(because: str, reason: str | None, content_hash: str) -> str:
+    """One ``outreach.suppressed`` audit per (cause, reason, entry state)."""
+    return _SEPARATOR.join((because, reason or "-", content_hash))
+
+
+class LedgerStatus(StrEnum):
+    PENDING = "PENDING"  # reserved: being sent now, or a send that crashed/failed part-way
+    SENT = "SENT"
+
+
+class StateAttr(StrEnum):
+    """Attributes of the ``STATE`` item (plus table.DUE_BUCKET_ATTRIBUTE / table.DUE_AT_ATTRIBUTE)."""
+
+    ENTRY_ID = "entry_id"
+    REF_ID = "ref_id"
+    ATTEMPTS = "attempts"  # N: messages sent to this customer; conditional writes compare it
+    LAST_SENT_AT = "last_sent_at"
+    LAST_REASON = "last_reason"
+    LAST_STATE = "last_state"  # content hash of the snapshot the last message was about
+    STATE_SENDS = "state_sends"  # N: messages sent for (last_reason, last_state)
+    LAST_DEDUPE_KEY = "last_dedupe_key"
+    PENDING_KEY = "pending_key"  # the dedupe key being sent now (at most one per customer)
+    PENDING_UNTIL = "pending_until"  # the reservation's lease: past it, the holder is dead
+    COMPLETED_AT = "completed_at"  # set once: nothing is sent after it
+    UPDATED_AT = "updated_at"
+
+
+class SentAttr(StrEnum):
+    """Attributes of a ``SENT#<dedupe key>`` ledger item."""
+
+    ENTRY_ID = "entry_id"
+    REF_ID = "ref_id"
+    DEDUPE_KEY = "dedupe_key"
+    REASON = "reason"
+    CONTENT_HASH = "content_hash"
+    SEQUENCE = "sequence"  # N: the snapshot's sequence
+    ATTEMPT = "attempt"  # N
+    WEBHOOK_ID = "webhook_id"
+    CHANNELS = "channels"  # L of S: the channels configured when it was reserved
+    STATUS = "status"  # LedgerStatus
+    RESERVED_AT = "reserved_at"  # also the message's time, so a resend carries the same body time
+    LEASE_UNTIL = "lease_until"
+    DELIVERED = "delivered"  # SS: channels that already took the message (a retry skips them)
+    SENT_AT = "sent_at"
+
+
+class SuppressedAttr(StrEnum):
+    ENTRY_ID = "entry_id"
+    BECAUSE = "because"
+    REASON = "reason"
+    CONTENT_HASH = "content_hash"
+    RECORDED_AT = "recorded_at"
+
+
+STATE_ITEM_TYPE = "outreach_state"
+SENT_ITEM_TYPE = "outreach_sent"
+SUPPRESSED_ITEM_TYPE = "outreach_suppressed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A message about to be sent: what the ledger entry records."""
+
+    entry_id: str
+    ref_id: str
+    dedupe_key: str
+    reason: str
+    content_hash: str
+    sequence: int
+    attempt: int
+    state_sends: int
+    channels: tuple[str, ...]
+
+    @property
+    def webhook_id(self) -> str:
+        return webhook_id(self.entry_id, self.dedupe_key)
+
+
+class Claim(StrEnum):
+    NEW = "new"  # reserved now: send
+    RESUMED = "resumed"  # a PENDING entry whose holder died or failed part-way: send what is missing
+    ALREADY_SENT = "already_sent"  # this message went out already: nothing to do
+    IN_FLIGHT = "in_flight"  # another invocation is sending it right now: retry later
+    CONFLICT = "conflict"  # the customer changed under us (a message went or one is in flight)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claim: Claim
+    reserved_at: datetime | None = None  # NEW/RESUMED: the message's time
+    delivered: frozenset[str] = frozenset()  # RESUMED: channels to skip

@@ -1,0 +1,213 @@
+"""Outreach, end to end for one customer: re-read, decide, then send exactly once or suppress.
+
+Two entry points share :meth:`Outreach.act`:
+
+- :meth:`Outreach.handle_event`: a change event from the queue. It only names the customer; the
+  decision is made on the CURRENT snapshot, so a late, duplicated or replayed event cannot cause a
+  stale or second message.
+- :meth:`Outreach.run_follow_ups`: the hourly sweep of customers whose follow-up is due (a customer who
+  stays stuck produces no new events, yet gets the next message after the cooldown).
+
+Sending (see ``ledger`` for the items): claim the ledger entry and the customer's in-flight slot in one
+conditional transaction, deliver on each channel, publish ``outreach.sent``, then mark SENT (attempts+1,
+next follow-up) in one transaction. A failed delivery releases the claim and raises, so the queue
+retries. A claim found PENDING after its holder died is resumed with the same ``webhook-id`` and event
+id: delivery is at least once, and exactly once per id for a receiver that deduplicates on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from leap_tracker import wire
+from leap_tracker.outreach import ledger, messages
+from leap_tracker.outreach.decision import (
+    Action,
+    Because,
+    Decision,
+    History,
+    OutreachPolicy,
+    Snapshot,
+    Trigger,
+    decide,
+)
+from leap_tracker.outreach.ledger import Claim, Reservation
+from leap_tracker.outreach.ports import Channel, EventTopic, OutreachStore
+from leap_tracker.outreach.templates import TemplateSet
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidEvent(ValueError):
+    """A queue message that is not a change event of a connection (goes to the dead-letter queue)."""
+
+
+class RetryLater(RuntimeError):
+    """Someone else is sending to this customer right now, or its state moved under us."""
+
+
+class DeliveryFailed(RuntimeError):
+    """A channel did not take the message; the claim was released so a retry starts over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    action: Action
+    entry_id: str
+    reason: str | None = None
+    because: Because | None = None
+    until: datetime | None = None  # DEFER: when to look again
+    attempt: int | None = None  # SEND
+
+
+@dataclass(slots=True)
+class SweepSummary:
+    due: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    failed: int = 0
+    stopped_early: bool = False  # out of time: the rest stays due for the next sweep
+
+
+def entry_id_of(event: Mapping[str, Any]) -> str:
+    """The entry a change event is about (``data.connection.id``)."""
+    try:
+        entry_id = event["data"]["connection"][wire.ENTRY_ID]
+    except (KeyError, TypeError) as exc:
+        raise InvalidEvent(f"not a connection change event (type {event.get('type')!r})") from exc
+    if not isinstance(entry_id, str) or not entry_id:
+        raise InvalidEvent("data.connection.id is not a non-empty string")
+    return entry_id
+
+
+@dataclass(slots=True)
+class Outreach:
+    store: OutreachStore
+    channels: Sequence[Channel]
+    audit: EventTopic  # the events topic: outreach.sent / outreach.suppressed
+    templates: TemplateSet
+    policy: OutreachPolicy
+    connect_url_pattern: str
+
+    def handle_event(self, event: Mapping[str, Any], now: datetime, lease_until: datetime) -> Outcome:
+        return self.act(entry_id_of(event), Trigger.EVENT, now, lease_until)
+
+    def hand_over(self, entry_id: str, until: datetime) -> None:
+        """Leave a deferred event's customer to the follow-up sweep at ``until`` (see ``deferral``)."""
+        self.store.set_follow_up(entry_id, until, create=True)
+
+    def run_follow_ups(
+        self, now: datetime, lease_until: datetime, has_time: Callable[[], bool]
+    ) -> SweepSummary:
+        """Re-decide every due customer; one customer's failure never stops the others."""
+        summary = SweepSummary()
+        for entry_id in self.store.due_follow_ups(now):
+            if not has_time():
+                summary.stopped_early = True
+                break
+            summary.due += 1
+            try:
+                summary.outcomes.append(self.act(entry_id, Trigger.FOLLOW_UP, now, lease_until))
+            except Exception:  # stays due: the next sweep tries again
+                logger.exception("follow-up failed; the customer stays due", extra={"entry_id": entry_id})
+                summary.failed += 1
+        return summary
+
+    def act(self, entry_id: str, trigger: Trigger, now: datetime, lease_until: datetime) -> Outcome:
+        snapshot, history = self.store.load(entry_id)
+        if snapshot is None:
+            if trigger is Trigger.FOLLOW_UP:
+                self.store.set_follow_up(entry_id, None)
+            return Outcome(Action.SUPPRESS, entry_id, because=Because.SNAPSHOT_MISSING)
+        decision = decide(snapshot, history, self.policy, now, trigger)
+        if decision.action is Action.SEND:
+            if not self.channels:
+                return self._suppress(snapshot, history, _no_channel(decision), now)
+            return self._send(snapshot, history, decision, now, lease_until)
+        if decision.action is Action.DEFER:
+            self._apply_follow_up(entry_id, decision)
+            return Outcome(Action.DEFER, entry_id, decision.need.reason, until=decision.until)
+        return self._suppress(snapshot, history, decision, now)
+
+    # --- suppress -------------------------------------------------------------------------------
+
+    def _suppress(self, snapshot: Snapshot, history: History, decision: Decision, now: datetime) -> Outcome:
+        entry_id, because = snapshot.entry_id, decision.because
+        if decision.mark_completed:
+            self.store.mark_completed(entry_id, snapshot.ref_id, now)
+        else:
+            self._apply_follow_up(entry_id, decision)
+        if because is not None and because is not Because.ALREADY_SENT:  # duplicates are not decisions
+            key = ledger.suppression_key(because, decision.need.reason, snapshot.content_hash)
+            # Publish first, then remember: a crash in between republishes the same event id.
+            if not self.store.suppression_published(entry_id, key):
+                self.audit.publish([messages.suppressed_event(snapshot, decision, history.attempts, now)])
+                self.store.record_suppression(
+                    entry_id, key, because, decision.need.reason, snapshot.content_hash, now
+                )
+        return Outcome(Action.SUPPRESS, entry_id, decision.need.reason, because=because)
+
+    def _apply_follow_up(self, entry_id: str, decision: Decision) -> None:
+        if decision.follow_up is not None:
+            self.store.set_follow_up(entry_id, decision.follow_up.at)
+
+    # --- send -----------------------------------------------------------------------------------
+
+    def _send(
+        self, snapshot: Snapshot, history: History, decision: Decision, now: datetime, lease_until: datetime
+    ) -> Outcome:
+        reservation = _reservation(snapshot, decision, tuple(c.name for c in self.channels))
+        claimed = self.store.claim(reservation, history.attempts, now, lease_until)
+        if claimed.claim is Claim.ALREADY_SENT:
+            return Outcome(Action.SUPPRESS, snapshot.entry_id, reservation.reason, because=Because.ALREADY_SENT)
+        if claimed.claim in (Claim.IN_FLIGHT, Claim.CONFLICT):
+            raise RetryLater(f"{snapshot.entry_id}: {claimed.claim}")
+
+        message = messages.requested_message(
+            snapshot, decision, self.templates, self.connect_url_pattern, claimed.reserved_at or now
+        )
+        delivered = set(claimed.delivered)
+        try:
+            for channel in self.channels:
+                if channel.name not in delivered:
+                    try:
+                        channel.deliver(message)
+                    except Exception as exc:
+                        raise DeliveryFailed(f"{snapshot.entry_id}: channel {channel.name} failed: {exc}") from exc
+                    delivered.add(channel.name)
+            channels = [c.name for c in self.channels]
+            self.audit.publish([messages.sent_event(message, channels, now, snapshot.sequence)])
+            follow_up_at = decision.follow_up.at if decision.follow_up else None
+            self.store.mark_sent(reservation, now, follow_up_at)
+        except Exception:
+            self._release_quietly(reservation, frozenset(delivered), now)
+            raise
+        return Outcome(Action.SEND, snapshot.entry_id, reservation.reason, attempt=reservation.attempt)
+
+    def _release_quietly(self, reservation: Reservation, delivered: frozenset[str], now: datetime) -> None:
+        try:
+            self.store.release(reservation, delivered, now)
+        except Exception:  # the lease expires on its own; the original error is the one to report
+            logger.warning("could not release the claim", extra={"entry_id": reservation.entry_id}, exc_info=True)
+
+
+def _reservation(snapshot: Snapshot, decision: Decision, channels: tuple[str, ...]) -> Reservation:
+    return Reservation(
+        entry_id=snapshot.entry_id,
+        ref_id=snapshot.ref_id,
+        dedupe_key=str(decision.dedupe_key),
+        reason=str(decision.need.reason),
+        content_hash=snapshot.content_hash,
+        sequence=snapshot.sequence,
+        attempt=int(decision.attempt or 1),
+        state_sends=int(decision.state_sends or 1),
+        channels=channels,
+    )
+
+
+def _no_channel(decision: Decision) -> Decision:
+    """A SEND with nowhere to go: audited as suppressed; sent once a channel is configured."""
+    return Decision(Action.SUPPRESS, decision.need, because=Because.NO_CHANNEL)

@@ -1,0 +1,152 @@
+"""What the poller exchanges with its store: the data it keeps between runs and the store Protocol.
+
+The DynamoDB implementation is ``leap_tracker.adapters.dynamo_store.DynamoPollerStore``; tests may
+pass any object with these methods. All instants are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from leap_tracker.connect_model import ValidEntry
+from leap_tracker.leap_api import ConnectQuery
+
+
+class PassKind(StrEnum):
+    """A pass reads one Connect selection from its first page to its last, possibly over several runs."""
+
+    FULL = "full"  # by connection start date: every entry (the reconciliation)
+    INCREMENTAL = "incremental"  # by last-interaction date, from the watermark minus the overlap
+
+
+@dataclass(frozen=True, slots=True)
+class PassState:
+    """An unfinished pass: enough to resume it with the exact same query."""
+
+    kind: PassKind
+    query: ConnectQuery
+    started_at: datetime
+    page_token: str | None = None  # the next page to read; None = the first page
+    pages_done: int = 0
+    max_last_interaction: datetime | None = None  # running max over the entries seen in this pass
+    restarts: int = 0  # times the pass restarted from page one because Leap refused its token
+
+    def advanced(self, next_page_token: str | None, page_max: datetime | None) -> PassState:
+        return replace(
+            self,
+            page_token=next_page_token,
+            pages_done=self.pages_done + 1,
+            max_last_interaction=latest(self.max_last_interaction, page_max),
+        )
+
+    def restarted(self) -> PassState:
+        """Back to page one of the same query; what was seen so far still counts for the watermark."""
+        return replace(self, page_token=None, pages_done=0, restarts=self.restarts + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The poller's state between runs (one item). The watermark moves only when a pass completes."""
+
+    watermark: datetime | None = None  # newest last interaction seen by any completed pass
+    last_full_started_at: datetime | None = None  # the start of the last COMPLETED full pass
+    last_full_completed_at: datetime | None = None
+    last_pass_completed_at: datetime | None = None
+    pending: PassState | None = None  # an unfinished pass, resumed by the next scheduled run
+
+    def with_pending(self, state: PassState) -> Checkpoint:
+        return replace(self, pending=state)
+
+    def completed(self, state: PassState, now: datetime) -> Checkpoint:
+        full = state.kind is PassKind.FULL
+        return Checkpoint(
+            watermark=latest(self.watermark, state.max_last_interaction),
+            last_full_started_at=state.started_at if full else self.last_full_started_at,
+            last_full_completed_at=now if full else self.last_full_completed_at,
+            last_pass_completed_at=now,
+            pending=None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The part of a stored connection snapshot that change detection needs."""
+
+    content_hash: str
+    sequence: int
+    last_interaction: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotWrite:
+    """A changed or new entry to store with its next sequence."""
+
+    entry: ValidEntry
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """A malformed entry kept aside with the reason, for a human to look at (expires on its own)."""
+
+    key: str  # the entry id when it had one, else a hash of the raw entry
+    reason: str
+    raw_json: str
+    received_at: datetime
+    expires_at: datetime
+    entry_id: str | None = None
+
+
+class LeaseHeld(Exception):
+    """Another run holds the poller lease."""
+
+    def __init__(self, owner: str, until: datetime | None) -> None:
+        until_text = until.isoformat() if until else "unknown"
+        super().__init__(f"lease held by {owner} until {until_text}")
+        self.owner = owner
+        self.until = until
+
+
+class LeaseLost(Exception):
+    """This run no longer holds the lease (it expired and another run took it): stop, write nothing."""
+
+
+class PollerStore(Protocol):
+    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
+        """Take the lease if it is free or expired; raise :class:`LeaseHeld` otherwise."""
+        ...
+
+    def renew_lease(self, owner: str, until: datetime) -> None:
+        """Extend the lease if ``owner`` still holds it; raise :class:`LeaseLost` otherwise."""
+        ...
+
+    def release_lease(self, owner: str) -> bool:
+        """Give the lease up if ``owner`` holds it; False when it did not (nothing changed)."""
+        ...
+
+    def load_checkpoint(self) -> Checkpoint: ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint, owner: str, now: datetime) -> None: ...
+
+    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
+        """The stored state of those entries that have a snapshot (strongly consistent)."""
+        ...
+
+    def write_changes(
+        self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
+    ) -> None:
+        """Store all of them, or raise (then the page is not checkpointed and is replayed)."""
+        ...
+
+
+def latest(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The later of two optional instants."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return max(first, second)

@@ -1,0 +1,119 @@
+"""One Meters search for a batch of watches, and its meters mapped back to each watch (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from leap_tracker import wire
+from leap_tracker.config import MeterWatchSettings
+from leap_tracker.meters import schedule
+from leap_tracker.meters.matching import match_meters, search_request, summarize
+from leap_tracker.meters.model import MeterWatch
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def watch(ref_id: str, completed_at: datetime = T0, entry_id: str | None = None) -> MeterWatch:
+    return schedule.new_watch(
+        entry_id=entry_id or f"CAISO_x_{ref_id}",
+        ref_id=ref_id,
+        transmission_region="CAISO",
+        completed_at=completed_at,
+        sequence=2,
+        now=completed_at,
+        settings=MeterWatchSettings(),
+    )
+
+
+def meter(
+    meter_id: str, *refs: str, created_at: str | None = "2025-03-02T10:00:00.000+00:00"
+) -> dict[str, Any]:
+    """A Meters v2 meter, with the personal data Leap sends along."""
+    body: dict[str, Any] = {
+        wire.METER_ID: meter_id,
+        wire.METER_CONNECTION_REFERENCES: list(refs),
+        wire.METER_UTILITY: {"utility_name": "PGE", "electric_service_account_number": "12243243-121"},
+        "customer": {"street_1": "132 My Street", "end_customer_email": "email@address.com"},
+    }
+    if created_at is not None:
+        body[wire.METER_AUDIT] = {wire.METER_AUDIT_CREATED_AT: created_at}
+    return body
+
+
+def test_search_asks_once_for_unique_refs_from_the_earliest_completion() -> None:
+    watches = [
+        watch("a", T0 + timedelta(hours=3)),
+        watch("b", T0),
+        watch("a", T0 + timedelta(hours=5), "NYISO_y_a"),
+    ]
+    request = search_request(watches)
+    assert request.reference_ids == ["a", "b"]
+    assert request.created_after == T0
+
+
+def test_search_refuses_more_reference_ids_than_leap_accepts() -> None:
+    with pytest.raises(ValueError, match="100"):
+        search_request([watch(f"r{i}") for i in range(wire.METERS_MAX_REFERENCE_IDS + 1)])
+    with pytest.raises(ValueError, match="at least one"):
+        search_request([])
+
+
+def test_meters_map_back_to_every_watch_they_name_once_each() -> None:
+    a, b, c = watch("a"), watch("b"), watch("c")
+    answer = [meter("m1", "a"), meter("m2", "a", "b"), meter("m1", "a"), meter("m9", "zzz")]
+
+    result = match_meters(answer, [a, b, c])
+
+    assert [m.meter_id for m in result.meters_by_entry[a.entry_id]] == ["m1", "m2"]
+    assert [m.meter_id for m in result.meters_by_entry[b.entry_id]] == ["m2"]
+    assert c.entry_id not in result.meters_by_entry
+    assert result.malformed == 0
+
+
+def test_each_watch_is_held_to_its_own_completion() -> None:
+    early = watch("early", T0)
+    late = replace(watch("late"), completed_at=T0 + timedelta(days=2))
+    answer = [
+        meter("m-old", "late", created_at="2025-03-02T10:00:00Z"),  # before "late" completed
+        meter("m-new", "late", created_at="2025-03-04T10:00:00Z"),
+        meter("m-early", "early", created_at="2025-03-02T10:00:00Z"),
+        meter("m-undated", "late", created_at=None),  # no creation time: the search's filter applied
+    ]
+
+    result = match_meters(answer, [early, late])
+
+    assert [m.meter_id for m in result.meters_by_entry[late.entry_id]] == ["m-new", "m-undated"]
+    assert [m.meter_id for m in result.meters_by_entry[early.entry_id]] == ["m-early"]
+
+
+def test_meters_without_an_id_are_counted_and_skipped() -> None:
+    answer = [
+        {wire.METER_CONNECTION_REFERENCES: ["a"]},
+        {wire.METER_ID: 7, wire.METER_CONNECTION_REFERENCES: ["a"]},
+    ]
+    result = match_meters(answer, [watch("a")])
+    assert result.malformed == 2
+    assert result.meters_by_entry == {}
+
+
+def test_a_summary_keeps_no_personal_data() -> None:
+    summary = summarize(meter("m1", "a", created_at="2025-03-02T10:00:00.000+00:00"))
+    assert summary is not None
+    assert (summary.meter_id, summary.utility_name) == ("m1", "PGE")
+    assert summary.created_at == datetime(2025, 3, 2, 10, 0, tzinfo=UTC)
+    assert "12243243" not in repr(summary)
+    assert "Street" not in repr(summary)
+
+
+def test_odd_utility_and_audit_values_do_not_break_a_summary() -> None:
+    odd = {
+        wire.METER_ID: "m1",
+        wire.METER_UTILITY: "PGE",
+        wire.METER_AUDIT: {wire.METER_AUDIT_CREATED_AT: "soon"},
+    }
+    summary = summarize(odd)
+    assert summary is not None
+    assert (summary.utility_name, summary.created_at) == (None, None)

@@ -1,0 +1,384 @@
+"""Opening watches and sweeping them, against in-memory fakes of the table, Leap and SNS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from leap_tracker import wire
+from leap_tracker.config import MeterWatchSettings
+from leap_tracker.events import catalog
+from leap_tracker.events.publishing import OutgoingMessage
+from leap_tracker.leap_api import LeapAuthError, LeapRequestError, LeapUnavailable
+from leap_tracker.meters import schedule
+from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
+from leap_tracker.meters.opening import MalformedCompletion, OpenResult, open_watch, watch_from_completion
+from leap_tracker.meters.sweep import run_sweep
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+RULES = MeterWatchSettings()
+HOUR = timedelta(hours=1)
+PLENTY_MS = 300_000
+
+
+# --- fakes -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeStore:
+    """The WatchStore contract in memory. ``due_watches`` reads like a DynamoDB Query with a cursor:
+    lazily, in (due_at, entry id) order, continuing after the last item it returned."""
+
+    watches: dict[str, MeterWatch] = field(default_factory=dict)
+    connections: set[str] = field(default_factory=set)
+    stale_copies: list[MeterWatch] = field(default_factory=list)  # what a lagging index still shows
+    writes: int = 0
+    lose_races_for: set[str] = field(default_factory=set)  # entry ids another sweep changes first
+
+    def create(self, watch: MeterWatch) -> bool:
+        if watch.entry_id in self.watches:
+            return False
+        self.watches[watch.entry_id] = watch
+        self.writes += 1
+        return True
+
+    def get(self, entry_id: str) -> MeterWatch | None:
+        return self.watches.get(entry_id)
+
+    def replace(self, before: MeterWatch, after: MeterWatch) -> bool:
+        stored = self.watches.get(before.entry_id)
+        if before.entry_id in self.lose_races_for or stored is None:
+            return False
+        if (stored.sequence, stored.checks, stored.status) != (before.sequence, before.checks, before.status):
+            return False
+        self.watches[after.entry_id] = after
+        self.writes += 1
+        return True
+
+    def due_watches(self, now: datetime) -> Iterator[MeterWatch]:
+        yield from self.stale_copies
+        cursor: tuple[datetime, str] | None = None
+        while True:
+            due = sorted(
+                (w.due_at, w.entry_id)
+                for w in self.watches.values()
+                if w.is_open
+                and w.due_at is not None
+                and w.due_at <= now
+                and (cursor is None or (w.due_at, w.entry_id) > cursor)
+            )
+            if not due:
+                return
+            cursor = due[0]
+            yield self.watches[cursor[1]]
+
+    def existing_connections(self, entry_ids: Sequence[str]) -> set[str]:
+        return self.connections & set(entry_ids)
+
+
+@dataclass
+class FakeMeters:
+    """A MeterSource: meters by Reference ID, each with its creation time; counts the searches."""
+
+    meters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    searches: list[tuple[list[str], str | None]] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def search_by_connection_references(
+        self, reference_ids: Sequence[str], created_after: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        assert len(reference_ids) <= wire.METERS_MAX_REFERENCE_IDS
+        self.searches.append((list(reference_ids), created_after))
+        if self.fail_with is not None:
+            raise self.fail_with
+        for ref_id in reference_ids:
+            yield from self.meters.get(ref_id, [])
+
+    def add(self, ref_id: str, meter_id: str) -> None:
+        self.meters.setdefault(ref_id, []).append(
+            {
+                wire.METER_ID: meter_id,
+                wire.METER_CONNECTION_REFERENCES: [ref_id],
+                wire.METER_UTILITY: {"utility_name": "PGE"},
+                "customer": {"street_1": "1 Private Road"},
+            }
+        )
+
+
+@dataclass
+class FakePublisher:
+    published: list[dict[str, Any]] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # event types SNS does not accept
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
+        failures = {}
+        for message in messages:
+            event = json.loads(message.body)
+            if event["type"] in self.refuse:
+                failures[message.event_id] = "InternalError"
+            else:
+                self.published.append(event)
+        return failures
+
+    def types(self) -> list[str]:
+        return [event["type"] for event in self.published]
+
+
+def a_watch(n: int, completed_at: datetime = T0, **changes: Any) -> MeterWatch:
+    opened = schedule.new_watch(
+        entry_id=f"CAISO_u{n}_ref-{n:04d}",
+        ref_id=f"ref-{n:04d}",
+        transmission_region="CAISO",
+        completed_at=completed_at,
+        sequence=3,
+        now=completed_at,
+        settings=RULES,
+    )
+    return replace(opened, **changes)
+
+
+def seeded(count: int, completed_at: datetime = T0) -> FakeStore:
+    store = FakeStore()
+    for n in range(count):
+        watch = a_watch(n, completed_at)
+        store.watches[watch.entry_id] = watch
+        store.connections.add(watch.entry_id)
+    return store
+
+
+def sweep(store: FakeStore, meters: FakeMeters, publisher: FakePublisher, now: datetime, remaining=None):
+    return run_sweep(
+        store=store,
+        meters=meters,
+        publisher=publisher,
+        settings=RULES,
+        now=now,
+        remaining_ms=remaining or (lambda: PLENTY_MS),
+    )
+
+
+# --- opening -----------------------------------------------------------------------------------------
+
+
+def completed_event(sequence: int = 3, **connection: Any) -> dict[str, Any]:
+    entry = {
+        wire.ENTRY_ID: "CAISO_u1_ref-0001",
+        wire.ENTRY_REF_ID: "ref-0001",
+        wire.ENTRY_TRANSMISSION_REGION: "CAISO",
+        wire.ENTRY_LAST_INTERACTION: "2025-03-01T09:00:00Z",
+        wire.ENTRY_CONNECTION_STATUS: wire.CONNECTION_COMPLETED,
+        **connection,
+    }
+    return catalog.build_event(
+        catalog.CONNECTION_COMPLETED,
+        entry_id=entry[wire.ENTRY_ID],
+        subject=entry[wire.ENTRY_REF_ID],
+        sequence=sequence,
+        time="2025-03-01T10:00:00Z",
+        data={"connection": entry, "previous": {}, "actionable_at": "2025-03-01T10:00:00Z"},
+    )
+
+
+def test_a_completion_opens_a_watch_due_a_day_after_its_last_interaction() -> None:
+    store = FakeStore()
+    assert open_watch(store, completed_event(), T0 + 2 * HOUR, RULES) is OpenResult.OPENED
+    watch = store.watches["CAISO_u1_ref-0001"]
+    assert (watch.ref_id, watch.transmission_region, watch.sequence) == ("ref-0001", "CAISO", 3)
+    assert watch.completed_at == T0
+    assert watch.due_at == T0 + 24 * HOUR
+    assert watch.opened_at == T0 + 2 * HOUR
+
+
+def test_a_redelivered_or_replayed_completion_opens_nothing_new() -> None:
+    store = FakeStore()
+    open_watch(store, completed_event(), T0, RULES)
+    opened = store.watches["CAISO_u1_ref-0001"]
+    assert open_watch(store, completed_event(), T0 + HOUR, RULES) is OpenResult.ALREADY_WATCHED
+    assert store.watches["CAISO_u1_ref-0001"] is opened
+    assert store.writes == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [(ClosedReason.EXPIRED, OpenResult.REOPENED), (ClosedReason.APPEARED, OpenResult.ALREADY_WATCHED)],
+)
+def test_a_later_completion_reopens_only_a_watch_that_closed_without_meters(
+    reason: ClosedReason, expected: OpenResult
+) -> None:
+    store = FakeStore()
+    open_watch(store, completed_event(sequence=3), T0, RULES)
+    closed = replace(
+        store.watches["CAISO_u1_ref-0001"], status=WatchStatus.CLOSED, closed_reason=reason, due_at=None
+    )
+    store.watches[closed.entry_id] = closed
+    later = completed_event(sequence=8, **{wire.ENTRY_LAST_INTERACTION: "2025-03-20T09:00:00Z"})
+
+    assert open_watch(store, later, T0 + 20 * 24 * HOUR, RULES) is expected
+    watch = store.watches[closed.entry_id]
+    if expected is OpenResult.REOPENED:
+        assert (watch.sequence, watch.checks, watch.status) == (8, 0, WatchStatus.OPEN)
+        assert watch.due_at == datetime(2025, 3, 21, 9, 0, tzinfo=UTC)
+    else:
+        assert watch is closed
+
+
+def test_other_types_are_ignored_and_malformed_completions_raise() -> None:
+    assert watch_from_completion({"type": catalog.CONNECTION_PARTIAL}, T0, RULES) is None
+    assert open_watch(FakeStore(), {"type": catalog.UTILITY_CONNECTED}, T0, RULES) is OpenResult.IGNORED
+    broken = completed_event(**{wire.ENTRY_LAST_INTERACTION: "yesterday"})
+    with pytest.raises(MalformedCompletion):
+        watch_from_completion(broken, T0, RULES)
+    with pytest.raises(MalformedCompletion):
+        watch_from_completion({"type": catalog.CONNECTION_COMPLETED, "data": {}}, T0, RULES)
+
+
+# --- sweeping ----------------------------------------------------------------------------------------
+
+
+def test_250_due_watches_take_3_meters_calls_not_250() -> None:
+    store, meters, publisher = seeded(250), FakeMeters(), FakePublisher()
+    for n in range(0, 250, 2):
+        meters.add(f"ref-{n:04d}", f"meter-{n}")
+
+    summary = sweep(store, meters, publisher, T0 + 24 * HOUR)
+
+    assert [len(refs) for refs, _ in meters.searches] == [100, 100, 50]
+    assert all(created_after == "2025-03-01T09:00:00Z" for _, created_after in meters.searches)
+    assert (summary.due, summary.checked, summary.appeared, summary.meter_searches) == (250, 250, 125, 3)
+    assert publisher.types() == [catalog.METER_APPEARED] * 125
+    assert sum(w.status is WatchStatus.CLOSED for w in store.watches.values()) == 125
+    assert all(w.due_at == T0 + 25 * HOUR for w in store.watches.values() if w.is_open)
+
+
+def test_the_search_starts_at_the_earliest_completion_of_the_batch() -> None:
+    store = FakeStore()
+    for n, hours in enumerate([30, 0, 12]):
+        watch = a_watch(n, T0 - hours * HOUR)
+        store.watches[watch.entry_id] = watch
+        store.connections.add(watch.entry_id)
+    meters = FakeMeters()
+    sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert meters.searches[0][1] == "2025-02-28T03:00:00Z"
+
+
+def test_nothing_is_checked_twice_in_one_sweep_even_when_the_index_lags() -> None:
+    store, meters = seeded(3), FakeMeters()
+    store.stale_copies = [store.watches["CAISO_u1_ref-0001"]]  # the index shows it before its real row
+
+    summary = sweep(store, meters, FakePublisher(), T0 + 48 * HOUR)
+
+    checked = [ref for refs, _ in meters.searches for ref in refs]
+    assert sorted(checked) == ["ref-0000", "ref-0001", "ref-0002"]
+    assert summary.due == 3
+    assert all(w.checks == 1 for w in store.watches.values())
+
+
+def test_a_sweep_near_its_time_limit_leaves_the_rest_due_for_the_next() -> None:
+    store, meters = seeded(250), FakeMeters()
+    budget = iter([PLENTY_MS, PLENTY_MS, RULES.sweep_time_margin_seconds * 1000 - 1])
+
+    first = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR, remaining=lambda: next(budget))
+
+    assert first.stopped_early
+    assert (first.due, first.checked, len(meters.searches)) == (200, 200, 2)
+    assert sum(w.checks == 0 for w in store.watches.values()) == 50
+    second = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR + timedelta(minutes=5))
+    assert (second.due, second.checked) == (50, 50)
+    assert all(w.checks == 1 for w in store.watches.values())
+
+
+def test_a_late_connection_gets_overdue_once_then_appeared_once() -> None:
+    store, meters, publisher = seeded(1), FakeMeters(), FakePublisher()
+    for hour in range(0, 5 * 24 + 1):
+        if hour == 100:
+            meters.add("ref-0000", "meter-late")
+        sweep(store, meters, publisher, T0 + hour * HOUR)
+
+    assert publisher.types() == [catalog.METER_OVERDUE, catalog.METER_APPEARED]
+    appeared = publisher.published[1]
+    assert appeared["data"]["meters"] == [
+        {"meter_id": "meter-late", "utility_name": "PGE", "created_at": None}
+    ]
+    assert "Private Road" not in json.dumps(publisher.published)
+
+
+def test_a_connection_without_meters_ends_with_one_expired_event() -> None:
+    store, meters, publisher = seeded(1), FakeMeters(), FakePublisher()
+    for hour in range(0, 16 * 24):
+        sweep(store, meters, publisher, T0 + hour * HOUR)
+
+    assert publisher.types() == [catalog.METER_OVERDUE, catalog.METER_WATCH_EXPIRED]
+    watch = store.watches["CAISO_u0_ref-0000"]
+    assert (watch.status, watch.closed_reason, watch.due_at) == (
+        WatchStatus.CLOSED,
+        ClosedReason.EXPIRED,
+        None,
+    )
+    assert len(meters.searches) == 19
+
+
+def test_a_watch_whose_connection_went_away_closes_silently_without_a_search() -> None:
+    store, meters, publisher = seeded(2), FakeMeters(), FakePublisher()
+    store.connections.discard("CAISO_u0_ref-0000")
+    meters.add("ref-0000", "meter-x")
+
+    summary = sweep(store, meters, publisher, T0 + 24 * HOUR)
+
+    assert summary.connection_gone == 1
+    assert publisher.published == []
+    assert meters.searches[0][0] == ["ref-0001"]
+    assert store.watches["CAISO_u0_ref-0000"].closed_reason is ClosedReason.CONNECTION_GONE
+
+
+def test_a_watch_whose_event_was_not_published_stays_due_and_is_republished_with_the_same_id() -> None:
+    store, meters, publisher = seeded(2), FakeMeters(), FakePublisher(refuse={catalog.METER_APPEARED})
+    meters.add("ref-0000", "meter-0")
+    failed_id = catalog.event_id("CAISO_u0_ref-0000", 3, catalog.METER_APPEARED, "meter-watch")
+
+    first = sweep(store, meters, publisher, T0 + 24 * HOUR)
+    assert (first.publish_failures, first.checked, first.appeared) == (1, 1, 0)
+    assert store.watches["CAISO_u0_ref-0000"].checks == 0  # unchanged: still due
+
+    publisher.refuse.clear()
+    second = sweep(store, meters, publisher, T0 + 25 * HOUR)
+    assert second.appeared == 1
+    assert [event["id"] for event in publisher.published] == [failed_id]
+
+
+def test_a_watch_changed_by_a_concurrent_sweep_is_left_to_it() -> None:
+    store, meters = seeded(2), FakeMeters()
+    store.lose_races_for = {"CAISO_u1_ref-0001"}
+    summary = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert (summary.checked, summary.conflicts) == (1, 1)
+
+
+def test_leap_unavailable_stops_the_sweep_and_leaves_every_unchecked_watch_due() -> None:
+    store, meters = seeded(150), FakeMeters(fail_with=LeapUnavailable("503 after retries"))
+    summary = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert summary.stopped_early
+    assert (summary.leap_failures, summary.checked, len(meters.searches)) == (1, 0, 1)
+    assert summary.leap_errors == ["LeapUnavailable: 503 after retries"]
+    assert all(w.checks == 0 and w.due_at == T0 + 24 * HOUR for w in store.watches.values())
+
+
+def test_a_refused_search_skips_its_batch_and_goes_on() -> None:
+    store, meters = seeded(150), FakeMeters(fail_with=LeapRequestError("400"))
+    summary = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert not summary.stopped_early
+    assert (summary.failed_batches, summary.leap_failures, len(meters.searches)) == (2, 2, 2)
+
+
+def test_a_rejected_api_key_fails_the_sweep() -> None:
+    store, meters = seeded(1), FakeMeters(fail_with=LeapAuthError("401"))
+    with pytest.raises(LeapAuthError):
+        sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+
+
+def test_watches_not_yet_due_are_not_checked() -> None:
+    store, meters = seeded(5), FakeMeters()
+    summary = sweep(store, meters, FakePublisher(), T0 + 23 * HOUR)
+    assert (summary.due, meters.searches) == (0, [])

@@ -1,0 +1,328 @@
+"""A poller run over fakes: lease, pagination, checkpoints, interruption, errors, metrics."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from leap_tracker import wire
+from leap_tracker.config import PollerSettings
+from leap_tracker.leap_api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
+from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
+from leap_tracker.poller_ports import PassKind
+
+from tests.unit.test_poller_fakes import (
+    T0,
+    FakeClock,
+    FakeSource,
+    MemoryStore,
+    PageBudget,
+    RecordingMetrics,
+    make_entries,
+    make_entry,
+    pages_of,
+)
+
+SETTINGS = PollerSettings()
+SCHEDULED = PollRequest(PollMode.SCHEDULED)
+METRIC_NAMES = {
+    "PagesFetched",
+    "EntriesSeen",
+    "EntriesChanged",
+    "EntriesUnchanged",
+    "EntriesStale",
+    "EntriesInvalid",
+    "UnknownEnumValues",
+    "LeapApiLatency",
+    "LeapRetries",
+    "PollInterrupted",
+}
+
+
+class Harness:
+    def __init__(self, pages: list[list[dict]]) -> None:
+        self.source = FakeSource(pages)
+        self.store = MemoryStore()
+        self.metrics = RecordingMetrics()
+        self.clock = FakeClock()
+        self.runs = 0
+
+    def run(self, request: PollRequest = SCHEDULED, remaining: PageBudget | None = None) -> RunSummary:
+        self.runs += 1
+        self.metrics = RecordingMetrics()
+        env = PollEnvironment(
+            source=self.source,
+            store=self.store,
+            metrics=self.metrics,
+            now=self.clock,
+            remaining_ms=remaining or PageBudget(1000),
+        )
+        return run_poll(request, f"run-{self.runs}", env, SETTINGS)
+
+
+ENTRIES = make_entries(25)
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness(pages_of(ENTRIES, 10))
+
+
+def test_a_first_poll_stores_every_entry_and_completes_a_full_pass(harness: Harness) -> None:
+    summary = harness.run()
+    assert summary.status is RunStatus.COMPLETED
+    assert (summary.pass_kind, summary.pages, summary.entries_seen, summary.changed) == ("full", 3, 25, 25)
+    assert sorted(harness.store.written) == sorted((e[wire.ENTRY_ID], 1) for e in ENTRIES)
+    checkpoint = harness.store.checkpoint
+    assert checkpoint.pending is None
+    assert checkpoint.watermark == T0 - timedelta(hours=2) + timedelta(seconds=24)
+    assert checkpoint.last_full_started_at == T0
+    assert harness.store.lease is None
+    assert harness.metrics.names() >= METRIC_NAMES
+    assert harness.metrics.total("EntriesChanged") == 25
+    assert len([m for m in harness.metrics.values if m[0] == "LeapApiLatency"]) == 3
+
+
+def test_a_second_poll_with_nothing_changed_writes_nothing(harness: Harness) -> None:
+    harness.run()
+    calls = harness.store.write_calls
+    harness.clock.advance(hours=1)
+    summary = harness.run()
+    assert summary.pass_kind == "incremental"
+    assert summary.query == {"last_interaction_date": "2025-01-10T08:00:24Z"}  # watermark - 2 h overlap
+    assert (summary.changed, summary.unchanged) == (0, 25)
+    assert harness.store.write_calls == calls
+
+
+def test_changed_entries_and_only_they_are_written_with_their_next_sequence(harness: Harness) -> None:
+    harness.run()
+    later = T0 - timedelta(minutes=30)
+    harness.source.pages[0][3] = make_entry("ref-00003", status=wire.CONNECTION_COMPLETED, last=later)
+    harness.source.pages[2][1] = make_entry("ref-00021", status=wire.CONNECTION_ERROR, last=later)
+    before = len(harness.store.written)
+    harness.clock.advance(hours=1)
+    summary = harness.run()
+    assert (summary.changed, summary.unchanged) == (2, 23)
+    assert harness.store.written[before:] == [(ENTRIES[3][wire.ENTRY_ID], 2), (ENTRIES[21][wire.ENTRY_ID], 2)]
+    assert harness.store.checkpoint.watermark == later
+
+
+def test_an_older_version_is_never_stored_over_a_newer_one(harness: Harness) -> None:
+    harness.run()
+    older = make_entry("ref-00004", status=wire.CONNECTION_NOT_STARTED, last=T0 - timedelta(days=2))
+    harness.source.pages[0][4] = older
+    summary = harness.run(PollRequest(PollMode.FULL))
+    assert (summary.stale, summary.changed) == (1, 0)
+    assert harness.store.sequence_of(older[wire.ENTRY_ID]) == 1
+    assert harness.metrics.total("EntriesStale") == 1
+
+
+def test_a_run_near_its_time_limit_stops_and_the_next_run_finishes_without_gaps_or_repeats(
+    harness: Harness,
+) -> None:
+    first = harness.run(remaining=PageBudget(2))
+    assert first.status is RunStatus.INTERRUPTED
+    assert first.pages == 2
+    assert "time limit" in first.reason
+    pending = harness.store.checkpoint.pending
+    assert pending is not None
+    assert pending.page_token == "tok+/2="
+    assert pending.pages_done == 2
+    assert harness.store.checkpoint.watermark is None  # moves only when the pass completes
+    assert harness.metrics.total("PollInterrupted") == 1
+
+    second = harness.run()
+    assert second.resumed
+    assert second.status is RunStatus.COMPLETED
+    assert (second.pages, second.pass_pages_done) == (1, 3)
+    assert harness.source.requests[-1][1] == "tok+/2="
+    ids = [entry_id for entry_id, _ in harness.store.written]
+    assert sorted(ids) == sorted(e[wire.ENTRY_ID] for e in ENTRIES)  # all, each once
+    assert harness.store.checkpoint.pending is None
+
+
+def test_no_time_at_all_reads_nothing(harness: Harness) -> None:
+    summary = harness.run(remaining=PageBudget(0))
+    assert summary.status is RunStatus.INTERRUPTED
+    assert summary.pages == 0
+    assert harness.source.requests == []
+    assert harness.store.lease is None
+
+
+def test_a_crash_after_a_pages_writes_replays_that_page_without_writing_it_again(harness: Harness) -> None:
+    saves = harness.store.save_checkpoint
+
+    def crash_on_second_checkpoint(checkpoint, owner, now):  # type: ignore[no-untyped-def]
+        if harness.store.checkpoints_saved == 1:
+            raise RuntimeError("the function was killed")
+        saves(checkpoint, owner, now)
+
+    harness.store.save_checkpoint = crash_on_second_checkpoint  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        harness.run()
+    assert harness.store.lease is None  # released even so
+    harness.store.save_checkpoint = saves  # type: ignore[method-assign]
+    replay = harness.run()
+    assert replay.resumed
+    assert replay.status is RunStatus.COMPLETED
+    assert replay.unchanged == 10
+    assert replay.changed == 5
+    ids = [entry_id for entry_id, _ in harness.store.written]
+    assert len(ids) == len(set(ids)) == 25
+
+
+def test_a_run_that_cannot_get_the_lease_touches_nothing(harness: Harness) -> None:
+    harness.store.lease = ("run-other", T0 + timedelta(minutes=10))
+    summary = harness.run()
+    assert summary.status is RunStatus.SKIPPED
+    assert summary.as_dict()["reason"].startswith("lease held by run-other until 2025-01-10T12:10:00")
+    assert harness.source.requests == []
+    assert harness.store.checkpoints_saved == 0
+    assert harness.store.lease == ("run-other", T0 + timedelta(minutes=10))
+    assert harness.metrics.total("PollSkipped") == 1
+
+
+def test_an_expired_lease_is_taken_over(harness: Harness) -> None:
+    harness.store.lease = ("run-crashed", T0 - timedelta(seconds=1))
+    assert harness.run().status is RunStatus.COMPLETED
+
+
+def test_a_lost_lease_stops_the_run_before_it_writes(harness: Harness) -> None:
+    renew = harness.store.renew_lease
+
+    def taken_over_after_first_page(owner, until):  # type: ignore[no-untyped-def]
+        if harness.store.checkpoints_saved == 1:
+            harness.store.lease = ("run-thief", until)
+        renew(owner, until)
+
+    harness.store.renew_lease = taken_over_after_first_page  # type: ignore[method-assign]
+    summary = harness.run()
+    assert summary.status is RunStatus.LEASE_LOST
+    assert summary.pages == 1
+    assert len(harness.store.written) == 10
+    assert harness.store.lease == ("run-thief", harness.store.lease[1])  # not released: not ours
+
+
+def test_an_auth_error_ends_the_run_clearly_and_releases_the_lease(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.source.errors[1] = LeapAuthError("Leap rejected the API key (401) for the staging environment")
+    with caplog.at_level(logging.ERROR), pytest.raises(LeapAuthError):
+        harness.run()
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "rejected the API key (401)" in errors[0].getMessage()
+    assert harness.store.lease is None
+    assert harness.store.checkpoint.pending is not None  # page 1 done: the next run resumes at page 2
+    assert harness.metrics.total("PollFailed") == 1
+
+
+def test_a_refused_request_is_a_configuration_error(harness: Harness) -> None:
+    harness.source.errors[0] = LeapRequestError("Leap refused the request (400 Bad Request)")
+    with pytest.raises(LeapRequestError):
+        harness.run()
+    assert harness.store.lease is None
+
+
+def test_leap_unavailable_ends_the_run_and_the_next_resumes_from_the_checkpoint(harness: Harness) -> None:
+    harness.source.errors[2] = LeapUnavailable("Leap still answered 503 when retries ran out")
+    failed = harness.run()
+    assert failed.status is RunStatus.FAILED
+    assert "LeapUnavailable" in str(failed.error)
+    assert harness.store.checkpoint.pending is not None
+    assert harness.store.checkpoint.pending.page_token == "tok+/2="
+    resumed = harness.run()
+    assert resumed.resumed
+    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.changed == 5
+
+
+def test_an_expired_token_restarts_the_pass_from_its_stored_query(harness: Harness) -> None:
+    harness.run(remaining=PageBudget(1))
+    query = harness.store.checkpoint.pending.query  # type: ignore[union-attr]
+    harness.source.errors[1] = LeapPageTokenExpired("Leap refused the page token (400)")
+    summary = harness.run()
+    assert summary.status is RunStatus.COMPLETED
+    assert summary.token_restarts == 1
+    assert harness.source.requests[-4:] == [
+        (query, "tok+/1="),
+        (query, None),
+        (query, "tok+/1="),
+        (query, "tok+/2="),
+    ]
+    assert (summary.changed, summary.unchanged) == (15, 10)
+    assert harness.metrics.total("PageTokenRestarts") == 1
+
+
+def test_a_second_expired_token_in_one_run_fails_the_run(harness: Harness) -> None:
+    harness.run(remaining=PageBudget(1))
+    harness.source.errors[1] = LeapPageTokenExpired("refused")
+    harness.source.errors[0] = LeapPageTokenExpired("refused again")  # impossible for Leap; bounds the loop
+    summary = harness.run()
+    assert summary.status is RunStatus.FAILED
+
+
+def test_a_malformed_entry_is_quarantined_and_the_rest_of_its_page_stored(harness: Harness) -> None:
+    broken = make_entry("ref-00005")
+    del broken[wire.ENTRY_CONNECTION_STATUS]
+    harness.source.pages[0][5] = broken
+    summary = harness.run()
+    assert (summary.invalid, summary.changed) == (1, 24)
+    [record] = harness.store.quarantine
+    assert record.key == broken[wire.ENTRY_ID]
+    assert "connection_status is missing" in record.reason
+    assert harness.metrics.total("EntriesInvalid") == 1
+
+
+def test_unknown_values_are_counted_not_refused(harness: Harness) -> None:
+    harness.source.pages[1][0] = make_entry("ref-00010", status="PAUSED", last=T0 - timedelta(hours=2))
+    summary = harness.run()
+    assert (summary.unknown_values, summary.invalid, summary.changed) == (1, 0, 25)
+    assert harness.metrics.total("UnknownEnumValues") == 1
+
+
+def test_a_ref_id_poll_stores_that_entry_and_leaves_the_pass_state_alone(harness: Harness) -> None:
+    harness.run(remaining=PageBudget(1))
+    checkpoint = harness.store.checkpoint
+    harness.source.pages = [[make_entry("ref-00001", status=wire.CONNECTION_COMPLETED, last=T0)]]
+    summary = harness.run(PollRequest(PollMode.REF_ID, "ref-00001"))
+    assert summary.status is RunStatus.COMPLETED
+    assert summary.as_dict()["entries"] == [
+        {"id": ENTRIES[1][wire.ENTRY_ID], "outcome": "changed", "sequence": 2}
+    ]
+    assert harness.source.requests[-1][0].ref_id == "ref-00001"
+    assert harness.store.checkpoint == checkpoint
+
+
+def test_a_ref_id_poll_says_when_leap_has_no_entry(harness: Harness) -> None:
+    harness.source.pages = [[]]
+    summary = harness.run(PollRequest(PollMode.REF_ID, "never-clicked"))
+    assert summary.entries_seen == 0
+    assert "no entry for this Reference ID" in summary.reason
+
+
+def test_a_ref_id_poll_also_waits_for_the_lease(harness: Harness) -> None:
+    harness.store.lease = ("run-hourly", T0 + timedelta(minutes=3))
+    summary = harness.run(PollRequest(PollMode.REF_ID, "ref-00001"))
+    assert summary.status is RunStatus.SKIPPED
+    assert "lease held by run-hourly" in summary.reason
+
+
+def test_explicit_full_replaces_an_unfinished_incremental_pass(harness: Harness) -> None:
+    harness.run()
+    harness.clock.advance(hours=1)
+    harness.run(remaining=PageBudget(1))
+    assert harness.store.checkpoint.pending.kind is PassKind.INCREMENTAL  # type: ignore[union-attr]
+    summary = harness.run(PollRequest(PollMode.FULL))
+    assert summary.pass_kind == "full"
+    assert not summary.resumed
+    assert summary.pages == 3
+    assert harness.store.checkpoint.pending is None
+    assert harness.store.checkpoint.last_full_started_at == harness.clock()
+
+
+def test_the_summary_is_json_serialisable(harness: Harness) -> None:
+    import json
+
+    assert json.loads(json.dumps(harness.run().as_dict()))["status"] == "completed"
