@@ -308,7 +308,7 @@ class LeapSimulator:
         self._record(RecordedRequest(method, path, raw_query, query, body, self.now))
         fault = self.faults.take(path, self._carries_page_token(path, query, body))
         if fault is not None and fault.kind not in (FaultKind.SLOW, FaultKind.TRUNCATED_BODY):
-            return _fault_reply(fault)
+            return _fault_reply(fault, self._page_token_name(path))
         if fault is not None and fault.kind is FaultKind.SLOW:
             time.sleep(fault.delay_seconds)
         reply = self._authorized_reply(method, path, query, body, authorization)
@@ -331,6 +331,11 @@ class LeapSimulator:
         except _Refusal as refusal:
             return refusal.reply
 
+    def _page_token_name(self, path: str) -> str:
+        if path == wire.METERS_SEARCH_PATH:
+            return wire.METERS_REQ_PAGE_TOKEN
+        return self.connect_wire.param_page_token
+
     def _carries_page_token(self, path: str, query: dict[str, list[str]], body: Any) -> bool:
         if path == wire.METERS_SEARCH_PATH:
             return isinstance(body, dict) and bool(body.get(wire.METERS_REQ_PAGE_TOKEN))
@@ -350,7 +355,7 @@ class LeapSimulator:
             start_from=_query_instant(query, names.param_start_date),
             last_interaction_from=_query_instant(query, names.param_last_interaction_date),
         )
-        page_size = _page_size(_single(query, names.param_page_size), self.default_page_size)
+        page_size = _page_size(query, names.param_page_size, self.default_page_size)
         token = _single(query, names.param_page_token)
         cursor = self._open_token(token, CONNECT, selection.digest(), names.param_page_token)
         entries, following = self._select_entries(selection, cursor.position, page_size, self._now)
@@ -592,7 +597,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _fault_reply(fault: Fault) -> _Reply:
+def _fault_reply(fault: Fault, token_name: str) -> _Reply:
     match fault.kind:
         case FaultKind.RATE_LIMITED:
             headers = {"Retry-After": str(fault.retry_after_seconds)}
@@ -600,7 +605,7 @@ def _fault_reply(fault: Fault) -> _Reply:
         case FaultKind.SERVER_ERROR:
             return _Reply(500, INTERNAL_ERROR_TEXT)
         case FaultKind.EXPIRED_PAGE_TOKEN:
-            details = {"page_token": "the page token has expired"}
+            details = {token_name: "the page token has expired"}
             return _Reply(400, _problem(400, "Invalid page token", details))
         case FaultKind.DROPPED_CONNECTION:
             return _Reply(0, drop=True)
@@ -671,11 +676,12 @@ def _body_instant(body: dict[str, Any], name: str) -> int | None:
     return moment
 
 
-def _page_size(text: str | None, default: int) -> int:
+def _page_size(query: dict[str, list[str]], name: str, default: int) -> int:
+    text = _single(query, name)
     if text is None:
         return default
     if not text.isdigit() or not 1 <= int(text) <= MAX_CONNECT_PAGE_SIZE:
-        raise _Refusal(400, "Invalid page size", {"page_size": text})
+        raise _Refusal(400, "Invalid page size", {name: text})
     return int(text)
 
 

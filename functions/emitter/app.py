@@ -50,13 +50,13 @@ def prepare(record: DynamoDBRecord) -> list[OutgoingMessage]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", [])))
     publisher = dependencies().publisher
     processor = InOrderStreamProcessor(lambda records: publish_in_order(records, publisher), logger=logger)
     try:
         return process_partial_response(event, prepare, processor, context)
     finally:
         outcome = processor.outcome
-        metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", [])))
         metrics.add_metric("RecordsFailed", MetricUnit.Count, len(processor.fail_messages))
         metrics.add_metric("EventsPublished", MetricUnit.Count, outcome.published_messages)
         metrics.add_metric("PublishBatchCalls", MetricUnit.Count, outcome.calls)

@@ -47,8 +47,8 @@ def record_handler(record: SQSRecord) -> OpenResult:
     result = open_watch(deps.store, event, utc_now(), deps.settings)
     # The event id only: ref ids are the partner's free text and may identify a customer.
     logger.info("meter watch", extra={"result": result.value, "event_id": event.get("id")})
-    if result in (OpenResult.OPENED, OpenResult.REOPENED):
-        metrics.add_metric("WatchesOpened", MetricUnit.Count, 1)
+    opened = result in (OpenResult.OPENED, OpenResult.REOPENED)
+    metrics.add_metric("WatchesOpened", MetricUnit.Count, 1 if opened else 0)  # 0: dashboards see redeliveries
     return result
 
 

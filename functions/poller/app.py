@@ -12,12 +12,13 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.config import Settings, load_settings, require
-from leap_tracker.poller import PollEnvironment, parse_request, run_poll
+from leap_tracker.poller import InvalidPollRequest, PollEnvironment, parse_request, run_poll
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()
@@ -46,7 +47,11 @@ def dependencies() -> Dependencies:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = parse_request(event)
+    try:
+        request = parse_request(event)
+    except InvalidPollRequest:
+        metrics.add_metric(name="InvalidInput", unit=MetricUnit.Count, value=1)
+        raise
     deps = dependencies()
     env = PollEnvironment(
         source=deps.leap,

@@ -84,10 +84,13 @@ def create_connections_table(client: Any, name: str = "connections") -> str:
     return name
 
 
+_SESSION = boto3.session.Session(region_name="us-east-1")  # reused: loading the service model is slow
+
+
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
-        yield aws_client("dynamodb", boto3.session.Session(region_name="us-east-1"))
+        yield aws_client("dynamodb", _SESSION)
 
 
 @pytest.fixture
@@ -284,15 +287,15 @@ def test_the_checkpoint_round_trips_exactly(
 def test_snapshots_are_written_in_the_agreed_format_and_read_back(
     dynamodb: Any, connections_table: str, poller_store: DynamoPollerStore
 ) -> None:
-    entries = [validate_entry(raw) for raw in make_entries(230)]
+    entries = [validate_entry(raw) for raw in make_entries(120)]
     counter = RequestCounter(dynamodb)
     poller_store.write_changes([SnapshotWrite(entry, 3) for entry in entries], [], T0)
-    assert counter.calls["BatchWriteItem"] == -(-230 // BATCH_WRITE_LIMIT)
+    assert counter.calls["BatchWriteItem"] == -(-120 // BATCH_WRITE_LIMIT)
     ids = [entry.entry_id for entry in entries]
     found = poller_store.read_snapshots([*ids, ids[0], "never-seen"])
     assert found == {e.entry_id: StoredState(e.content_hash, 3, e.last_interaction) for e in entries}
     gets = [params for name, params in counter.params if name == "BatchGetItem"]
-    assert len(gets) == -(-231 // BATCH_GET_LIMIT)
+    assert len(gets) == -(-121 // BATCH_GET_LIMIT)
     for params in gets:
         request = params["RequestItems"][connections_table]
         assert request["ConsistentRead"] is True
@@ -320,7 +323,7 @@ def test_snapshots_are_written_in_the_agreed_format_and_read_back(
         table.CONN_REF_ID: {"S": first.ref_id},
         table.CONN_WRITTEN_AT: {"S": "2025-01-10T12:00:00Z"},
     }
-    assert poller_store.stats.items_written == 230
+    assert poller_store.stats.items_written == 120
 
 
 def test_a_malformed_entry_is_quarantined_with_its_reason_and_a_ttl(

@@ -91,7 +91,7 @@ def test_template_filter_policies_route_each_type_to_its_subscribers(cloud: Loca
     meter_types = cloud.resources["MeterWatchSubscription"].properties["FilterPolicy"]["type"]
     unwanted = "meter.appeared"  # goes to neither subscriber
     assert unwanted not in outreach_types + meter_types
-    for event_type in (*outreach_types, *meter_types, unwanted):
+    for event_type in {*outreach_types, *meter_types, unwanted}:
         publish(cloud, event_type, event_type)
 
     cloud.drain()
@@ -200,7 +200,9 @@ def test_an_unknown_item_identifier_fails_the_whole_batch(cloud: LocalCloud) -> 
 
 
 def test_partner_queues_get_what_their_filter_policy_asks_for(cloud: LocalCloud) -> None:
-    errors_only = cloud.subscribe_queue("EventsTopic", {"type": [{"prefix": "utility."}], "error_code": [{"exists": True}]})
+    errors_only = cloud.subscribe_queue(
+        "EventsTopic", {"type": [{"prefix": "utility."}], "error_code": [{"exists": True}]}
+    )
     everything_enveloped = cloud.subscribe_queue("EventsTopic", raw=False)
     by_body = cloud.subscribe_queue("EventsTopic", {"name": ["wanted"]}, scope="MessageBody")
     publish(cloud, "utility.error", "wanted", error_code="E42")
@@ -211,7 +213,29 @@ def test_partner_queues_get_what_their_filter_policy_asks_for(cloud: LocalCloud)
         ("wanted", {"type": "utility.error", "error_code": "E42"})
     ]
     enveloped = cloud.drain_queue(everything_enveloped)
-    assert [m.body["type"] for m in enveloped] == ["utility.error", "utility.connected", "connection.completed"]
-    assert enveloped[0].envelope is not None and enveloped[0].envelope["Type"] == "Notification"
+    assert [m.body["type"] for m in enveloped] == [
+        "utility.error",
+        "utility.connected",
+        "connection.completed",
+    ]
+    assert enveloped[0].envelope is not None
+    assert enveloped[0].envelope["Type"] == "Notification"
     assert enveloped[0].attributes["error_code"] == "E42"
     assert [m.body["name"] for m in cloud.drain_queue(by_body)] == ["wanted"]
+
+
+def test_sqs_filter_criteria_deliver_matches_and_delete_the_rest(cloud: LocalCloud) -> None:
+    recorder = Recorder()
+    cloud.override_handler(OUTREACH, recorder)
+    mapping = cloud.sqs_mappings["OutreachFunctionOutreachQueue"]
+    mapping.patterns = [{"body": {"name": [{"prefix": "keep"}]}}]  # Lambda filters on the parsed body
+    publish(cloud, "connection.started", "keep-1")
+    publish(cloud, "connection.started", "drop-1")
+
+    cloud.drain()
+    cloud.advance(seconds=visibility_timeout(cloud, "OutreachQueue") + 1)
+    cloud.drain()
+
+    assert recorder.batches == [["keep-1"]]
+    assert mapping.filtered_out == 1
+    assert cloud.drain_queue("OutreachQueue") == []  # the filtered message was deleted, not left in flight

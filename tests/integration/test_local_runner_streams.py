@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamLambdaOnFailureDestinationModel
+from leap_tracker import table
 
 from devtools.local_runner import LocalCloud, RunnerLoopError
-from leap_tracker import table
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leap-api-key"
@@ -174,7 +174,9 @@ def test_a_record_that_always_fails_goes_to_the_on_failure_queue_without_blockin
         return {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in failed]}
 
     recorder = Recorder()
-    cloud.override_handler(EMITTER, lambda event, context: (recorder(event, context), handler(event, context))[1])
+    cloud.override_handler(
+        EMITTER, lambda event, context: (recorder(event, context), handler(event, context))[1]
+    )
     put_connections(cloud, "ok1", "bad", "ok2")
     cloud.drain()
     put_connections(cloud, "later")
@@ -188,7 +190,10 @@ def test_a_record_that_always_fails_goes_to_the_on_failure_queue_without_blockin
     assert parsed.request_context.approximate_invoke_count == 6
     assert parsed.request_context.function_arn == cloud.functions[EMITTER].arn
     info = message["DDBStreamBatchInfo"]
-    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (sequence_of["bad"], sequence_of["ok2"])
+    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (
+        sequence_of["bad"],
+        sequence_of["ok2"],
+    )
     assert info["batchSize"] == 2
     assert info["streamArn"] == cloud.resources.stream_arn("ConnectionsTable")
     assert "functionError" not in message["responseContext"]  # the function returned; records failed

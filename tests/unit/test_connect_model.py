@@ -182,7 +182,7 @@ def _shuffled(value: Any, rng: random.Random) -> Any:
     return value
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(value=st.dictionaries(st.text(max_size=6), json_values, max_size=6), seed=st.integers())
 def test_the_canonical_form_and_hash_do_not_depend_on_key_order(value: dict[str, Any], seed: int) -> None:
     reordered = _shuffled(value, random.Random(seed))
@@ -190,7 +190,7 @@ def test_the_canonical_form_and_hash_do_not_depend_on_key_order(value: dict[str,
     assert content_hash(canonical_json(reordered)) == content_hash(canonical_json(value))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(value=st.dictionaries(st.text(max_size=6), json_values, max_size=6))
 def test_the_canonical_form_round_trips(value: dict[str, Any]) -> None:
     assert json.loads(canonical_json(value)) == value
@@ -211,7 +211,7 @@ _MUTATIONS = st.sampled_from(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(mutations=st.lists(_MUTATIONS.flatmap(lambda m: st.tuples(st.just(m[0]), m[1])), max_size=4))
 def test_whatever_is_accepted_conforms_to_the_published_connection_schema(
     mutations: list[tuple[str, Any]],

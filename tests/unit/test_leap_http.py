@@ -317,7 +317,7 @@ def test_other_4xx_is_a_request_error_with_leaps_problem(sim, client_for):
     error = raised.value
     assert isinstance(error, LeapApiRequestError)
     assert (error.status, error.title) == (400, "Invalid page size")
-    assert error.details == {"page_size": "50000"}
+    assert error.details == {"page-size": "50000"}
     assert sim.requests[CONNECT_PATH] == 1
 
 

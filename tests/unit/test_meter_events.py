@@ -48,6 +48,14 @@ def test_each_event_is_valid_against_its_schema(event_type: str) -> None:
     assert event["data"]["checks"] == 1
 
 
+def test_each_event_is_dated_when_its_fact_became_true() -> None:
+    assert event_of(catalog.METER_APPEARED)["time"] == "2025-03-02T05:00:00Z"  # the first meter's creation
+    assert event_of(catalog.METER_WATCH_EXPIRED)["time"] == "2025-03-15T09:00:00Z"  # the horizon
+    undated = schedule.after_check(WATCH, ["m"], T0 + timedelta(hours=30), RULES).watch
+    event = watch_event(catalog.METER_APPEARED, undated, T0 + timedelta(hours=30), RULES, [METERS[1]])
+    assert event["time"] == "2025-03-02T15:00:00Z"  # no creation time: the check that found it
+
+
 def test_appeared_carries_meter_ids_and_utility_only() -> None:
     event = event_of(catalog.METER_APPEARED)
     assert event["data"]["meters"] == [
@@ -56,10 +64,11 @@ def test_appeared_carries_meter_ids_and_utility_only() -> None:
     ]
 
 
-def test_ids_depend_on_the_watch_and_type_not_on_when_it_was_checked() -> None:
+def test_ids_and_times_depend_on_the_watch_and_type_not_on_when_it_was_checked() -> None:
     first = event_of(catalog.METER_OVERDUE, T0 + timedelta(hours=72))
     retried = event_of(catalog.METER_OVERDUE, T0 + timedelta(hours=73))
     assert first["id"] == retried["id"]
+    assert first["time"] == retried["time"] == "2025-03-04T09:00:00Z"  # the overdue moment
     assert first["id"] != event_of(catalog.METER_WATCH_EXPIRED)["id"]
     assert first["id"] != catalog.event_id(WATCH.entry_id, WATCH.sequence, catalog.METER_OVERDUE)
 

@@ -52,7 +52,7 @@ versions = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(observed=versions)
 def test_applying_decisions_never_regresses_and_sequences_strictly_increase(
     observed: list[tuple[str, int]],

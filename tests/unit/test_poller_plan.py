@@ -145,7 +145,7 @@ instants = st.datetimes(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     watermark=st.none() | instants,
     last_full=st.none() | instants,

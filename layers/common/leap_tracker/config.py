@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 class LeapApiSettings:
     base_url: str = wire.PRODUCTION_BASE_URL
     api_key_secret_arn: str = ""  # Secrets Manager; the secret string is the key
-    api_key: str = ""  # LEAP_API_KEY: local runs only, stands in for the secret
+    api_key: str = field(default="", repr=False)  # LEAP_API_KEY: local runs only, stands in for the secret
     connect_wire: wire.ConnectWire = wire.DEFAULT_CONNECT_WIRE
     page_size: int = 500
     connect_timeout_seconds: float = 3.05
@@ -47,17 +47,22 @@ class PollerSettings:
     time_margin_seconds: int = 60  # stop taking new pages when less than this is left
 
 
+DEFAULT_CONNECT_URL_PATTERN = "https://connect.leap.energy/?refId={ref_id}&requestedUtilities={utilities}"
+
+
 @dataclass(frozen=True, slots=True)
 class OutreachSettings:
+    """Outreach channels and pacing (docs/outreach.md)."""
+
     channels: tuple[str, ...] = ("webhook",)  # any of: webhook, topic
     webhook_url: str = ""
     webhook_secret_arn: str = ""
-    webhook_secret: str = ""  # OUTREACH_WEBHOOK_SECRET: local runs only
-    webhook_timeout_seconds: float = 10.0
+    webhook_secret: str = field(default="", repr=False)  # OUTREACH_WEBHOOK_SECRET: local runs only
+    webhook_timeout_seconds: float = 10.0  # per request; a timeout is a failure, retried through the queue
     topic_arn: str = ""
-    cooldown_hours: int = 48
-    max_attempts: int = 3
-    connect_url_pattern: str = "https://connect.leap.energy/?refId={ref_id}&requestedUtilities={utilities}"
+    cooldown_hours: int = 48  # between two messages to one customer
+    max_attempts: int = 3  # messages per customer, all reasons together
+    connect_url_pattern: str = DEFAULT_CONNECT_URL_PATTERN  # {ref_id} and {utilities}, URL-encoded
     templates_file: str = ""
     notify_other_utility: bool = False  # residential customer connected a utility not asked for
 
@@ -120,7 +125,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         topic_arn=env.str("OUTREACH_TOPIC_ARN", ""),
         cooldown_hours=env.int("OUTREACH_COOLDOWN_HOURS", 48, low=0),
         max_attempts=env.int("OUTREACH_MAX_ATTEMPTS", 3, low=1),
-        connect_url_pattern=env.str("OUTREACH_CONNECT_URL_PATTERN", OutreachSettings.connect_url_pattern),
+        connect_url_pattern=env.str("OUTREACH_CONNECT_URL_PATTERN", DEFAULT_CONNECT_URL_PATTERN),
         templates_file=env.str("OUTREACH_TEMPLATES_FILE", ""),
         notify_other_utility=env.bool("OUTREACH_NOTIFY_OTHER_UTILITY", False),
     )

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from leap_tracker import wire
-from leap_tracker.timeutil import parse_instant
 
 # DynamoDB limits: a key attribute holds at most 2048 bytes and an item at most 400 KB. Entries near
 # either limit cannot be stored, so they are quarantined instead of failing the page's batch write.
@@ -75,9 +74,16 @@ class ValidEntry:
     unknown_values: tuple[UnknownValue, ...] = field(default=())
 
 
+# One encoder for every entry: json.dumps would build a new one per call (it shows per page of 500).
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def canonical_json(entry: Mapping[str, Any]) -> str:
-    """The one text form of an entry: sorted keys, no spaces, ASCII (stable across key order)."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """The one text form of an entry: sorted keys, no spaces, ASCII (stable across key order).
+
+    Exactly ``json.dumps(entry, sort_keys=True, separators=(",", ":"))``, refusing NaN/Infinity.
+    """
+    return _CANONICAL_ENCODER.encode(entry)
 
 
 def content_hash(canonical: str) -> str:
@@ -199,7 +205,7 @@ def _nullable_text(raw: Mapping[str, Any], name: str, at: str = "") -> str | Non
 def _instant(text: str, where: str) -> datetime:
     if _RFC3339.match(text):
         try:
-            return parse_instant(text)
+            return datetime.fromisoformat(text)  # the pattern guarantees an offset: always aware
         except ValueError:
             pass  # right shape, impossible date (month 13, Feb 30)
     raise MalformedEntry(f"{where} is not an RFC 3339 date-time with an offset: {text[:40]!r}")

@@ -458,7 +458,17 @@ class _Run:
         summary = self.summary
         summary.pass_kind, summary.query = state.kind.value, _query_dict(state.query)
         summary.resumed, summary.reason, summary.pass_pages_done = plan.resumed, plan.reason, state.pages_done
-        logger.info("pass planned", extra=summary.as_dict())
+        logger.info(
+            "pass planned",
+            extra={
+                "run_id": self.run_id,
+                "pass": summary.pass_kind,
+                "query": summary.query,
+                "resumed": plan.resumed,
+                "reason": plan.reason,
+                "pass_pages_done": state.pages_done,
+            },
+        )
         while True:
             try:
                 for page in self._pages(state.query, state.page_token):

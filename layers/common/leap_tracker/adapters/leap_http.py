@@ -314,6 +314,8 @@ class LeapHttpClient:
                 f"{method} {_path_of(url)}: Leap unreachable after {self._settings.max_retries} "
                 f"retries or {self._settings.max_retry_seconds:g}s ({type(exc).__name__})"
             ) from exc
+        except requests.RequestException as exc:  # anything else requests raises is still a LeapError
+            raise LeapUnavailable(f"{method} {_path_of(url)}: {type(exc).__name__}") from exc
         finally:
             self.stats.latency_seconds += time.monotonic() - started
         return self._decode(response, method, sent_token)

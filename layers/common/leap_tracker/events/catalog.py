@@ -8,7 +8,7 @@ files drift from it. The contract is public: change it only additively.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from leap_tracker import wire
@@ -140,16 +140,21 @@ _WATCH_DATA = {
     "ref_id": {"type": "string"},
     "transmission_region": _NULLABLE_STRING,
     "completed_at": {**_DATE_TIME, "description": "the completion's last interaction"},
-    "checks": {"type": "integer", "minimum": 0, "description": "Meters API checks made so far"},
+    "checks": {"type": "integer", "minimum": 0, "description": "Meters API checks so far, this one included"},
 }
 
 METER_SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["meter_id"],
+    "description": "Identifiers only (no address, account or customer data): GET /v2/meters/{meter_id}.",
     "properties": {
-        "meter_id": {"type": "string"},
-        "utility_name": _NULLABLE_STRING,
-        "created_at": {"type": ["string", "null"], "format": "date-time"},
+        "meter_id": {"type": "string", "description": "Leap's meter id (Meters v2 meter_id)"},
+        "utility_name": {**_NULLABLE_STRING, "description": "Meters v2 utility.utility_name, e.g. PGE"},
+        "created_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "when Leap created the meter (audit.created_at)",
+        },
     },
     "additionalProperties": False,
 }
@@ -185,8 +190,6 @@ class EventType:
     data_properties: dict[str, Any]
     data_required: tuple[str, ...]
     topic: str = "events"  # "events" or "outreach"
-    examples_note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dataschema(self) -> str:
@@ -247,19 +250,22 @@ CATALOG: dict[str, EventType] = {
         ),
         EventType(
             METER_APPEARED,
-            "Meters of a completed connection appeared on Leap's Meters API.",
+            "Meters of a completed connection appeared on Leap's Meters API (once per Reference ID; "
+            "closes the watch).",
             {**_WATCH_DATA, "meters": {"type": "array", "minItems": 1, "items": METER_SUMMARY_SCHEMA}},
             ("entry_id", "ref_id", "completed_at", "checks", "meters"),
         ),
         EventType(
             METER_OVERDUE,
-            "No meter yet, past the overdue threshold after completion (published once).",
+            "No meter yet, METER_OVERDUE_HOURS (default 72) after completion (published once); checks go "
+            "on every METER_OVERDUE_RETRY_HOURS until the give-up horizon.",
             {**_WATCH_DATA, "overdue_after_hours": {"type": "integer", "minimum": 1}},
             ("entry_id", "ref_id", "completed_at", "checks", "overdue_after_hours"),
         ),
         EventType(
             METER_WATCH_EXPIRED,
-            "Still no meter at the give-up horizon: the watch is closed (final event).",
+            "Still no meter METER_GIVE_UP_DAYS (default 14) after completion: the watch is closed "
+            "(final event).",
             {**_WATCH_DATA, "gave_up_after_days": {"type": "integer", "minimum": 1}},
             ("entry_id", "ref_id", "completed_at", "checks", "gave_up_after_days"),
         ),

@@ -8,6 +8,7 @@ from typing import Any
 
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
+from leap_tracker.meters import schedule
 from leap_tracker.meters.model import MeterSummary, MeterWatch
 from leap_tracker.timeutil import format_instant
 
@@ -26,6 +27,7 @@ def watch_event(
     """The event of ``event_type`` for ``watch`` (its state after the check), checked at ``now``.
 
     The envelope's ``sequence`` is the completion's: these events are facts about that completion.
+    Its ``time`` is when the fact became true, not when a sweep noticed it (see :func:`occurred_at`).
     """
     data: dict[str, Any] = {
         "entry_id": watch.entry_id,
@@ -47,10 +49,28 @@ def watch_event(
         entry_id=watch.entry_id,
         subject=watch.ref_id,
         sequence=watch.sequence,
-        time=format_instant(now),
+        time=format_instant(occurred_at(event_type, watch, now, settings, meters)),
         data=data,
         discriminator=EVENT_DISCRIMINATOR,
     )
+
+
+def occurred_at(
+    event_type: str,
+    watch: MeterWatch,
+    now: datetime,
+    settings: MeterWatchSettings,
+    meters: Sequence[MeterSummary] = (),
+) -> datetime:
+    """When the event's fact became true: the first meter's creation (else the check that found it),
+    the overdue moment, or the give-up horizon. A re-published event keeps the same time."""
+    moments = schedule.timeline(watch.completed_at, settings)
+    if event_type == catalog.METER_OVERDUE:
+        return moments.overdue_at
+    if event_type == catalog.METER_WATCH_EXPIRED:
+        return moments.give_up_at
+    created = [meter.created_at for meter in meters if meter.created_at is not None]
+    return min(created, default=now)
 
 
 def _meter_data(meter: MeterSummary) -> dict[str, Any]:

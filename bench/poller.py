@@ -1,0 +1,595 @@
+"""Poller benchmark (not a test): DynamoDB writes, HTTP requests, CPU and peak memory per poll.
+
+    python bench/poller.py [--entries 10000] [--big 100000] [--change 0.01] [--skip-big]
+
+1. Writes: the Leap simulator (ENTRIES customers, every one clicked) over HTTP with the real client,
+   moto with the table as template.yaml declares it, the real DynamoDB store. Polls: a first poll
+   (everything new), then CHANGE of the entries are touched an hour later and the scheduled
+   (incremental) poll runs, then CHANGE more and a full reconciliation. botocore hooks on the
+   client count each DynamoDB request and the write units of every item put (DynamoDB's size rules,
+   1 WCU per started KB; moto's own ConsumedCapacity is a constant, so it is not used). The naive
+   baseline puts every entry of the same pages (no reads), through the same hooks.
+2. CPU: the poller's own work (validation, canonical JSON, hashes, decisions, item building and the
+   run loop) over already-decoded pages with an in-memory store, per entry, against ``json.loads``
+   of the same page bodies, both with ``time.process_time``.
+3. Memory: the simulator runs in a SUBPROCESS and DynamoDB is a botocore transport stub that answers
+   in-process without keeping anything, so only the poller's own allocations are traced
+   (``tracemalloc``): peak of a full pass that writes every entry, at ENTRIES and at BIG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]  # run as a script from anywhere
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "POWERTOOLS_METRICS_NAMESPACE": "LeapConnectTracker",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+import boto3  # noqa: E402
+import requests  # noqa: E402
+import yaml  # noqa: E402
+from botocore.awsrequest import AWSResponse  # noqa: E402
+from leap_tracker import table, wire  # noqa: E402
+from leap_tracker.adapters.aws import aws_client  # noqa: E402
+from leap_tracker.adapters.dynamo_store import DynamoPollerStore, snapshot_item, write_units  # noqa: E402
+from leap_tracker.adapters.leap_http import LeapHttpClient  # noqa: E402
+from leap_tracker.config import LeapApiSettings, PollerSettings  # noqa: E402
+from leap_tracker.connect_model import canonical_json, validate_entry  # noqa: E402
+from leap_tracker.leap_api import ConnectPage, ConnectQuery  # noqa: E402
+from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunSummary, run_poll  # noqa: E402
+from leap_tracker.poller_ports import (  # noqa: E402
+    Checkpoint,
+    QuarantineRecord,
+    SnapshotWrite,
+    StoredState,
+)
+from moto import mock_aws  # noqa: E402
+
+from devtools.leap_simulator import LeapSimulator  # noqa: E402
+
+SEED = 2025
+DAYS = 20  # every customer has clicked (the click window is 14 days)
+PAGE_SIZE = 500
+TABLE = "connections"
+SCHEDULED = PollRequest(PollMode.SCHEDULED)
+FULL = PollRequest(PollMode.FULL)
+CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path
+
+
+# --- counting DynamoDB requests and write units ----------------------------------------------------
+
+
+@dataclass
+class DynamoMeter:
+    """What a client sent, from botocore's hooks: requests per operation and write units per kind."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    write_units: Counter[str] = field(default_factory=Counter)  # snapshots / quarantine / control
+    items_put: Counter[str] = field(default_factory=Counter)
+    keys_read: int = 0
+
+    def attach(self, client: Any) -> DynamoMeter:
+        client.meta.events.register("before-parameter-build.dynamodb.*", self._count)
+        return self
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.write_units.clear()
+        self.items_put.clear()
+        self.keys_read = 0
+
+    def _count(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.requests[model.name] += 1
+        if model.name == "BatchWriteItem":
+            for batch in params["RequestItems"].values():
+                for request in batch:
+                    self._put(request["PutRequest"]["Item"])
+        elif model.name == "PutItem":
+            self._put(params["Item"])
+        elif model.name in ("UpdateItem", "DeleteItem"):
+            self.write_units["control"] += 1  # the lease: a small item
+        elif model.name == "BatchGetItem":
+            self.keys_read += sum(len(request["Keys"]) for request in params["RequestItems"].values())
+
+    def _put(self, item: dict[str, Any]) -> None:
+        pk = item[table.PK]["S"]
+        kind = (
+            "snapshots"
+            if pk.startswith(table.CONNECTION_PREFIX)
+            else "quarantine"
+            if pk.startswith(table.QUARANTINE_PREFIX)
+            else "control"
+        )
+        self.write_units[kind] += write_units(item)
+        self.items_put[kind] += 1
+
+    @property
+    def write_requests(self) -> int:
+        return sum(self.requests[name] for name in ("BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem"))
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+_STUB_ANSWERS = {
+    "BatchGetItem": {"Responses": {}, "UnprocessedKeys": {}},
+    "BatchWriteItem": {"UnprocessedItems": {}},
+}
+
+
+def stubbed_dynamodb() -> Any:
+    """A real botocore client (requests are built and signed) whose transport answers in-process and
+    keeps nothing: every entry reads as new, every write succeeds."""
+    client = aws_client("dynamodb", boto3.session.Session(region_name="us-east-1"))
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        target = request.headers["X-Amz-Target"]
+        operation = (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
+        body = json.dumps(_STUB_ANSWERS.get(operation, {})).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, _Body(body))
+
+    client.meta.events.register("before-send.dynamodb", answer)
+    return client
+
+
+def create_table(client: Any) -> None:
+    """The connections table as template.yaml declares it."""
+
+    class CfnLoader(yaml.SafeLoader):
+        pass
+
+    CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    p = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)["Resources"]["ConnectionsTable"][
+        "Properties"
+    ]
+    client.create_table(
+        TableName=TABLE,
+        BillingMode=p["BillingMode"],
+        AttributeDefinitions=p["AttributeDefinitions"],
+        KeySchema=p["KeySchema"],
+        GlobalSecondaryIndexes=p["GlobalSecondaryIndexes"],
+        StreamSpecification={
+            "StreamEnabled": True,
+            "StreamViewType": p["StreamSpecification"]["StreamViewType"],
+        },
+    )
+
+
+# --- running the poller ---------------------------------------------------------------------------
+
+
+class NoMetrics:
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        pass
+
+
+def poll(
+    request: PollRequest, source: Any, store: Any, now: Callable[[], datetime], run: list[int]
+) -> RunSummary:
+    run[0] += 1
+    env = PollEnvironment(
+        source=source,
+        store=store,
+        metrics=NoMetrics(),
+        now=now,
+        remaining_ms=lambda: 900_000,
+        retry_count=lambda: getattr(getattr(source, "stats", None), "retries", 0),
+    )
+    return run_poll(request, f"bench-{run[0]}", env, PollerSettings())
+
+
+def leap_client(base_url: str, api_key: str, session: requests.Session | None = None) -> LeapHttpClient:
+    return LeapHttpClient(
+        LeapApiSettings(base_url=base_url, api_key=api_key, page_size=PAGE_SIZE), session=session
+    )
+
+
+@dataclass
+class PollCost:
+    label: str
+    changed_truth: int
+    summary: RunSummary
+    http_requests: int
+    write_requests: int
+    snapshot_units: int
+    control_units: int
+    read_requests: int
+    keys_read: int
+    items_over_1kb: int = 0
+
+    @property
+    def write_units(self) -> int:
+        return self.snapshot_units + self.control_units
+
+
+def measure_writes(
+    entries: int, change: float
+) -> tuple[list[PollCost], PollCost, Counter[int], Counter[int]]:
+    """Three polls through moto and the simulator, and the naive baseline on the last poll's pages."""
+    costs: list[PollCost] = []
+    run = [0]
+    with LeapSimulator(seed=SEED, customers=entries) as sim, mock_aws():
+        sim.advance(days=DAYS)
+        client = aws_client("dynamodb", boto3.session.Session(region_name="us-east-1"))
+        create_table(client)
+        meter = DynamoMeter().attach(client)
+        store = DynamoPollerStore(client, TABLE)
+        leap = leap_client(sim.base_url, sim.api_key)
+        seen: dict[str, str] = {}  # ground truth at the previous poll: entry id -> canonical JSON
+
+        def measured(label: str, request: PollRequest) -> None:
+            truth = {e[wire.ENTRY_ID]: canonical_json(e) for e in sim.iter_entries()}
+            changed = sum(1 for entry_id, text in truth.items() if seen.get(entry_id) != text)
+            seen.clear()
+            seen.update(truth)
+            meter.reset()
+            http_before = sim.requests[CONNECT_PATH]
+            summary = poll(request, leap, store, lambda: sim.now, run)
+            costs.append(
+                PollCost(
+                    label=label,
+                    changed_truth=changed,
+                    summary=summary,
+                    http_requests=sim.requests[CONNECT_PATH] - http_before,
+                    write_requests=meter.write_requests,
+                    snapshot_units=meter.write_units["snapshots"] + meter.write_units["quarantine"],
+                    control_units=meter.write_units["control"],
+                    read_requests=meter.requests["BatchGetItem"] + meter.requests["GetItem"],
+                    keys_read=meter.keys_read,
+                )
+            )
+
+        measured("first poll (all new, full pass)", SCHEDULED)
+        sim.advance(hours=1)
+        sim.touch(change)
+        measured(f"next poll, {change:.0%} touched (incremental)", SCHEDULED)
+        sim.advance(hours=1)
+        sim.touch(change)
+        measured(f"next poll, {change:.0%} touched (full pass)", FULL)
+        pages = list(leap.iter_pages(ConnectQuery(start_date=PollerSettings().full_reconciliation_start)))
+        leap.close()
+    naive, sizes, compressed = naive_baseline(pages)
+    return costs, naive, sizes, compressed
+
+
+def naive_baseline(pages: Sequence[ConnectPage]) -> tuple[PollCost, Counter[int], Counter[int]]:
+    """Put every entry of every page (what a poller without change detection does)."""
+    client = stubbed_dynamodb()
+    meter = DynamoMeter().attach(client)
+    sizes: Counter[int] = Counter()
+    compressed: Counter[int] = Counter()
+    written_at = datetime.fromisoformat("2025-01-26T00:00:00+00:00")
+    for page in pages:
+        items = [snapshot_item(SnapshotWrite(validate_entry(raw), 2), written_at) for raw in page.entries]
+        for item in items:
+            sizes[write_units(item)] += 1
+            packed = {**item, table.CONN_ENTRY: {"B": zlib.compress(item[table.CONN_ENTRY]["S"].encode(), 6)}}
+            compressed[write_units(packed)] += 1
+        for start in range(0, len(items), 25):
+            batch = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            client.batch_write_item(RequestItems={TABLE: batch})
+    total = sum(len(page.entries) for page in pages)
+    cost = PollCost(
+        label="naive baseline (put every entry)",
+        changed_truth=total,
+        summary=RunSummary(run_id="naive", mode=PollMode.FULL, pages=len(pages), changed=total),
+        http_requests=len(pages),
+        write_requests=meter.write_requests,
+        snapshot_units=meter.write_units["snapshots"],
+        control_units=0,
+        read_requests=0,
+        keys_read=0,
+    )
+    return cost, sizes, compressed
+
+
+# --- CPU -----------------------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """Just enough of a PollerStore to time the poller's own work."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, StoredState] = {}
+        self.checkpoint = Checkpoint()
+
+    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None: ...
+    def renew_lease(self, owner: str, until: datetime) -> None: ...
+    def release_lease(self, owner: str) -> bool:
+        return True
+
+    def load_checkpoint(self) -> Checkpoint:
+        return self.checkpoint
+
+    def save_checkpoint(self, checkpoint: Checkpoint, owner: str, now: datetime) -> None:
+        self.checkpoint = checkpoint
+
+    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
+        return {i: s for i in entry_ids if (s := self.states.get(i)) is not None}
+
+    def write_changes(
+        self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
+    ) -> None:
+        for write in snapshots:
+            snapshot_item(write, now)  # building the item is the poller's work too
+            entry = write.entry
+            self.states[entry.entry_id] = StoredState(
+                entry.content_hash, write.sequence, entry.last_interaction
+            )
+
+
+class DecodedPages:
+    def __init__(self, pages: list[ConnectPage]) -> None:
+        self.pages = pages
+
+    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
+        return iter(self.pages)
+
+
+def page_bodies(sim: LeapSimulator) -> list[bytes]:
+    """The raw Connect answers of a full selection, as the client received them."""
+    bodies: list[bytes] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda response, *args, **kwargs: bodies.append(response.content))
+    with leap_client(sim.base_url, sim.api_key, session) as leap:
+        for _ in leap.iter_pages(ConnectQuery(start_date=PollerSettings().full_reconciliation_start)):
+            pass
+    return bodies
+
+
+def decoded(bodies: list[bytes]) -> list[ConnectPage]:
+    names = wire.DEFAULT_CONNECT_WIRE
+    answers = [json.loads(body) for body in bodies]
+    return [ConnectPage(a[names.list_field], a.get(names.next_page_token_field)) for a in answers]
+
+
+def cpu_seconds(action: Callable[[], Any], repeat: int = 3) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        gc.collect()
+        started = time.process_time()
+        action()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@dataclass
+class CpuCost:
+    entries: int
+    change: float
+    json_loads: float
+    poller_steady: float  # 1% changed
+    poller_first: float  # everything new
+
+
+def measure_cpu(entries: int, change: float) -> CpuCost:
+    with LeapSimulator(seed=SEED, customers=entries) as sim:
+        sim.advance(days=DAYS)
+        first_bodies = page_bodies(sim)
+        sim.advance(hours=1)
+        sim.touch(change)
+        now = sim.now
+        bodies = page_bodies(sim)
+    first_pages, pages = decoded(first_bodies), decoded(bodies)
+    run = [0]
+
+    def steady_poll_seconds() -> float:
+        """The second poll only: the first one fills the store."""
+        store = MemoryStore()
+        poll(FULL, DecodedPages(first_pages), store, lambda: now, run)
+        gc.collect()
+        started = time.process_time()
+        poll(FULL, DecodedPages(pages), store, lambda: now, run)
+        return time.process_time() - started
+
+    return CpuCost(
+        entries=sum(len(page.entries) for page in pages),
+        change=change,
+        json_loads=cpu_seconds(lambda: [json.loads(body) for body in bodies]),
+        poller_steady=min(steady_poll_seconds() for _ in range(3)),
+        poller_first=cpu_seconds(
+            lambda: poll(FULL, DecodedPages(first_pages), MemoryStore(), lambda: now, run)
+        ),
+    )
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def simulator_process(entries: int) -> Iterator[tuple[str, str]]:
+    """A simulator in its own process (its memory is not the poller's); yields (base URL, API key)."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-simulator", str(entries)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base_url, api_key = process.stdout.readline().split()
+        yield base_url, api_key
+    finally:
+        if process.stdin:
+            process.stdin.close()
+        process.wait(timeout=30)
+
+
+def serve_simulator(entries: int) -> None:
+    with LeapSimulator(seed=SEED, customers=entries) as sim:
+        sim.advance(days=DAYS)
+        print(sim.base_url, sim.api_key, flush=True)
+        sys.stdin.read()  # until the parent closes it
+
+
+@dataclass
+class MemoryCost:
+    entries: int
+    peak_bytes: int
+    seconds: float
+
+
+def measure_memory(entries: int) -> MemoryCost:
+    with simulator_process(entries) as (base_url, api_key):
+        store = DynamoPollerStore(stubbed_dynamodb(), TABLE)
+        leap = leap_client(base_url, api_key)
+        now = datetime.fromisoformat("2025-01-26T00:00:00+00:00")
+        some_ref_id = next(
+            leap.iter_pages(ConnectQuery(start_date=PollerSettings().full_reconciliation_start))
+        )
+        ref_id = some_ref_id.entries[0][wire.ENTRY_REF_ID]
+        poll(PollRequest(PollMode.REF_ID, ref_id), leap, store, lambda: now, [0])  # warm up the code paths
+        gc.collect()
+        tracemalloc.start()
+        baseline = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        started = time.perf_counter()
+        summary = poll(FULL, leap, store, lambda: now, [1])
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+        tracemalloc.stop()
+        leap.close()
+    if summary.entries_seen != entries:
+        raise RuntimeError(f"the poll saw {summary.entries_seen} entries, expected {entries}")
+    return MemoryCost(entries, peak, seconds)
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+
+COLUMNS = (  # (title, width)
+    ("poll", 42),
+    ("changed", 8),
+    ("written", 8),
+    ("HTTP", 5),
+    ("DDB writes", 11),
+    ("WCU", 7),
+    ("= snap", 7),
+    ("+ ctrl", 7),
+    ("reads", 6),
+    ("keys", 7),
+    ("WCU vs naive", 13),
+)
+
+
+def table_row(values: Sequence[str]) -> str:
+    (_, width), *rest = COLUMNS
+    return f"{values[0]:<{width}}" + "".join(
+        f"{value:>{w}}" for value, (_, w) in zip(values[1:], rest, strict=True)
+    )
+
+
+def report(
+    costs: list[PollCost],
+    naive: PollCost,
+    sizes: Counter[int],
+    compressed: Counter[int],
+    cpu: CpuCost,
+    memory: list[MemoryCost],
+) -> None:
+    entries = naive.changed_truth
+    print(f"\nPoller benchmark: {entries:,} entries (Leap simulator, seed {SEED}), pages of {PAGE_SIZE}\n")
+    header = table_row([title for title, _ in COLUMNS])
+    print(header)
+    print("-" * len(header))
+    for cost in [*costs, naive]:
+        values = (
+            cost.changed_truth,
+            cost.summary.changed,
+            cost.http_requests,
+            cost.write_requests,
+            cost.write_units,
+            cost.snapshot_units,
+            cost.control_units,
+            cost.read_requests,
+            cost.keys_read,
+        )
+        ratio = f"{cost.write_units / naive.write_units:.2%}"
+        print(table_row([cost.label, *(f"{value:,}" for value in values), ratio]))
+
+    def units_per_item(counts: Counter[int]) -> float:
+        return sum(units * n for units, n in counts.items()) / sum(counts.values())
+
+    one_unit = sizes[1] / sum(sizes.values())
+    print(
+        f"\nwrite units per written entry: {units_per_item(sizes):.2f} ({one_unit:.0%} of snapshot items are "
+        "<= 1 KB = 1 WCU; the others, entries with several utilities, 2 WCU)"
+    )
+    print(
+        f"  (were the entry stored zlib-compressed as binary: {units_per_item(compressed):.2f} WCU per entry)"
+    )
+    for cost in costs[1:]:
+        print(
+            f"  {cost.label}: snapshot WCU {cost.snapshot_units} for {cost.summary.changed} changed entries "
+            f"+ {cost.control_units} WCU of lease and checkpoints ({cost.summary.pages} pages)"
+        )
+    per = 1e6 / cpu.entries
+    print(f"\nCPU per entry ({cpu.entries:,} entries, process time, best of 3)")
+    rows = (
+        ("json.loads of the same page bodies", cpu.json_loads),
+        (f"poller, {cpu.change:.0%} changed (steady state)", cpu.poller_steady),
+        ("poller, every entry new (first poll)", cpu.poller_first),
+    )
+    for label, seconds in rows:
+        print(f"  {label:<40}{seconds * per:8.1f} us   ({seconds / cpu.json_loads:.1f}x json.loads)")
+    print("\nPeak memory of a full pass writing every entry")
+    print("(tracemalloc in the poller's process; the simulator runs in a subprocess; DynamoDB is stubbed)")
+    for cost in memory:
+        print(f"  {cost.entries:>9,} entries   {cost.peak_bytes / 2**20:7.2f} MiB   ({cost.seconds:.1f} s)")
+    if len(memory) == 2:
+        growth = memory[1].peak_bytes / memory[0].peak_bytes
+        verdict = "within" if growth <= 1.2 else "OVER"
+        print(f"  {memory[1].entries:,} vs {memory[0].entries:,}: {growth:.2f}x ({verdict} the 1.2x target)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--change", type=float, default=0.01)
+    parser.add_argument("--skip-big", action="store_true", help="measure memory at --entries only")
+    parser.add_argument("--serve-simulator", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_simulator:
+        serve_simulator(args.serve_simulator)
+        return
+    started = time.perf_counter()
+    costs, naive, sizes, compressed = measure_writes(args.entries, args.change)
+    cpu = measure_cpu(args.entries, args.change)
+    memory = [measure_memory(args.entries)] + ([] if args.skip_big else [measure_memory(args.big)])
+    report(costs, naive, sizes, compressed, cpu, memory)
+    print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

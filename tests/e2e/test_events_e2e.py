@@ -1,0 +1,198 @@
+"""Events end to end: Leap simulator -> poller -> table -> stream -> emitter -> SNS -> partner queues.
+
+The expected events are computed independently of the stream: the simulator's entries at each poll
+time, kept when they changed (what the poller stores, sequence 1, 2, ...), diffed. Partner queues
+subscribe with the filter policies of docs/events.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from leap_tracker import table, wire
+from leap_tracker.events import catalog
+from leap_tracker.events.diff import change_events
+
+from devtools.leap_simulator import LeapSimulator
+from devtools.local_runner import LocalCloud, PartnerMessage
+from functions.emitter import app as emitter_app
+from tests.integration.test_schemas_filter_policies import CLAIMS, doc_policies
+
+POLL_EVERY = timedelta(hours=8)
+POLLS = 15  # five days: enough customers click, stall, fail and complete
+# The types the emitter publishes (the other types on the topic come from outreach and meters).
+EMITTER_TYPES = {t for t in catalog.CATALOG if t.split(".")[0] in ("connection", "utility", "agreement")}
+
+
+@dataclass
+class Run:
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    received: dict[str, list[PartnerMessage]] = field(default_factory=lambda: defaultdict(list))
+
+
+def run_polls(cloud: LocalCloud, leap: LeapSimulator, queues: dict[str, str], polls: int = POLLS) -> Run:
+    """Poll on schedule, consuming the partner queues as a partner would (SQS keeps messages 4 days).
+
+    Returns what each queue received and each Reference ID's history of stored snapshots: the
+    ground truth, read from the simulator at each poll.
+    """
+    run = Run()
+    for _ in range(polls):
+        cloud.fire_schedule("PollerFunction")
+        cloud.drain()
+        for entry in leap.entries_at(cloud.now()):
+            history = run.histories[entry[wire.ENTRY_REF_ID]]
+            if not history or history[-1] != entry:
+                history.append(entry)
+        for name, url in queues.items():
+            run.received[name] += cloud.drain_queue(url)
+        cloud.advance(hours=POLL_EVERY.total_seconds() / 3600)
+    return run
+
+
+def expected_events(histories: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    events = {}
+    for history in histories.values():
+        previous = None
+        for sequence, entry in enumerate(history, start=1):
+            events |= {e["id"]: e for e in change_events(previous, entry, sequence)}
+            previous = entry
+    return events
+
+
+def emitted(messages: list[PartnerMessage]) -> list[dict[str, Any]]:
+    return [m.body for m in messages if m.body["type"] in EMITTER_TYPES]
+
+
+def assert_valid(messages: list[PartnerMessage]) -> None:
+    for message in messages:
+        event = message.body
+        schema = catalog.json_schema(event["type"])
+        Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(event)
+        assert message.attributes == catalog.message_attributes(event)
+
+
+def assert_in_order_per_entry(events: list[dict[str, Any]]) -> None:
+    """In arrival order (first arrival of each id), no entry's change comes before an earlier one."""
+    seen: set[str] = set()
+    latest: dict[str, int] = {}
+    for event in events:
+        if event["id"] in seen:
+            continue
+        seen.add(event["id"])
+        sequence = int(event["sequence"])
+        assert sequence >= latest.get(event["subject"], 0), f"{event['subject']}: {sequence} came late"
+        latest[event["subject"]] = sequence
+
+
+def test_partner_queues_receive_exactly_the_expected_events(cloud: LocalCloud, leap: LeapSimulator) -> None:
+    queues = {"everything": cloud.subscribe_queue("EventsTopic")}
+    for name, (scope, policy) in doc_policies().items():
+        queues[name] = cloud.subscribe_queue("EventsTopic", policy, scope=scope)
+
+    run = run_polls(cloud, leap, queues)
+
+    expected = expected_events(run.histories)
+    assert len(expected) > 50, len(expected)
+    assert_valid(run.received["everything"])
+    events = emitted(run.received["everything"])
+    assert len({e["id"] for e in events}) == len(events)  # no duplicate without a failure
+    assert {e["id"] for e in events} == set(expected)
+    assert events == [expected[e["id"]] for e in events]  # byte-for-byte what the diff says
+    assert_in_order_per_entry(events)
+    for name, claim in CLAIMS.items():
+        got = {e["id"] for e in emitted(run.received[name])}
+        assert got == {i for i, e in expected.items() if claim(e)}, name
+    assert not [r for r in cloud.errors if r.function == "EmitterFunction"]
+
+
+class RefusingSns:
+    """The emitter's SNS client, refusing every entry of chosen PublishBatch calls (1-based)."""
+
+    def __init__(self, client: Any, refuse_calls: set[int]) -> None:
+        self._client = client
+        self.refuse_calls = refuse_calls
+        self.calls = 0
+
+    def publish_batch(self, **request: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls in self.refuse_calls:
+            entries = request["PublishBatchRequestEntries"]
+            failed = [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in entries]
+            return {"Successful": [], "Failed": failed}
+        return self._client.publish_batch(**request)
+
+
+@pytest.fixture
+def refusing_sns(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[set[int]], list[RefusingSns]]:
+    """Make the emitter's next cold start get a refusing client; returns the clients it gets."""
+
+    def install(refuse_calls: set[int]) -> list[RefusingSns]:
+        made: list[RefusingSns] = []
+        real = emitter_app.aws_client
+
+        def refusing_client(service: str) -> RefusingSns:
+            made.append(RefusingSns(real(service), refuse_calls))
+            return made[-1]
+
+        monkeypatch.setattr(emitter_app, "aws_client", refusing_client)
+        cloud.cold_start("EmitterFunction")
+        return made
+
+    return install
+
+
+def test_a_failed_publish_is_retried_without_losing_or_reordering(
+    cloud: LocalCloud, leap: LeapSimulator, refusing_sns: Callable[[set[int]], list[RefusingSns]]
+) -> None:
+    clients = refusing_sns({2, 3, 7})  # every entry of these PublishBatch calls is refused
+    queues = {"partner": cloud.subscribe_queue("EventsTopic")}
+
+    run = run_polls(cloud, leap, queues)
+
+    events = emitted(run.received["partner"])
+    assert {e["id"] for e in events} == set(expected_events(run.histories))
+    assert_in_order_per_entry(events)
+    [client] = clients
+    assert client.calls > 7
+    emitter = [r for r in cloud.invocations if r.function == "EmitterFunction"]
+    assert len([r for r in emitter if r.error or r.result["batchItemFailures"]]) == 3  # retried by the stream
+    assert cloud.drain_queue("EmitterFailureQueue") == []
+
+
+def test_a_record_that_always_fails_goes_to_the_failure_queue_without_blocking(
+    cloud: LocalCloud, leap: LeapSimulator
+) -> None:
+    queues = {"partner": cloud.subscribe_queue("EventsTopic")}
+    before = run_polls(cloud, leap, queues, polls=POLLS // 2)
+    poison = {
+        table.PK: {"S": table.CONNECTION_PREFIX + "CAISO_poison_ref-poison"},
+        table.SK: {"S": table.CONNECTION_SK},
+        table.ITEM_TYPE: {"S": table.CONNECTION_ITEM_TYPE},
+        table.CONN_ENTRY: {"S": "{this is not JSON"},
+        table.CONN_SEQUENCE: {"N": "1"},
+    }
+    cloud.client("dynamodb").put_item(TableName=cloud.resources.table_name("ConnectionsTable"), Item=poison)
+
+    after = run_polls(cloud, leap, queues, polls=POLLS // 2)
+
+    histories = before.histories
+    for ref_id, history in after.histories.items():
+        histories[ref_id] += [e for e in history if not histories[ref_id] or e != histories[ref_id][-1]]
+    events = emitted(before.received["partner"] + after.received["partner"])
+    assert {e["id"] for e in events} == set(expected_events(histories))
+    [failure] = cloud.drain_queue("EmitterFailureQueue")
+    info = failure.body["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 1
+    assert info["startSequenceNumber"] == info["endSequenceNumber"]
+    assert failure.body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert "this is not JSON" not in json.dumps(failure.body)  # the stream location only, no data

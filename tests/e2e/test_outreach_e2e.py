@@ -1,0 +1,241 @@
+"""Outreach end to end: Leap simulator -> poller -> emitter -> outreach queue -> outreach function ->
+a partner's webhook endpoint that verifies every signature with the ``standardwebhooks`` package.
+
+Scenario customers (put into the simulator, one per stage a customer can stall at) give exact
+expectations; the simulator's own population, moving through the funnel meanwhile, is held to the
+rules every message must follow. Time only moves with ``cloud.advance`` (the simulated clock).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from leap_tracker import wire
+from leap_tracker.events import catalog
+from leap_tracker.outreach.decision import assess
+from leap_tracker.timeutil import format_instant, parse_instant
+
+from devtools.leap_simulator import LeapSimulator
+from devtools.local_runner import LocalCloud
+from devtools.webhook_receiver import Delivery, WebhookReceiver
+
+COOLDOWN = timedelta(hours=48)  # the template's defaults
+MAX_ATTEMPTS = 3
+HOUR = timedelta(hours=1)
+SWEEP_EVERY = timedelta(hours=12)
+SDGE = "SDG&E: San Diego Gas & Electric"
+SCE = "SCE: Southern California Edison"
+PGE = "PG&E: Pacific Gas and Electric"
+
+
+def _utility(name: str, status: str, required: bool = True, code: str | None = None) -> dict[str, Any]:
+    return {
+        wire.UTILITY_AUTHORIZATION_UUID: f"auth-{name[:3]}",
+        wire.UTILITY_NAME: name,
+        wire.UTILITY_IS_REQUIRED: required,
+        wire.UTILITY_STATUS: status,
+        wire.UTILITY_ERROR_CODE: code,
+        wire.UTILITY_START: None,
+        wire.UTILITY_LAST_INTERACTION: None,
+    }
+
+
+def _entry(ref_id: str, status: str, last: datetime, utilities: list, agreements: dict | None = None) -> dict:
+    return {
+        wire.ENTRY_ID: f"CAISO_00000000-0000-4000-8000-000000000000_{ref_id}",
+        wire.ENTRY_TRANSMISSION_REGION: "CAISO",
+        wire.ENTRY_REF_ID: ref_id,
+        wire.ENTRY_START: format_instant(last - 10 * timedelta(minutes=1)),
+        wire.ENTRY_LAST_INTERACTION: format_instant(last),
+        wire.ENTRY_CONNECTION_STATUS: status,
+        wire.ENTRY_UTILITY_CONNECTIONS: utilities,
+        wire.ENTRY_AGREEMENTS: agreements
+        or {
+            wire.AGREEMENT_PROHIBITED_RESOURCE_ATTESTATION: wire.AGREEMENT_NOT_REQUIRED,
+            wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: wire.AGREEMENT_NOT_REQUIRED,
+        },
+    }
+
+
+def scenario(last: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """Reference ID -> (the entry Leap serves, the one reason its customer must get; None: no message)."""
+    connected, not_connected, error = wire.UTILITY_CONNECTED, wire.UTILITY_NOT_CONNECTED, wire.UTILITY_ERROR
+    cases: dict[str, tuple[str, list, dict | None, str | None]] = {
+        "s-not-started": (wire.CONNECTION_NOT_STARTED, [], None, "not_started"),
+        "s-not-connected": (wire.CONNECTION_PARTIAL, [_utility(SDGE, not_connected)], None, "utility_not_connected"),
+        "s-unknown-code": (wire.CONNECTION_ERROR, [_utility(SDGE, error, code="NEVER_SEEN")], None, "utility_error.unknown"),
+        "s-commercial": (
+            wire.CONNECTION_PARTIAL,
+            [_utility(SDGE, connected), _utility(SCE, error, code=wire.ERROR_INVALID_CREDENTIALS)],
+            None,
+            "utility_error.INVALID_CREDENTIALS",
+        ),
+        "s-agreement": (
+            wire.CONNECTION_PARTIAL,
+            [_utility(SDGE, connected)],
+            {
+                wire.AGREEMENT_PROHIBITED_RESOURCE_ATTESTATION: "SIGNED",
+                wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: "AWAITING_SIGNATURE",
+            },
+            "agreement_pending",
+        ),
+        "s-other-utility": (
+            wire.CONNECTION_PARTIAL,
+            [_utility(SDGE, not_connected), _utility(PGE, connected, required=False)],
+            None,
+            None,
+        ),
+        "s-completed": (wire.CONNECTION_COMPLETED, [_utility(SDGE, connected)], None, None),
+        "s-canceled": (
+            wire.CONNECTION_ERROR,
+            [_utility(SDGE, error, code=wire.ERROR_USER_CANCELED)],
+            None,
+            "utility_error.USER_CANCELED",
+        ),
+    }
+    return {ref: (_entry(ref, status, last, utilities, agreements), reason) for ref, (status, utilities, agreements, reason) in cases.items()}
+
+
+def by_ref(deliveries: list[Delivery]) -> dict[str, list[Delivery]]:
+    grouped: dict[str, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        grouped[delivery.event["subject"]].append(delivery)
+    return grouped
+
+
+def sent_at(delivery: Delivery) -> datetime:
+    """When it was sent: the webhook-timestamp (the simulated clock)."""
+    return datetime.fromtimestamp(int(delivery.timestamp), UTC)
+
+
+def poll(cloud: LocalCloud) -> None:
+    cloud.fire_schedule("PollerFunction")
+    cloud.drain()
+
+
+def republish(cloud: LocalCloud, events: list[Any]) -> None:
+    """Publish events again exactly as the emitter did (same bodies, same attributes): a replay."""
+    sns = cloud.client("sns")
+    topic = cloud.resources["EventsTopic"].ref
+    for message in events:
+        sns.publish(
+            TopicArn=topic,
+            Message=json.dumps(message.body),
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in message.attributes.items()},
+        )
+
+
+def fail_after_success_once(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """The handler does its work, then the invocation errors (a lost response): SQS delivers it all again."""
+    state = {"failed": False}
+
+    def wrapped(event: Any, context: Any) -> Any:
+        result = handler(event, context)
+        if not state["failed"] and event.get("Records"):
+            state["failed"] = True
+            raise RuntimeError("the invocation timed out after the work was done")
+        return result
+
+    return wrapped
+
+
+def test_each_stalled_customer_gets_one_right_message_an_hour_after_and_reminders_up_to_the_max(
+    cloud: LocalCloud, leap: LeapSimulator, webhook: WebhookReceiver
+) -> None:
+    outreach_audit = cloud.subscribe_queue("EventsTopic", {"type": [{"prefix": "outreach."}]})
+    changes = cloud.subscribe_queue("EventsTopic", {"type": [{"anything-but": {"prefix": "outreach."}}]})
+    start = cloud.now()
+    last_interaction = start - 10 * timedelta(minutes=1)
+    actionable = last_interaction + HOUR
+    cases = scenario(last_interaction)
+    for raw, _reason in cases.values():
+        leap.put_entry(raw)
+
+    # Seen by the first poll, 10 minutes after the customers' last interaction: nothing yet.
+    poll(cloud)
+    cloud.advance(minutes=45)
+    cloud.drain()
+    assert by_ref(webhook.accepted()).keys().isdisjoint(cases)
+
+    # An hour after the last interaction: one message each, with the right reason.
+    cloud.advance(minutes=5, seconds=1)  # the deferral hid the messages until the hour, to the second
+    cloud.drain()
+    first = by_ref(webhook.accepted())
+    for ref, (_raw, reason) in cases.items():
+        got = [d.event["data"]["reason"] for d in first.get(ref, [])]
+        assert got == ([reason] if reason else []), ref
+        assert all(sent_at(d) >= actionable for d in first.get(ref, []))
+
+    # Replayed and duplicated events, and a redelivered batch: nothing more.
+    replay = cloud.drain_queue(changes)
+    assert replay
+    republish(cloud, replay)
+    republish(cloud, replay)
+    cloud.wrap_handler("OutreachFunction", fail_after_success_once)
+    cloud.drain()
+    cloud.override_handler("OutreachFunction", None)
+    cloud.advance(minutes=13)  # the failed batch's visibility timeout
+    cloud.drain()
+    poll(cloud)  # nothing changed at Leap: nothing new either
+    assert len(webhook.accepted()) == sum(len(v) for v in first.values())
+
+    # Staying stuck: reminders after each cooldown, never more than the maximum. The follow-up sweep
+    # runs every SWEEP_EVERY here (hourly in the template); Leap is polled daily (the population moves on).
+    audit = [m.body for m in cloud.drain_queue(outreach_audit)]
+    end = start + MAX_ATTEMPTS * COOLDOWN + timedelta(days=1)
+    while cloud.now() < end:
+        cloud.advance(hours=SWEEP_EVERY.total_seconds() / 3600)
+        if (cloud.now() - start) % timedelta(days=1) < SWEEP_EVERY:
+            poll(cloud)
+        cloud.fire_schedule("OutreachFunction")
+        cloud.drain()
+        audit += [m.body for m in cloud.drain_queue(outreach_audit)]  # SQS keeps messages 4 days
+    everything = by_ref(webhook.accepted())
+    for ref, (_raw, reason) in cases.items():
+        messages = everything.get(ref, [])
+        if reason is None:
+            assert messages == [], ref
+            continue
+        assert [d.event["data"]["attempt"] for d in messages] == [1, 2, 3], ref
+        assert {d.event["data"]["reason"] for d in messages} == {reason}
+        times = [sent_at(d) for d in messages]
+        assert all(later - earlier >= COOLDOWN for earlier, later in zip(times, times[1:], strict=False))
+        assert times[-1] - times[0] < 2 * (COOLDOWN + SWEEP_EVERY)
+
+    # Every decision is audited, once.
+    sent: dict[str, int] = defaultdict(int)
+    for event in audit:
+        Draft202012Validator(catalog.json_schema(event["type"])).validate(event)
+        if event["type"] == catalog.OUTREACH_SENT:
+            sent[event["subject"]] += 1
+    assert all(sent[ref] == (3 if reason else 0) for ref, (_raw, reason) in cases.items())
+    suppressed = {(e["subject"], e["data"]["suppressed_because"]) for e in audit if e["type"] == catalog.OUTREACH_SUPPRESSED}
+    assert ("s-other-utility", "other_utility") in suppressed and ("s-completed", "completed") in suppressed
+    assert webhook.rejected() == []
+    assert not [record for record in cloud.errors if record.function == "OutreachFunction" and record.source != "sqs"]
+
+    _population_follows_the_rules(webhook, leap, set(cases))
+
+
+def _population_follows_the_rules(webhook: WebhookReceiver, leap: LeapSimulator, scenario_refs: set[str]) -> None:
+    """The simulated customers, moving through the funnel meanwhile, got only messages that were due."""
+    population = {ref: d for ref, d in by_ref(webhook.accepted()).items() if ref not in scenario_refs}
+    assert population, "the population's stalled customers got messages too"
+    for ref, messages in population.items():
+        assert len(messages) <= MAX_ATTEMPTS, ref
+        times = [sent_at(d) for d in messages]
+        assert all(later - earlier >= COOLDOWN for earlier, later in zip(times, times[1:], strict=False)), ref
+        completed = leap.completed_at(ref)
+        for delivery in messages:
+            connection = delivery.event["data"]["connection"]
+            last = parse_instant(connection[wire.ENTRY_LAST_INTERACTION])
+            assert sent_at(delivery) >= last + HOUR, ref  # never before the hour
+            assert connection == leap.snapshot(ref, at=last), ref  # a state Leap really showed
+            assert connection[wire.ENTRY_CONNECTION_STATUS] != wire.CONNECTION_COMPLETED
+            assert completed is None or last < completed, ref
+            assert delivery.event["data"]["reason"] == assess(connection).reason, ref

@@ -1,0 +1,282 @@
+"""The emitter handler, invoked directly with stream events in Lambda's shape, publishing to moto SNS.
+
+A partner-style SQS queue (raw delivery) is subscribed to the topic and read back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
+from jsonschema import Draft202012Validator
+from leap_tracker.config import ConfigError
+from leap_tracker.events import catalog
+from moto import mock_aws
+
+from devtools import event_samples as samples
+from devtools.generate_schemas import SAMPLE_STREAM_EVENT
+from functions.emitter import app
+
+
+@dataclass(frozen=True)
+class FakeContext:
+    function_name: str = "EmitterFunction"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:EmitterFunction"
+    aws_request_id: str = "2b9c5a8e-0000-4000-8000-000000000001"
+
+
+class FlakySns:
+    """A real (moto) SNS client whose PublishBatch refuses chosen events, or fails whole calls."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.refuse: set[str] = set()  # event ids to report as Failed
+        self.fail_calls = 0  # the next N calls raise a ClientError
+        self.calls: list[int] = []  # entries per call
+
+    def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[dict[str, Any]]) -> dict:
+        self.calls.append(len(PublishBatchRequestEntries))
+        if self.fail_calls:
+            self.fail_calls -= 1
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "PublishBatch")
+        refused = [e for e in PublishBatchRequestEntries if json.loads(e["Message"])["id"] in self.refuse]
+        accepted = [e for e in PublishBatchRequestEntries if e not in refused]
+        response = (
+            self._client.publish_batch(TopicArn=TopicArn, PublishBatchRequestEntries=accepted)
+            if accepted
+            else {"Successful": [], "Failed": []}
+        )
+        injected = {"Code": "InternalError", "Message": "injected", "SenderFault": False}
+        response["Failed"] = response.get("Failed", []) + [{"Id": e["Id"], **injected} for e in refused]
+        return response
+
+
+@dataclass
+class Topic:
+    sns: FlakySns
+    queue_url: str
+    sqs: Any
+
+    def received(self) -> list[dict[str, Any]]:
+        """Every message on the partner queue, in arrival order (body parsed, attributes flattened)."""
+        out = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", []):
+            for message in batch:
+                attributes = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+                out.append({"event": json.loads(message["Body"]), "attributes": attributes, "raw": message})
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return out
+
+
+def make_topic(monkeypatch: pytest.MonkeyPatch, fifo: bool) -> Topic:
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    suffix = ".fifo" if fifo else ""
+    topic_attributes = {"FifoTopic": "true", "ContentBasedDeduplication": "false"} if fifo else {}
+    topic_arn = sns.create_topic(Name=f"events{suffix}", Attributes=topic_attributes)["TopicArn"]
+    queue_attributes = {"FifoQueue": "true"} if fifo else {}
+    queue_url = sqs.create_queue(QueueName=f"partner{suffix}", Attributes=queue_attributes)["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    raw = {"RawMessageDelivery": "true"}
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"], Attributes=raw)
+    flaky = FlakySns(sns)
+    monkeypatch.setenv("EVENTS_TOPIC_ARN", topic_arn)
+    monkeypatch.setenv("EVENTS_TOPIC_FIFO", "true" if fifo else "false")
+    monkeypatch.setattr(app, "aws_client", lambda service: flaky)
+    app.dependencies.cache_clear()  # a cold start with these settings
+    return Topic(flaky, queue_url, sqs)
+
+
+@pytest.fixture
+def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
+    with mock_aws():
+        yield make_topic(monkeypatch, fifo=False)
+    app.dependencies.cache_clear()
+
+
+@pytest.fixture
+def fifo_topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
+    with mock_aws():
+        yield make_topic(monkeypatch, fifo=True)
+    app.dependencies.cache_clear()
+
+
+def invoke(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return app.lambda_handler(samples.stream_event(records), FakeContext())
+
+
+def sequence_numbers(records: list[dict[str, Any]]) -> list[str]:
+    return [r["dynamodb"]["SequenceNumber"] for r in records]
+
+
+def failed_items(response: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def test_sample_event_publishes_every_event_valid_with_its_attributes(topic: Topic) -> None:
+    event = json.loads(SAMPLE_STREAM_EVENT.read_text())
+
+    response = app.lambda_handler(event, FakeContext())
+
+    assert response == {"batchItemFailures": []}
+    received = topic.received()
+    commercial = [m["event"]["type"] for m in received if m["event"]["subject"] == "Test1012"]
+    assert commercial == [
+        "connection.started",
+        "connection.not_started",
+        "connection.partial",
+        "utility.not_connected",
+        "connection.error",
+        "utility.error",
+        "connection.partial",
+        "utility.connected",
+        "agreement.pending",
+        "connection.completed",
+        "agreement.completed",
+    ]
+    for message in received:
+        event_type = message["event"]["type"]
+        Draft202012Validator(
+            catalog.json_schema(event_type), format_checker=Draft202012Validator.FORMAT_CHECKER
+        ).validate(message["event"])
+        assert message["attributes"] == catalog.message_attributes(message["event"])
+    # two changes of one entry never share a call (a failed earlier one could be overtaken)
+    assert all(size <= 10 for size in topic.sns.calls)
+    assert sum(topic.sns.calls) == len(received)
+
+
+def test_redelivered_records_give_the_same_ids(topic: Topic) -> None:
+    records = samples.history_records(samples.commercial_history())
+
+    invoke(records)
+    first = [m["event"]["id"] for m in topic.received()]
+    invoke(copy.deepcopy(records))
+    again = [m["event"]["id"] for m in topic.received()]
+
+    assert first == again
+    assert len(set(first)) == len(first)
+
+
+def test_a_write_that_changed_nothing_publishes_nothing(topic: Topic) -> None:
+    [record] = samples.history_records(samples.commercial_history()[:1])
+    image = record["dynamodb"]["NewImage"]
+    rewrite = samples.stream_record(image, {**image, "written_at": {"S": "2025-03-03T19:00:00Z"}}, 9)
+
+    assert invoke([rewrite]) == {"batchItemFailures": []}
+    assert topic.received() == []
+    assert topic.sns.calls == []
+
+
+def test_a_failed_publish_fails_that_record_and_every_later_one(topic: Topic) -> None:
+    records = list(samples.interleave(samples.commercial_history(), samples.unusual_history()))
+    third = samples.history_records(samples.commercial_history())[2]  # commercial's change 3 (ERROR)
+    new = third["dynamodb"]["NewImage"]
+    entry = json.loads(new["entry"]["S"])
+    error_event = catalog.event_id(entry["id"], 3, catalog.CONNECTION_ERROR)
+    topic.sns.refuse = {error_event}
+    position = next(i for i, r in enumerate(records) if r["dynamodb"]["NewImage"] == new)
+
+    response = invoke(records)
+
+    assert failed_items(response) == sequence_numbers(records[position:])
+    delivered = topic.received()
+    assert error_event not in {m["event"]["id"] for m in delivered}
+
+    # Lambda retries from the failed record; this time SNS takes everything
+    topic.sns.refuse = set()
+    assert invoke(records[position:]) == {"batchItemFailures": []}
+    delivered += topic.received()
+
+    # nothing lost, and per entry no change delivered before an earlier one
+    expected = {e["id"] for r in records for e in events_of(r)}
+    assert expected <= {m["event"]["id"] for m in delivered}
+    for subject in ("Test1012", "crm-88231"):
+        first_seen: dict[str, int] = {}
+        for position_in_queue, m in enumerate(delivered):
+            if m["event"]["subject"] == subject:
+                first_seen.setdefault(m["event"]["id"], position_in_queue)
+        mine = [m for m in delivered if m["event"]["subject"] == subject]
+        order = [
+            int(m["event"]["sequence"]) for m in sorted(mine, key=lambda m: first_seen[m["event"]["id"]])
+        ]
+        assert order == sorted(order)
+
+
+def events_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+    from leap_tracker.events.stream import record_messages
+
+    parsed = DynamoDBRecord(record)
+    return [json.loads(m.body) for m in record_messages(parsed.dynamodb.old_image, parsed.dynamodb.new_image)]
+
+
+def test_an_sns_error_fails_the_records_of_that_call(topic: Topic) -> None:
+    records = samples.history_records(samples.commercial_history())
+    topic.sns.fail_calls = 1
+
+    with pytest.raises(BatchProcessingError):  # every record failed: a function error, the batch is bisected
+        invoke(records)
+
+    assert topic.received() == []
+
+
+def test_a_poison_record_fails_with_the_records_behind_it(topic: Topic) -> None:
+    records = samples.history_records(samples.commercial_history())
+    records[2]["dynamodb"]["NewImage"]["entry"] = {"S": "{not json"}
+
+    response = invoke(records)
+
+    assert failed_items(response) == sequence_numbers(records[2:])
+    assert {m["event"]["sequence"] for m in topic.received()} == {"000000000001", "000000000002"}
+
+
+def test_a_poison_record_alone_is_a_function_error(topic: Topic) -> None:
+    [record] = samples.history_records(samples.commercial_history()[:1])
+    del record["dynamodb"]["NewImage"]["sequence"]
+
+    with pytest.raises(BatchProcessingError):
+        invoke([record])
+
+
+def test_removals_and_other_items_publish_nothing(topic: Topic) -> None:
+    [insert] = samples.history_records(samples.commercial_history()[:1])
+    removal = samples.stream_record(insert["dynamodb"]["NewImage"], None, 5)
+    watch = {"pk": {"S": "WATCH#x"}, "sk": {"S": "METER"}, "status": {"S": "OPEN"}}
+    other = samples.stream_record(None, watch, 6)
+
+    assert invoke([removal, other]) == {"batchItemFailures": []}
+    assert topic.received() == []
+
+
+def test_fifo_topic_groups_by_entry_and_deduplicates_on_the_event_id(fifo_topic: Topic) -> None:
+    records = samples.history_records(samples.commercial_history())
+
+    invoke(records)
+    invoke(records)  # a replay within the deduplication window
+
+    received = fifo_topic.received()
+    assert len(received) == 11
+    entry_id = json.loads(records[0]["dynamodb"]["NewImage"]["entry"]["S"])["id"]
+    assert {m["raw"]["Attributes"]["MessageGroupId"] for m in received} == {entry_id}
+    assert [m["event"]["sequence"] for m in received] == sorted(m["event"]["sequence"] for m in received)
+
+
+def test_cold_start_without_a_topic_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVENTS_TOPIC_ARN", raising=False)
+    app.dependencies.cache_clear()
+
+    with pytest.raises(ConfigError, match="EVENTS_TOPIC_ARN"):
+        invoke(samples.history_records(samples.commercial_history()[:1]))
+    app.dependencies.cache_clear()

@@ -1,0 +1,193 @@
+"""The poller Lambda handler: configuration from the environment, inputs, summary, logs and EMF metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from leap_tracker import table
+from leap_tracker.leap_api import LeapAuthError
+from leap_tracker.poller import InvalidPollRequest
+
+from devtools.leap_simulator import LeapSimulator
+from functions.poller import app
+from tests.integration import test_dynamo_store as dynamo_fixtures
+from tests.integration.test_dynamo_store import scan_items, stored_connections
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+# The DynamoDB fixtures, shared with the store tests.
+dynamodb = dynamo_fixtures.dynamodb
+connections_table = dynamo_fixtures.connections_table
+
+
+@dataclass
+class FakeLambdaContext:
+    remaining_ms: int = 900_000
+    function_name: str = "PollerFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:PollerFunction"
+    aws_request_id: str = "6f3c2b2e-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    return {**json.loads((EVENTS / name).read_text()), **changes}
+
+
+@pytest.fixture
+def sim() -> Iterator[LeapSimulator]:
+    with LeapSimulator(seed=3, customers=30, api_key="sk-live-SECRET-never-logged") as simulator:
+        simulator.advance(days=20)
+        yield simulator
+
+
+@pytest.fixture
+def configure(
+    sim: LeapSimulator, connections_table: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., None]:
+    def apply(**overrides: str) -> None:
+        variables = {
+            "CONNECTIONS_TABLE": connections_table,
+            "LEAP_API_BASE_URL": sim.base_url,
+            "LEAP_API_KEY": sim.api_key,
+            "LEAP_PAGE_SIZE": "10",
+            "LEAP_BACKOFF_FACTOR": "0.001",
+            "LEAP_MAX_RETRIES": "2",
+            **overrides,
+        }
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        app.dependencies.cache_clear()  # a cold start with this configuration
+
+    yield apply
+    app.dependencies.cache_clear()
+
+
+@contextmanager
+def logs_in_capture() -> Iterator[None]:
+    """Point the handler's log stream (bound to stdout at import) at the test's captured stdout."""
+    handler = app.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.stream
+    handler.setStream(sys.stdout)
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
+def output_lines(captured: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    out = captured.readouterr()
+    text = out.out + out.err
+    assert "SECRET" not in text  # the API key never reaches a log line or a metric
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def emf_metrics(lines: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Metric name -> every value published, from the EMF lines Powertools printed."""
+    values: dict[str, list[float]] = {}
+    for line in lines:
+        if "_aws" in line:
+            for definition in line["_aws"]["CloudWatchMetrics"]:
+                assert definition["Namespace"] == "LeapConnectTracker"
+                for metric in definition["Metrics"]:
+                    value = line[metric["Name"]]
+                    values.setdefault(metric["Name"], []).extend(
+                        value if isinstance(value, list) else [value]
+                    )
+    return values
+
+
+def test_a_scheduled_invocation_polls_and_reports(
+    configure: Callable[..., None],
+    sim: LeapSimulator,
+    dynamodb: Any,
+    connections_table: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+    with logs_in_capture():
+        summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    assert summary["status"] == "completed"
+    assert summary["pass"] == "full"
+    assert summary["run_id"] == FakeLambdaContext.aws_request_id
+    assert summary["changed"] == summary["entries_seen"] == sim.customers
+    assert json.loads(json.dumps(summary)) == summary
+    assert len(stored_connections(dynamodb, connections_table)) == sim.customers
+
+    lines = output_lines(capsys)
+    metrics = emf_metrics(lines)
+    assert metrics["PagesFetched"] == [3]
+    assert metrics["EntriesChanged"] == [sim.customers]
+    assert metrics["PollInterrupted"] == [0]
+    assert len(metrics["LeapApiLatency"]) == 3
+    pages = [line for line in lines if line.get("message") == "page stored"]
+    assert len(pages) == 3
+    assert all(line["function_request_id"] == FakeLambdaContext.aws_request_id for line in pages)
+
+
+def test_every_sample_event_is_a_valid_input(configure: Callable[..., None], sim: LeapSimulator) -> None:
+    configure()
+    for path in sorted(EVENTS.glob("poller-*.json")):
+        summary = app.lambda_handler(json.loads(path.read_text()), FakeLambdaContext())
+        assert summary["status"] == "completed", path.name
+
+
+def test_one_reference_id_on_demand(configure: Callable[..., None], sim: LeapSimulator) -> None:
+    configure()
+    ref_id = sim.ref_ids[4]
+    summary = app.lambda_handler(event("poller-ref-id.json", ref_id=ref_id), FakeLambdaContext())
+    assert summary["pass"] == "ref_id"
+    assert summary["query"] == {"ref_id": ref_id}
+    [entry] = summary["entries"]
+    assert entry["outcome"] == "new"
+    assert entry["sequence"] == 1
+    assert entry["id"].endswith(ref_id)
+
+
+def test_a_bad_input_is_a_clear_error_that_touches_nothing(
+    configure: Callable[..., None], dynamodb: Any, connections_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure()
+    with pytest.raises(InvalidPollRequest, match='needs a non-empty string "ref_id"'):
+        app.lambda_handler({"mode": "ref_id"}, FakeLambdaContext())
+    assert scan_items(dynamodb, connections_table) == []
+    assert emf_metrics(output_lines(capsys))["InvalidInput"] == [1]
+
+
+def test_a_wrong_key_ends_the_run_with_one_clear_error_line(
+    configure: Callable[..., None], dynamodb: Any, connections_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(LEAP_API_KEY="sk-live-SECRET-but-wrong")
+    with logs_in_capture(), pytest.raises(LeapAuthError):
+        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    lines = output_lines(capsys)
+    errors = [line for line in lines if line.get("level") == "ERROR"]
+    assert len(errors) == 1
+    assert "Leap rejected the API key (401)" in errors[0]["message"]
+    assert "LEAP_API_KEY" in errors[0]["message"]  # says which setting to fix
+    assert emf_metrics(lines)["PollFailed"] == [1]
+    leases = [i for i in scan_items(dynamodb, connections_table) if i[table.SK]["S"] == table.LEASE_SK]
+    assert leases == []
+
+
+def test_too_little_time_left_stops_before_the_first_page(
+    configure: Callable[..., None], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(POLLER_TIME_MARGIN_SECONDS="60")
+    with logs_in_capture():
+        summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(remaining_ms=59_999))
+    assert summary["status"] == "interrupted"
+    assert summary["pages"] == 0
+    assert sim.requests == {}
+    assert emf_metrics(output_lines(capsys))["PollInterrupted"] == [1]

@@ -1,0 +1,311 @@
+"""The poller end to end below the handler: the Leap simulator over HTTP, the real client, moto.
+
+Each "Done when" line of issue 2 has a test here, checked against the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from leap_tracker import table, wire
+from leap_tracker.adapters.dynamo_store import DynamoPollerStore
+from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.config import LeapApiSettings, PollerSettings
+from leap_tracker.connect_model import canonical_json
+from leap_tracker.leap_api import ConnectPage, ConnectQuery, LeapAuthError
+from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
+
+from devtools.leap_simulator import LeapSimulator, rate_limited, server_error
+from tests.integration import test_dynamo_store as dynamo_fixtures
+from tests.integration.test_dynamo_store import RequestCounter, scan_items, stored_connections
+from tests.unit.test_poller_fakes import PageBudget, RecordingMetrics
+
+SCHEDULED = PollRequest(PollMode.SCHEDULED)
+SETTINGS = PollerSettings()
+CUSTOMERS = 60  # moto costs ~2 ms per item written or read: enough for 6 pages, no more
+PAGE_SIZE = 10
+PAGES = CUSTOMERS // PAGE_SIZE
+
+# The DynamoDB fixtures, shared with the store tests.
+dynamodb = dynamo_fixtures.dynamodb
+connections_table = dynamo_fixtures.connections_table
+
+
+class World:
+    """The simulator, moto's table, and a way to run the poller between them."""
+
+    def __init__(
+        self, sim: LeapSimulator, settings: Callable[..., LeapApiSettings], client: Any, table_name: str
+    ):
+        self.sim = sim
+        self.make_settings = settings
+        self.dynamodb = client
+        self.table = table_name
+        self.requests = RequestCounter(client)
+        self.clients: list[LeapHttpClient] = []
+        self.runs = 0
+
+    def leap(self, **overrides: Any) -> LeapHttpClient:
+        client = LeapHttpClient(self.make_settings(**{"page_size": PAGE_SIZE, **overrides}))
+        self.clients.append(client)
+        return client
+
+    def store(self) -> DynamoPollerStore:
+        return DynamoPollerStore(self.dynamodb, self.table, sleep=lambda _: None)
+
+    def poll(
+        self,
+        request: PollRequest = SCHEDULED,
+        *,
+        remaining: Callable[[], int] | None = None,
+        source: Any = None,
+        store: DynamoPollerStore | None = None,
+        run_id: str | None = None,
+    ) -> RunSummary:
+        self.runs += 1
+        leap = source or self.leap()
+        env = PollEnvironment(
+            source=leap,
+            store=store or self.store(),
+            metrics=RecordingMetrics(),
+            now=lambda: self.sim.now,
+            remaining_ms=remaining or PageBudget(10_000),
+            retry_count=lambda: leap.stats.retries if hasattr(leap, "stats") else 0,
+        )
+        return run_poll(request, run_id or f"run-{self.runs}", env, SETTINGS)
+
+    def truth(self) -> dict[str, str]:
+        """entry id -> canonical JSON of what the API shows now."""
+        return {entry[wire.ENTRY_ID]: canonical_json(entry) for entry in self.sim.iter_entries()}
+
+    def stored(self) -> dict[str, dict[str, Any]]:
+        return stored_connections(self.dynamodb, self.table)
+
+    def stored_entries(self) -> dict[str, str]:
+        return {entry_id: item[table.CONN_ENTRY]["S"] for entry_id, item in self.stored().items()}
+
+    def connect_requests(self) -> int:
+        return self.sim.requests[wire.DEFAULT_CONNECT_WIRE.path]
+
+
+@pytest.fixture
+def leap_simulator() -> Iterator[LeapSimulator]:
+    """Overrides the shared fixture with a smaller population (the behaviour under test is the same)."""
+    with LeapSimulator(seed=7, customers=CUSTOMERS) as sim:
+        yield sim
+
+
+@pytest.fixture
+def world(
+    leap_simulator: LeapSimulator,
+    leap_settings: Callable[..., LeapApiSettings],
+    dynamodb: Any,
+    connections_table: str,
+) -> Iterator[World]:
+    leap_simulator.advance(days=20)  # every customer has clicked; journeys at every stage
+    made = World(leap_simulator, leap_settings, dynamodb, connections_table)
+    yield made
+    for client in made.clients:
+        client.close()
+
+
+def test_a_first_poll_stores_every_entry(world: World) -> None:
+    summary = world.poll()
+    assert summary.status is RunStatus.COMPLETED
+    assert summary.pass_kind == "full"
+    truth = world.truth()
+    assert len(truth) == world.sim.customers
+    assert world.stored_entries() == truth
+    assert {item[table.CONN_SEQUENCE]["N"] for item in world.stored().values()} == {"1"}
+    assert all(n == 1 for n in world.requests.connection_puts().values())
+    assert (summary.pages, summary.entries_seen, summary.changed) == (PAGES, len(truth), len(truth))
+
+
+def test_a_second_poll_with_nothing_changed_writes_nothing(world: World) -> None:
+    world.poll()
+    writes_before = world.requests.calls["BatchWriteItem"]
+    summary = world.poll()
+    assert summary.pass_kind == "incremental"
+    assert summary.changed == 0
+    assert summary.unchanged == summary.entries_seen > 0
+    assert world.requests.calls["BatchWriteItem"] == writes_before
+
+
+def test_with_some_entries_changed_exactly_those_are_written_with_their_next_sequence(world: World) -> None:
+    world.poll()
+    before = world.truth()
+    world.sim.advance(hours=1)
+    touched = world.sim.touch(0.05)
+    assert touched
+    after = world.truth()
+    changed = {entry_id for entry_id, text in after.items() if before.get(entry_id) != text}
+    puts_before = world.requests.connection_puts()
+
+    summary = world.poll()
+
+    put_now = world.requests.connection_puts() - puts_before
+    assert {table.entry_id_from_pk(pk) for pk in put_now} == changed
+    assert all(n == 1 for n in put_now.values())
+    assert summary.changed == len(changed)
+    stored = world.stored()
+    assert {entry_id: item[table.CONN_ENTRY]["S"] for entry_id, item in stored.items()} == after
+    sequences = {entry_id: int(item[table.CONN_SEQUENCE]["N"]) for entry_id, item in stored.items()}
+    assert sequences == {entry_id: 2 if entry_id in changed else 1 for entry_id in after}
+
+
+def test_page_tokens_are_url_encoded(world: World) -> None:
+    world.poll()
+    with_token = [r for r in world.sim.request_log if wire.DEFAULT_CONNECT_WIRE.param_page_token in r.query]
+    assert len(with_token) == PAGES - 1
+    for request in with_token:
+        assert "page-token=%2B%2F" in request.raw_query  # the token starts "+/" and must arrive intact
+        assert "+" not in request.raw_query
+        assert request.raw_query.endswith("%3D") or "%3D&" in request.raw_query
+    assert len(world.stored()) == world.sim.customers
+
+
+def test_a_run_cut_off_mid_pagination_and_resumed_loses_and_duplicates_nothing(world: World) -> None:
+    first = world.poll(remaining=PageBudget(3))
+    assert first.status is RunStatus.INTERRUPTED
+    assert first.pages == 3
+    assert len(world.stored()) == 3 * PAGE_SIZE
+
+    second = world.poll()
+    assert second.resumed
+    assert second.status is RunStatus.COMPLETED
+    assert (second.pages, second.pass_pages_done) == (PAGES - 3, PAGES)
+    assert world.connect_requests() == PAGES  # no page read twice
+    assert world.stored_entries() == world.truth()
+    puts = world.requests.connection_puts()
+    assert len(puts) == world.sim.customers
+    assert set(puts.values()) == {1}
+
+
+def test_a_crash_between_a_pages_writes_and_its_checkpoint_replays_it_without_rewriting(world: World) -> None:
+    store = world.store()
+    save = store.save_checkpoint
+    saved: list[int] = []
+
+    def killed_on_the_fourth_checkpoint(checkpoint: Any, owner: str, now: Any) -> None:
+        if len(saved) == 3:
+            raise TimeoutError("Task timed out")
+        saved.append(1)
+        save(checkpoint, owner, now)
+
+    store.save_checkpoint = killed_on_the_fourth_checkpoint  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError):
+        world.poll(store=store)
+    replay = world.poll()
+    assert replay.resumed
+    assert replay.unchanged == PAGE_SIZE  # the replayed fourth page: already stored
+    assert world.stored_entries() == world.truth()
+    assert set(world.requests.connection_puts().values()) == {1}
+
+
+def test_an_expired_page_token_restarts_the_pass_and_still_writes_each_entry_once(world: World) -> None:
+    world.poll(remaining=PageBudget(2))
+    world.sim.expire_page_tokens()
+    summary = world.poll()
+    assert summary.status is RunStatus.COMPLETED
+    assert summary.token_restarts == 1
+    assert world.stored_entries() == world.truth()
+    assert set(world.requests.connection_puts().values()) == {1}
+
+
+def test_429_and_500_are_retried(world: World) -> None:
+    world.sim.inject(rate_limited(retry_after_seconds=0))
+    world.sim.inject(server_error())
+    summary = world.poll()
+    assert summary.status is RunStatus.COMPLETED
+    assert summary.retries == 2
+    assert world.stored_entries() == world.truth()
+
+
+def test_a_401_ends_the_run_clearly(world: World) -> None:
+    with pytest.raises(LeapAuthError, match=r"Leap rejected the API key \(401\)"):
+        world.poll(source=world.leap(api_key="a-wrong-key"))
+    assert world.stored() == {}
+    assert not [
+        item for item in scan_items(world.dynamodb, world.table) if item[table.SK]["S"] == table.LEASE_SK
+    ]
+
+
+def test_a_malformed_entry_is_quarantined_while_the_rest_of_its_page_is_stored(world: World) -> None:
+    broken = dict(world.sim.snapshot(world.sim.ref_ids[0]) or {})
+    broken[wire.ENTRY_REF_ID] = "broken-ref"
+    broken[wire.ENTRY_ID] = "CAISO_broken_broken-ref"
+    broken[wire.ENTRY_LAST_INTERACTION] = "not a date"
+    world.sim.put_entry(broken)
+    summary = world.poll()
+    assert summary.invalid == 1
+    truth = world.truth()
+    del truth[broken[wire.ENTRY_ID]]
+    assert world.stored_entries() == truth
+    [quarantined] = [
+        i for i in scan_items(world.dynamodb, world.table) if i[table.PK]["S"].startswith("QUARANTINE#")
+    ]
+    assert quarantined[table.PK]["S"] == "QUARANTINE#CAISO_broken_broken-ref"
+    assert quarantined["reason"]["S"].startswith(wire.ENTRY_LAST_INTERACTION)
+
+
+class RunsAnotherPollFirst:
+    """A source that, when its run asks for its first page, lets a second run try to poll."""
+
+    def __init__(self, inner: LeapHttpClient, other_run: Callable[[], RunSummary]) -> None:
+        self.inner, self.other_run, self.stats = inner, other_run, inner.stats
+        self.other: RunSummary | None = None
+
+    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
+        if self.other is None:
+            self.other = self.other_run()
+        yield from self.inner.iter_pages(query, page_token)
+
+
+def test_two_overlapping_runs_never_both_write(world: World) -> None:
+    second_store = world.store()
+    racer = RunsAnotherPollFirst(world.leap(), lambda: world.poll(store=second_store, run_id="run-second"))
+    first_store = world.store()
+    first = world.poll(source=racer, store=first_store, run_id="run-first")
+
+    assert racer.other is not None
+    assert racer.other.status is RunStatus.SKIPPED
+    assert racer.other.reason.startswith("lease held by run-first until")
+    assert second_store.stats.write_requests == 0
+    assert first.status is RunStatus.COMPLETED
+    assert first_store.stats.items_written == world.sim.customers
+    assert set(world.requests.connection_puts().values()) == {1}
+
+
+def test_an_expired_lease_is_taken_over(world: World) -> None:
+    crashed = world.store()
+    now = world.sim.now
+    crashed.acquire_lease("run-crashed", now - timedelta(minutes=20), now - timedelta(minutes=4))
+    assert world.poll().status is RunStatus.COMPLETED
+    assert len(world.stored()) == world.sim.customers
+
+
+class LeaseStolenAfterPages:
+    """A source that lets another run take the lease over after ``pages`` pages (as if it had expired)."""
+
+    def __init__(
+        self, inner: LeapHttpClient, thief: DynamoPollerStore, pages: int, sim: LeapSimulator
+    ) -> None:
+        self.inner, self.thief, self.pages, self.sim, self.stats = inner, thief, pages, sim, inner.stats
+
+    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
+        for served, page in enumerate(self.inner.iter_pages(query, page_token)):
+            if served == self.pages:
+                late = self.sim.now + timedelta(hours=1)
+                self.thief.acquire_lease("run-thief", late, late + timedelta(minutes=16))
+            yield page
+
+
+def test_a_run_that_lost_its_lease_stops_before_writing(world: World) -> None:
+    source = LeaseStolenAfterPages(world.leap(), world.store(), pages=2, sim=world.sim)
+    summary = world.poll(source=source)
+    assert summary.status is RunStatus.LEASE_LOST
+    assert summary.pages == 2
+    assert len(world.stored()) == 2 * PAGE_SIZE  # the third page was read but not written
