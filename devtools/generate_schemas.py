@@ -6,7 +6,7 @@ stream event (events/dynamodb-stream-connection-changes.json) from the event cat
 
 Every example in the doc is a REAL message: the connection examples are what the emitter publishes
 for the sample histories of ``devtools.event_samples`` (stored with the poller's item format, read
-back from stream records), the meter examples come from the meter watch's builder. The tests check
+back from stream records), the meter and outreach examples come from their own builders. The tests check
 that every example validates against its schema and that the files match the catalog.
 """
 
@@ -15,17 +15,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from leap_tracker.config import MeterWatchSettings
+from leap_tracker import wire
+from leap_tracker.config import MeterWatchSettings, OutreachSettings
+from leap_tracker.connect_model import canonical_json, content_hash
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import OutgoingMessage, to_message
 from leap_tracker.events.stream import record_messages
 from leap_tracker.meters.events import watch_event
 from leap_tracker.meters.model import MeterSummary, MeterWatch
+from leap_tracker.outreach.decision import History, OutreachPolicy, Snapshot, Trigger, decide
+from leap_tracker.outreach.messages import requested_message, sent_event, suppressed_event
+from leap_tracker.outreach.templates import load_templates
+from leap_tracker.timeutil import parse_instant
 
 from devtools import event_samples
 
@@ -72,12 +78,34 @@ def _meter_events() -> list[dict[str, Any]]:
     ]
 
 
+def _outreach_events() -> list[dict[str, Any]]:
+    """A customer who cancelled at the utility: messaged once, then the same state again (suppressed)."""
+    entry = event_samples.commercial_history()[2]
+    snapshot = Snapshot(entry, content_hash(canonical_json(entry)), sequence=3)
+    now = parse_instant(entry[wire.ENTRY_LAST_INTERACTION]) + timedelta(hours=2)
+    policy = OutreachPolicy()
+    decision = decide(snapshot, History(), policy, now, Trigger.EVENT)
+    pattern = OutreachSettings().connect_url_pattern
+    message = requested_message(snapshot, decision, load_templates(), pattern, now)
+    sent = sent_event(message, ["webhook"], now, snapshot.sequence)
+    history = History(
+        attempts=1,
+        last_sent_at=now,
+        last_reason=decision.need.reason,
+        last_state=snapshot.content_hash,
+        state_sends=1,
+    )
+    later = now + timedelta(hours=1)
+    again = decide(snapshot, history, policy, later, Trigger.EVENT)
+    return [message.event, sent, suppressed_event(snapshot, again, history.attempts, later)]
+
+
 def example_messages() -> dict[str, OutgoingMessage]:
     """One real message per type that has a producer: the first one the sample histories yield."""
     messages = [
         *history_messages(event_samples.commercial_history()),
         *history_messages(event_samples.unusual_history()),
-        *(to_message(event, event["data"]["entry_id"]) for event in _meter_events()),
+        *(to_message(event, event["data"]["entry_id"]) for event in _meter_events() + _outreach_events()),
     ]
     examples: dict[str, OutgoingMessage] = {}
     for message in messages:

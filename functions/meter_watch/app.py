@@ -48,7 +48,7 @@ def record_handler(record: SQSRecord) -> OpenResult:
     # The event id only: ref ids are the partner's free text and may identify a customer.
     logger.info("meter watch", extra={"result": result.value, "event_id": event.get("id")})
     opened = result in (OpenResult.OPENED, OpenResult.REOPENED)
-    metrics.add_metric("WatchesOpened", MetricUnit.Count, 1 if opened else 0)  # 0: dashboards see redeliveries
+    metrics.add_metric("WatchesOpened", MetricUnit.Count, 1 if opened else 0)  # 0 too: redeliveries show
     return result
 
 

@@ -26,7 +26,9 @@ from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud, PartnerMessage
 from tests.e2e.conftest import E2E_START
 
-STEP = timedelta(hours=6)  # the schedules' cadence here: coarser than production's hour, same rules
+# The schedules' cadence here: coarser than production's hour (the rules do not depend on it).
+POLL_STEP = timedelta(hours=6)  # poller and sweep, while Leap's data still changes
+QUIET_STEP = timedelta(hours=12)  # the sweep alone, afterwards
 RULES = MeterWatchSettings()  # the template's defaults: overdue at 72 h, give up at 14 days
 METER_FILTER = {"type": [{"prefix": "meter."}]}  # as docs/meters.md suggests
 # Seed 5, 24 customers clicking within 2 days: 15 complete; meters come fast for 10, late for 2 and
@@ -43,18 +45,18 @@ def leap() -> Iterator[LeapSimulator]:
         yield simulator
 
 
-def first_sweep_at_or_after(moment: datetime) -> datetime:
-    steps = -((E2E_START - moment) // STEP)  # ceiling division on the schedules' grid
-    return E2E_START + steps * STEP
+def first_at_or_after(times: list[datetime], moment: datetime) -> datetime:
+    return min((t for t in times if t >= moment), default=datetime.max.replace(tzinfo=moment.tzinfo))
 
 
-def expected_endings(leap: LeapSimulator, ref: str) -> list[str]:
-    """What a partner should receive for a completed connection, from the simulator's ground truth."""
+def expected_endings(leap: LeapSimulator, ref: str, sweeps: list[datetime]) -> list[str]:
+    """What a partner should receive for a completed connection, from the simulator's ground truth
+    and the times the sweep ran (the first sweep at or after a moment is the check that sees it)."""
     completed = leap.completed_at(ref)
     assert completed is not None
     appear = leap.meters_appear_at(ref)
-    overdue_check = first_sweep_at_or_after(completed + timedelta(hours=RULES.overdue_hours))
-    last_check = first_sweep_at_or_after(completed + timedelta(days=RULES.give_up_days))
+    overdue_check = first_at_or_after(sweeps, completed + timedelta(hours=RULES.overdue_hours))
+    last_check = first_at_or_after(sweeps, completed + timedelta(days=RULES.give_up_days))
     if appear is not None and appear <= overdue_check:
         return [catalog.METER_APPEARED]
     if appear is not None and appear <= last_check:
@@ -64,20 +66,23 @@ def expected_endings(leap: LeapSimulator, ref: str) -> list[str]:
 
 def run_schedules(
     cloud: LocalCloud, leap: LeapSimulator, partner: str, end: datetime
-) -> list[PartnerMessage]:
-    """Fire the poller and the sweep every STEP until ``end``; the poller only while Leap's data can
-    still change (later polls would store nothing). Returns what the partner's queue received."""
+) -> tuple[list[PartnerMessage], list[datetime]]:
+    """Fire the poller and the sweep until ``end``: the poller only while Leap's data can still change
+    (later polls would store nothing). Returns what the partner's queue received, and the sweep times."""
     last_change = max(leap.change_times(ref)[-1] for ref in leap.ref_ids)
     received: list[PartnerMessage] = []
+    sweeps: list[datetime] = []
     while cloud.now() <= end:
-        if cloud.now() <= last_change + STEP:
+        polling = cloud.now() <= last_change + POLL_STEP
+        if polling:
             cloud.fire_schedule("PollerFunction")
             cloud.drain()
         cloud.fire_schedule("MeterSweepFunction")
+        sweeps.append(cloud.now())
         cloud.drain()
         received += cloud.drain_queue(partner)  # often: the queue keeps messages only 4 days
-        cloud.advance(hours=STEP.total_seconds() / 3600)
-    return received
+        cloud.advance(hours=(POLL_STEP if polling else QUIET_STEP).total_seconds() / 3600)
+    return received, sweeps
 
 
 def test_every_completed_connection_gets_the_meter_events_its_meters_call_for(
@@ -87,16 +92,16 @@ def test_every_completed_connection_gets_the_meter_events_its_meters_call_for(
     cloud.override_handler("OutreachFunction", lambda _event, _context: {"batchItemFailures": []})
     partner = cloud.subscribe_queue("EventsTopic", METER_FILTER)
     completed = [ref for ref in leap.ref_ids if leap.completed_at(ref) is not None]
-    end = max(leap.completed_at(ref) for ref in completed) + timedelta(days=RULES.give_up_days) + STEP
+    end = max(leap.completed_at(ref) for ref in completed) + timedelta(days=RULES.give_up_days) + QUIET_STEP
 
-    received = run_schedules(cloud, leap, partner, end)
+    received, sweeps = run_schedules(cloud, leap, partner, end)
 
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for message in received:
         events[message.body["subject"]].append(message.body)
     endings: dict[str, int] = defaultdict(int)
     for ref in completed:
-        expected = expected_endings(leap, ref)
+        expected = expected_endings(leap, ref, sweeps)
         assert [e["type"] for e in events[ref]] == expected, ref
         endings[" then ".join(expected)] += 1
         if expected[-1] == catalog.METER_APPEARED:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from leap_tracker import table
 from leap_tracker.adapters.dynamo_store import snapshot_item
-from leap_tracker.adapters.outreach_store import OutreachDynamoStore
+from leap_tracker.adapters.outreach_store import ClaimLost, OutreachDynamoStore
 from leap_tracker.connect_model import validate_entry
 from leap_tracker.outreach.ledger import Claim, LedgerStatus, Reservation
 from leap_tracker.poller_ports import SnapshotWrite
@@ -58,12 +58,13 @@ def test_a_claimed_then_sent_message_is_recorded_and_cannot_be_claimed_again(sto
     first = reservation()
 
     assert store.claim(first, 0, NOW, LEASE).claim is Claim.NEW
-    assert raw_item(store, table.outreach_sent_key(ENTRY_ID, first.dedupe_key))["status"] == LedgerStatus.PENDING
-    store.mark_sent(first, NOW, NOW + timedelta(hours=48))
+    assert store.ledger_entry(ENTRY_ID, first.dedupe_key)["status"] == LedgerStatus.PENDING
+    store.mark_sent(first, NOW, NOW + timedelta(hours=48), LEASE)
 
-    ledger_item = raw_item(store, table.outreach_sent_key(ENTRY_ID, first.dedupe_key))
-    assert (ledger_item["status"], ledger_item["webhook_id"]) == ("SENT", first.webhook_id)
-    assert "lease_until" not in ledger_item
+    entry = store.ledger_entry(ENTRY_ID, first.dedupe_key)
+    assert (entry["status"], entry["webhook_id"], entry["attempt"]) == ("SENT", first.webhook_id, 1)
+    assert "lease_until" not in entry
+    assert "pending_key" not in raw_item(store, table.outreach_state_key(ENTRY_ID))
     _, history = store.load(ENTRY_ID)
     assert (history.attempts, history.last_sent_at, history.last_reason, history.state_sends) == (
         1,
@@ -91,7 +92,7 @@ def test_a_claim_in_flight_blocks_others_until_its_lease_ends(store: OutreachDyn
 
 def test_a_claim_needs_the_attempts_the_decision_saw(store: OutreachDynamoStore) -> None:
     store.claim(reservation(), 0, NOW, LEASE)
-    store.mark_sent(reservation(), NOW, None)
+    store.mark_sent(reservation(), NOW, None, LEASE)
 
     assert store.claim(reservation("x#h#1", attempt=2), 0, NOW, LEASE).claim is Claim.CONFLICT
     assert store.claim(reservation("x#h#1", attempt=2), 1, NOW, LEASE).claim is Claim.NEW
@@ -108,9 +109,9 @@ def test_release_without_delivery_forgets_the_claim(store: OutreachDynamoStore) 
     first = reservation()
     store.claim(first, 0, NOW, LEASE)
 
-    store.release(first, frozenset(), NOW)
+    store.release(first, frozenset(), NOW, LEASE)
 
-    assert raw_item(store, table.outreach_sent_key(ENTRY_ID, first.dedupe_key)) == {}
+    assert store.ledger_entry(ENTRY_ID, first.dedupe_key) is None
     assert "pending_key" not in raw_item(store, table.outreach_state_key(ENTRY_ID))
     assert store.claim(first, 0, NOW, LEASE).claim is Claim.NEW
 
@@ -119,23 +120,27 @@ def test_release_after_a_partial_delivery_keeps_it_for_the_retry(store: Outreach
     both = reservation(channels=("topic", "webhook"))
     store.claim(both, 0, NOW, LEASE)
 
-    store.release(both, frozenset({"topic"}), NOW)
+    store.release(both, frozenset({"topic"}), NOW, LEASE)
 
     retry = store.claim(both, 0, NOW + timedelta(seconds=5), LEASE)
     assert (retry.claim, retry.delivered, retry.reserved_at) == (Claim.RESUMED, frozenset({"topic"}), NOW)
 
 
-def test_mark_sent_without_the_slot_fails_unless_someone_finished_it(store: OutreachDynamoStore) -> None:
+def test_only_the_current_holder_can_mark_or_release(store: OutreachDynamoStore) -> None:
     first = reservation()
     store.claim(first, 0, NOW, LEASE)
     later = LEASE + timedelta(seconds=1)
-    assert store.claim(first, 0, later, later + timedelta(minutes=3)).claim is Claim.RESUMED
-    store.mark_sent(first, later, None)  # the resumer finished
+    new_lease = later + timedelta(minutes=3)
+    assert store.claim(first, 0, later, new_lease).claim is Claim.RESUMED
 
-    store.mark_sent(first, NOW, None)  # the original holder, late: nothing to do, no error
+    with pytest.raises(ClaimLost):
+        store.release(first, frozenset(), later, LEASE)  # the original holder, late: not its claim
+    store.mark_sent(first, later, None, new_lease)  # the resumer finishes
+    store.mark_sent(first, later, None, LEASE)  # the original holder again: already done, no error
 
-    with pytest.raises(Exception, match="TransactionCanceled"):
-        store.mark_sent(reservation("never#claimed#1"), NOW, None)
+    assert store.ledger_entry(ENTRY_ID, first.dedupe_key)["status"] == "SENT"
+    with pytest.raises(ClaimLost):
+        store.mark_sent(reservation("never#claimed#1"), NOW, None, LEASE)
 
 
 def test_follow_ups_come_due_in_order_and_leave_the_index(store: OutreachDynamoStore) -> None:

@@ -37,9 +37,7 @@ def test_every_example_in_the_doc_is_valid_against_its_schema() -> None:
     text = generate_schemas.EVENTS_DOC.read_text()
     examples = {m["type"]: json.loads(m["body"]) for m in EXAMPLE_BLOCK.finditer(text)}
 
-    producers_built = set(generate_schemas.example_messages())
-    assert set(examples) == producers_built
-    assert {t for t in catalog.CATALOG if not t.startswith(("meter.", "outreach."))} <= set(examples)
+    assert set(examples) == set(catalog.CATALOG)  # every type, each with a real example
     for event_type, example in examples.items():
         schema = json.loads((generate_schemas.SCHEMAS_DIR / f"{event_type}.json").read_text())
         Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(example)

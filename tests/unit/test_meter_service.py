@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
@@ -382,3 +384,49 @@ def test_watches_not_yet_due_are_not_checked() -> None:
     store, meters = seeded(5), FakeMeters()
     summary = sweep(store, meters, FakePublisher(), T0 + 23 * HOUR)
     assert (summary.due, meters.searches) == (0, [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    due_offsets=st.lists(st.integers(-72, 24), max_size=320),  # hours from now: <= 0 is due
+    gone=st.sets(st.integers(0, 319), max_size=40),
+    with_meters=st.sets(st.integers(0, 319), max_size=80),
+    batches_in_time=st.integers(0, 5),
+)
+def test_a_sweep_checks_each_due_watch_at_most_once_and_loses_none(
+    due_offsets: list[int], gone: set[int], with_meters: set[int], batches_in_time: int
+) -> None:
+    now = T0 + 30 * 24 * HOUR
+    store, meters = FakeStore(), FakeMeters()
+    for n, offset in enumerate(due_offsets):
+        watch = a_watch(n, now - 10 * 24 * HOUR, due_at=now + offset * HOUR)
+        store.watches[watch.entry_id] = watch
+        if n not in gone:
+            store.connections.add(watch.entry_id)
+        if n in with_meters:
+            meters.add(watch.ref_id, f"meter-{n}")
+    before = dict(store.watches)
+    budget = iter([PLENTY_MS] * batches_in_time + [0] * 1000)
+
+    summary = sweep(store, meters, FakePublisher(), now, remaining=lambda: next(budget))
+
+    searched = [ref for refs, _ in meters.searches for ref in refs]
+    assert len(searched) == len(set(searched))  # nobody checked twice
+    assert all(len(refs) <= wire.METERS_MAX_REFERENCE_IDS for refs, _ in meters.searches)
+    due = sorted(
+        (w for w in before.values() if w.due_at and w.due_at <= now), key=lambda w: (w.due_at, w.entry_id)
+    )
+    assert summary.due == min(len(due), batches_in_time * wire.METERS_MAX_REFERENCE_IDS)
+    assert summary.stopped_early == (len(due) > summary.due)
+    taken = {w.entry_id for w in due[: summary.due]}  # earliest first
+    for entry_id, old in before.items():
+        new = store.watches[entry_id]
+        if entry_id not in taken:
+            assert new is old  # untouched: still due (or not yet due) for the next sweep
+        elif new.is_open:
+            assert new.checks == old.checks + 1
+            assert new.due_at is not None
+            assert new.due_at > now  # not met again by this sweep
+        else:
+            assert new.closed_reason in (ClosedReason.APPEARED, ClosedReason.CONNECTION_GONE)
+    assert summary.checked + summary.connection_gone == summary.due

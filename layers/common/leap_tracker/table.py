@@ -8,8 +8,7 @@ One DynamoDB table, partition key ``pk`` and sort key ``sk`` (both strings):
 | quarantined entry        | ``QUARANTINE#<key>``     | ``<received at>``          |
 | poller checkpoint        | ``POLLER``               | ``CHECKPOINT``             |
 | poller lease             | ``POLLER``               | ``LEASE``                  |
-| outreach ledger entry    | ``OUTREACH#<entry id>``  | ``SENT#<dedupe key>``      |
-| outreach customer state  | ``OUTREACH#<entry id>``  | ``STATE``                  |
+| outreach customer state  | ``OUTREACH#<entry id>``  | ``STATE`` (+ its ledger)   |
 | outreach suppression     | ``OUTREACH#<entry id>``  | ``SUPPRESSED#<key>``       |
 | meter watch              | ``WATCH#<entry id>``     | ``METER``                  |
 
@@ -35,8 +34,7 @@ POLLER_PK = "POLLER"
 CHECKPOINT_SK = "CHECKPOINT"
 LEASE_SK = "LEASE"
 OUTREACH_PREFIX = "OUTREACH#"
-OUTREACH_SENT_PREFIX = "SENT#"
-OUTREACH_STATE_SK = "STATE"
+OUTREACH_STATE_SK = "STATE"  # also holds the customer's ledger (leap_tracker.outreach.ledger)
 OUTREACH_SUPPRESSED_PREFIX = "SUPPRESSED#"
 WATCH_PREFIX = "WATCH#"
 WATCH_SK = "METER"
@@ -60,10 +58,6 @@ def entry_id_from_pk(pk: str) -> str:
 
 def outreach_state_key(entry_id: str) -> dict[str, str]:
     return {PK: OUTREACH_PREFIX + entry_id, SK: OUTREACH_STATE_SK}
-
-
-def outreach_sent_key(entry_id: str, dedupe_key: str) -> dict[str, str]:
-    return {PK: OUTREACH_PREFIX + entry_id, SK: OUTREACH_SENT_PREFIX + dedupe_key}
 
 
 def outreach_suppressed_key(entry_id: str, suppression_key: str) -> dict[str, str]:

@@ -1,13 +1,17 @@
-"""Outreach's DynamoDB store: the customer state, the permanent ledger and suppression markers.
+"""Outreach's DynamoDB store: one state item per customer, holding its ledger; suppression markers.
 
 Item formats are documented in ``leap_tracker.outreach.ledger``; keys come from ``leap_tracker.table``.
-Every decision-relevant write is conditional, and the two that must agree (ledger entry and customer
-state) change together in one ``TransactWriteItems``:
+Every step of the exactly-once protocol is ONE conditional ``UpdateItem`` on the customer's state
+item, so it is atomic without a transaction (and costs one write):
 
-- claim: ledger ``SENT#<key>`` put if absent (PENDING) + state: take the single in-flight slot, only if
-  ``attempts`` is still what the decision saw and the customer has not completed;
-- mark sent: ledger PENDING -> SENT + state: attempts, last message, next follow-up, slot freed;
-- release: ledger deleted (nothing delivered) or kept PENDING with its lease ended + slot freed.
+- claim: add the ledger entry ``SENT#<key>`` (PENDING) only if it is absent, and take the customer's
+  single in-flight slot only if ``attempts`` is what the decision saw and the customer has not
+  completed; a claim found PENDING after its lease is taken over (resumed) the same way;
+- mark sent: entry PENDING -> SENT, attempts, last message, next follow-up, slot freed;
+- release: entry removed (nothing delivered) or kept PENDING with its lease ended, slot freed.
+
+``mark sent`` and ``release`` also require the slot's lease to be the caller's, so a holder whose
+lease ran out can never undo the work of the invocation that took over.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from botocore.exceptions import ClientError
 from leap_tracker import table
 from leap_tracker.outreach.decision import History, Snapshot
 from leap_tracker.outreach.ledger import (
-    SENT_ITEM_TYPE,
     STATE_ITEM_TYPE,
     SUPPRESSED_ITEM_TYPE,
     Claim,
@@ -33,13 +36,18 @@ from leap_tracker.outreach.ledger import (
     SentAttr,
     StateAttr,
     SuppressedAttr,
+    ledger_attribute,
 )
 from leap_tracker.timeutil import format_instant, parse_instant
 
 MAX_BATCH_GET_TRIES = 5
-_CONDITION_FAILED = "ConditionalCheckFailed"
+_CONDITION_FAILED = "ConditionalCheckFailedException"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+class ClaimLost(RuntimeError):
+    """The caller's claim is no longer its own (its lease ran out and someone took over)."""
 
 
 class OutreachDynamoStore:
@@ -68,6 +76,10 @@ class OutreachDynamoStore:
         connection = by_pk.get(connection_key[table.PK]["S"])
         state = by_pk.get(state_key[table.PK]["S"], {})
         return (snapshot_from_item(connection) if connection else None), history_from_item(state)
+
+    def ledger_entry(self, entry_id: str, dedupe_key: str) -> dict[str, Any] | None:
+        """One ledger entry as stored (None when absent)."""
+        return self._state(entry_id).get(ledger_attribute(dedupe_key))
 
     def suppression_published(self, entry_id: str, key: str) -> bool:
         response = self._client.get_item(
@@ -105,162 +117,64 @@ class OutreachDynamoStore:
     def claim(
         self, reservation: Reservation, expected_attempts: int, now: datetime, lease_until: datetime
     ) -> ClaimResult:
-        sent = _sent_item(reservation, now, lease_until)
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": _serialize(sent),
-                            "ConditionExpression": "attribute_not_exists(#pk)",
-                            "ExpressionAttributeNames": {"#pk": table.PK},
-                        }
-                    },
-                    {"Update": self._take_slot(reservation, expected_attempts, now, lease_until)},
-                ]
-            )
-        except ClientError as error:
-            reasons = _cancellation_codes(error)
-            if not reasons or reasons[0] != _CONDITION_FAILED:
-                return ClaimResult(Claim.CONFLICT)
-            return self._existing_claim(reservation, expected_attempts, now, lease_until)
-        return ClaimResult(Claim.NEW, reserved_at=now)
-
-    def _existing_claim(
-        self, reservation: Reservation, expected_attempts: int, now: datetime, lease_until: datetime
-    ) -> ClaimResult:
-        response = self._client.get_item(
-            TableName=self._table,
-            Key=_key(table.outreach_sent_key(reservation.entry_id, reservation.dedupe_key)),
-            ConsistentRead=True,
+        condition = f"{_ATTEMPTS_UNCHANGED[expected_attempts == 0]} AND {_NOT_COMPLETED} AND {_SLOT_FREE}"
+        old = self._update(
+            reservation.entry_id,
+            f"SET #sent = :entry, {_TAKE_SLOT}",
+            f"{condition} AND attribute_not_exists(#sent)",
+            _claim_names(reservation),
+            _claim_values(reservation, expected_attempts, now, lease_until)
+            | {":entry": _ledger_entry(reservation, now, lease_until)},
         )
-        existing = _deserialize(response.get("Item") or {})
-        if not existing:  # released between our put and this read: let the retry start over
+        if old is None:
+            return ClaimResult(Claim.NEW, reserved_at=now)
+        existing = old.get(ledger_attribute(reservation.dedupe_key))
+        if existing is None:  # attempts moved, completed, or another message is in flight
             return ClaimResult(Claim.CONFLICT)
         if existing.get(SentAttr.STATUS) == LedgerStatus.SENT:
             return ClaimResult(Claim.ALREADY_SENT)
         previous_lease = str(existing.get(SentAttr.LEASE_UNTIL, ""))
         if previous_lease and parse_instant(previous_lease) > now:
             return ClaimResult(Claim.IN_FLIGHT)
-        try:  # the holder died or failed part-way: take the entry over, with the slot
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _key(table.outreach_sent_key(reservation.entry_id, reservation.dedupe_key)),
-                            "UpdateExpression": "SET #lease = :lease",
-                            "ConditionExpression": "#status = :pending AND #lease = :previous",
-                            "ExpressionAttributeNames": {"#lease": SentAttr.LEASE_UNTIL, "#status": SentAttr.STATUS},
-                            "ExpressionAttributeValues": _serialize(
-                                {
-                                    ":lease": format_instant(lease_until),
-                                    ":pending": LedgerStatus.PENDING.value,
-                                    ":previous": previous_lease,
-                                }
-                            ),
-                        }
-                    },
-                    {"Update": self._take_slot(reservation, expected_attempts, now, lease_until)},
-                ]
-            )
-        except ClientError as error:
-            if _cancellation_codes(error):
-                return ClaimResult(Claim.CONFLICT)
-            raise
+        # Its holder died or failed part-way: take the entry over, with the slot.
+        taken = self._update(
+            reservation.entry_id,
+            f"SET #sent.#lease = :lease, {_TAKE_SLOT}",
+            f"{_ATTEMPTS_UNCHANGED[expected_attempts == 0]} AND {_NOT_COMPLETED} "
+            "AND (attribute_not_exists(#pending) OR #pending = :key OR #pending_until < :now) "
+            "AND #sent.#status = :pending AND #sent.#lease = :previous",
+            _claim_names(reservation) | {"#lease": SentAttr.LEASE_UNTIL, "#status": SentAttr.STATUS},
+            _claim_values(reservation, expected_attempts, now, lease_until)
+            | {":pending": LedgerStatus.PENDING.value, ":previous": previous_lease},
+        )
+        if taken is not None:
+            return ClaimResult(Claim.CONFLICT)
         return ClaimResult(
             Claim.RESUMED,
             reserved_at=parse_instant(str(existing[SentAttr.RESERVED_AT])),
             delivered=frozenset(existing.get(SentAttr.DELIVERED) or ()),
         )
 
-    def _take_slot(
-        self, reservation: Reservation, expected_attempts: int, now: datetime, lease_until: datetime
-    ) -> dict[str, Any]:
-        attempts_unchanged = (
-            "(attribute_not_exists(#attempts) OR #attempts = :expected)"
-            if expected_attempts == 0
-            else "#attempts = :expected"
-        )
-        slot_free = "(attribute_not_exists(#pending) OR #pending = :key OR #pending_until < :now)"
-        return {
-            "TableName": self._table,
-            "Key": _key(table.outreach_state_key(reservation.entry_id)),
-            "UpdateExpression": (
-                "SET #pending = :key, #pending_until = :lease, #entry = :entry, #ref = :ref, "
-                "#item_type = :item_type, #updated = :now"
-            ),
-            "ConditionExpression": f"{attempts_unchanged} AND attribute_not_exists(#completed) AND {slot_free}",
-            "ExpressionAttributeNames": {
-                "#attempts": StateAttr.ATTEMPTS,
-                "#pending": StateAttr.PENDING_KEY,
-                "#pending_until": StateAttr.PENDING_UNTIL,
-                "#completed": StateAttr.COMPLETED_AT,
-                "#entry": StateAttr.ENTRY_ID,
-                "#ref": StateAttr.REF_ID,
-                "#item_type": table.ITEM_TYPE,
-                "#updated": StateAttr.UPDATED_AT,
-            },
-            "ExpressionAttributeValues": _serialize(
-                {
-                    ":expected": expected_attempts,
-                    ":key": reservation.dedupe_key,
-                    ":lease": format_instant(lease_until),
-                    ":now": format_instant(now),
-                    ":entry": reservation.entry_id,
-                    ":ref": reservation.ref_id,
-                    ":item_type": STATE_ITEM_TYPE,
-                }
-            ),
-        }
-
-    def release(self, reservation: Reservation, delivered: frozenset[str], now: datetime) -> None:
-        sent_key = _key(table.outreach_sent_key(reservation.entry_id, reservation.dedupe_key))
-        pending = {"#status": SentAttr.STATUS}
+    def release(
+        self, reservation: Reservation, delivered: frozenset[str], now: datetime, lease_until: datetime
+    ) -> None:
+        names = _owner_names(reservation)
+        values = _owner_values(reservation, lease_until)
         if delivered:  # keep it: the retry resumes it and skips these channels
-            sent_op = {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": sent_key,
-                    "UpdateExpression": "SET #lease = :now, #delivered = :delivered",
-                    "ConditionExpression": "#status = :pending",
-                    "ExpressionAttributeNames": {
-                        **pending,
-                        "#lease": SentAttr.LEASE_UNTIL,
-                        "#delivered": SentAttr.DELIVERED,
-                    },
-                    "ExpressionAttributeValues": _serialize(
-                        {":now": format_instant(now), ":delivered": set(delivered), ":pending": LedgerStatus.PENDING.value}
-                    ),
-                }
-            }
+            update = "SET #sent.#lease = :now, #sent.#delivered = :delivered REMOVE #pending, #pending_until"
+            names |= {"#lease": SentAttr.LEASE_UNTIL, "#delivered": SentAttr.DELIVERED}
+            values |= {":now": format_instant(now), ":delivered": set(delivered)}
         else:
-            sent_op = {
-                "Delete": {
-                    "TableName": self._table,
-                    "Key": sent_key,
-                    "ConditionExpression": "#status = :pending",
-                    "ExpressionAttributeNames": pending,
-                    "ExpressionAttributeValues": _serialize({":pending": LedgerStatus.PENDING.value}),
-                }
-            }
-        self._client.transact_write_items(TransactItems=[sent_op, {"Update": self._free_slot(reservation)}])
+            update = "REMOVE #sent, #pending, #pending_until"
+        if self._update(reservation.entry_id, update, _OWNED, names, values) is not None:
+            raise ClaimLost(f"{reservation.entry_id}: {reservation.dedupe_key} is no longer ours to release")
 
-    def _free_slot(self, reservation: Reservation) -> dict[str, Any]:
-        return {
-            "TableName": self._table,
-            "Key": _key(table.outreach_state_key(reservation.entry_id)),
-            "UpdateExpression": "REMOVE #pending, #pending_until",
-            "ConditionExpression": "#pending = :key",
-            "ExpressionAttributeNames": {"#pending": StateAttr.PENDING_KEY, "#pending_until": StateAttr.PENDING_UNTIL},
-            "ExpressionAttributeValues": _serialize({":key": reservation.dedupe_key}),
-        }
-
-    def mark_sent(self, reservation: Reservation, now: datetime, follow_up_at: datetime | None) -> None:
-        names = {
-            "#pending": StateAttr.PENDING_KEY,
-            "#pending_until": StateAttr.PENDING_UNTIL,
+    def mark_sent(
+        self, reservation: Reservation, now: datetime, follow_up_at: datetime | None, lease_until: datetime
+    ) -> None:
+        names = _owner_names(reservation) | {
+            "#sent_at": SentAttr.SENT_AT,
+            "#lease": SentAttr.LEASE_UNTIL,
             "#attempts": StateAttr.ATTEMPTS,
             "#last_sent": StateAttr.LAST_SENT_AT,
             "#last_reason": StateAttr.LAST_REASON,
@@ -271,8 +185,8 @@ class OutreachDynamoStore:
             "#bucket": table.DUE_BUCKET_ATTRIBUTE,
             "#due": table.DUE_AT_ATTRIBUTE,
         }
-        values: dict[str, Any] = {
-            ":key": reservation.dedupe_key,
+        values = _owner_values(reservation, lease_until) | {
+            ":sent": LedgerStatus.SENT.value,
             ":attempt": reservation.attempt,
             ":now": format_instant(now),
             ":reason": reservation.reason,
@@ -280,62 +194,22 @@ class OutreachDynamoStore:
             ":state_sends": reservation.state_sends,
         }
         assignments = (
-            "#attempts = :attempt, #last_sent = :now, #last_reason = :reason, #last_state = :state, "
-            "#state_sends = :state_sends, #last_key = :key, #updated = :now"
+            "#sent.#status = :sent, #sent.#sent_at = :now, #attempts = :attempt, #last_sent = :now, "
+            "#last_reason = :reason, #last_state = :state, #state_sends = :state_sends, #last_key = :key, "
+            "#updated = :now"
         )
-        removals = "#pending, #pending_until"
+        removals = "#sent.#lease, #pending, #pending_until"
         if follow_up_at is None:
             removals += ", #bucket, #due"
         else:
             assignments += ", #bucket = :bucket, #due = :due"
             values |= {":bucket": table.OUTREACH_FOLLOW_UP_BUCKET, ":due": format_instant(follow_up_at)}
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _key(table.outreach_sent_key(reservation.entry_id, reservation.dedupe_key)),
-                            "UpdateExpression": "SET #status = :sent, #sent_at = :now REMOVE #lease",
-                            "ConditionExpression": "#status = :pending",
-                            "ExpressionAttributeNames": {
-                                "#status": SentAttr.STATUS,
-                                "#sent_at": SentAttr.SENT_AT,
-                                "#lease": SentAttr.LEASE_UNTIL,
-                            },
-                            "ExpressionAttributeValues": _serialize(
-                                {
-                                    ":sent": LedgerStatus.SENT.value,
-                                    ":pending": LedgerStatus.PENDING.value,
-                                    ":now": format_instant(now),
-                                }
-                            ),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _key(table.outreach_state_key(reservation.entry_id)),
-                            "UpdateExpression": f"SET {assignments} REMOVE {removals}",
-                            "ConditionExpression": "#pending = :key",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": _serialize(values),
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            if _cancellation_codes(error) and self._status(reservation) == LedgerStatus.SENT:
-                return  # our lease ran out and a resumer finished the same message: nothing left to do
-            raise
-
-    def _status(self, reservation: Reservation) -> str | None:
-        response = self._client.get_item(
-            TableName=self._table,
-            Key=_key(table.outreach_sent_key(reservation.entry_id, reservation.dedupe_key)),
-            ConsistentRead=True,
-        )
-        return _deserialize(response.get("Item") or {}).get(SentAttr.STATUS)
+        old = self._update(reservation.entry_id, f"SET {assignments} REMOVE {removals}", _OWNED, names, values)
+        if old is None:
+            return
+        if (old.get(ledger_attribute(reservation.dedupe_key)) or {}).get(SentAttr.STATUS) == LedgerStatus.SENT:
+            return  # our lease ran out and the invocation that resumed it finished the same message
+        raise ClaimLost(f"{reservation.entry_id}: {reservation.dedupe_key} is no longer ours to mark sent")
 
     # --- customer state -------------------------------------------------------------------------
 
@@ -365,7 +239,7 @@ class OutreachDynamoStore:
         try:
             self._client.update_item(**request)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if _error_code(error) != _CONDITION_FAILED:
                 raise
 
     def mark_completed(self, entry_id: str, ref_id: str, now: datetime) -> None:
@@ -405,6 +279,95 @@ class OutreachDynamoStore:
             item[SuppressedAttr.REASON] = reason
         self._client.put_item(TableName=self._table, Item=_serialize(item))
 
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _update(
+        self, entry_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A conditional update of the state item: None when it applied, else the item as it was."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(table.outreach_state_key(entry_id)),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_serialize(values),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) != _CONDITION_FAILED:
+                raise
+            item = error.response.get("Item")
+            return _deserialize(item) if item is not None else self._state(entry_id)
+        return None
+
+    def _state(self, entry_id: str) -> dict[str, Any]:
+        response = self._client.get_item(
+            TableName=self._table, Key=_key(table.outreach_state_key(entry_id)), ConsistentRead=True
+        )
+        return _deserialize(response.get("Item") or {})
+
+
+# --- expressions of the protocol ------------------------------------------------------------------
+
+_ATTEMPTS_UNCHANGED = {  # keyed by "expected is 0": a customer never messaged may have no item yet
+    True: "(attribute_not_exists(#attempts) OR #attempts = :expected)",
+    False: "#attempts = :expected",
+}
+_NOT_COMPLETED = "attribute_not_exists(#completed)"
+_SLOT_FREE = "(attribute_not_exists(#pending) OR #pending_until < :now)"
+_TAKE_SLOT = (
+    "#pending = :key, #pending_until = :lease, #entry = :entry_id, #ref = :ref, #item_type = :item_type, "
+    "#updated = :now"
+)
+_OWNED = "#pending = :key AND #pending_until = :lease AND #sent.#status = :pending"
+
+
+def _claim_names(reservation: Reservation) -> dict[str, str]:
+    return {
+        "#sent": ledger_attribute(reservation.dedupe_key),
+        "#attempts": StateAttr.ATTEMPTS,
+        "#completed": StateAttr.COMPLETED_AT,
+        "#pending": StateAttr.PENDING_KEY,
+        "#pending_until": StateAttr.PENDING_UNTIL,
+        "#entry": StateAttr.ENTRY_ID,
+        "#ref": StateAttr.REF_ID,
+        "#item_type": table.ITEM_TYPE,
+        "#updated": StateAttr.UPDATED_AT,
+    }
+
+
+def _claim_values(
+    reservation: Reservation, expected_attempts: int, now: datetime, lease_until: datetime
+) -> dict[str, Any]:
+    return {
+        ":expected": expected_attempts,
+        ":key": reservation.dedupe_key,
+        ":lease": format_instant(lease_until),
+        ":now": format_instant(now),
+        ":entry_id": reservation.entry_id,
+        ":ref": reservation.ref_id,
+        ":item_type": STATE_ITEM_TYPE,
+    }
+
+
+def _owner_names(reservation: Reservation) -> dict[str, str]:
+    return {
+        "#sent": ledger_attribute(reservation.dedupe_key),
+        "#status": SentAttr.STATUS,
+        "#pending": StateAttr.PENDING_KEY,
+        "#pending_until": StateAttr.PENDING_UNTIL,
+    }
+
+
+def _owner_values(reservation: Reservation, lease_until: datetime) -> dict[str, Any]:
+    return {
+        ":key": reservation.dedupe_key,
+        ":lease": format_instant(lease_until),
+        ":pending": LedgerStatus.PENDING.value,
+    }
+
 
 # --- item <-> model ---------------------------------------------------------------------------------
 
@@ -431,20 +394,15 @@ def history_from_item(item: Mapping[str, Any]) -> History:
     )
 
 
-def _sent_item(reservation: Reservation, now: datetime, lease_until: datetime) -> dict[str, Any]:
+def _ledger_entry(reservation: Reservation, now: datetime, lease_until: datetime) -> dict[str, Any]:
     return {
-        **table.outreach_sent_key(reservation.entry_id, reservation.dedupe_key),
-        table.ITEM_TYPE: SENT_ITEM_TYPE,
-        SentAttr.ENTRY_ID: reservation.entry_id,
-        SentAttr.REF_ID: reservation.ref_id,
-        SentAttr.DEDUPE_KEY: reservation.dedupe_key,
+        SentAttr.STATUS: LedgerStatus.PENDING.value,
         SentAttr.REASON: reservation.reason,
         SentAttr.CONTENT_HASH: reservation.content_hash,
         SentAttr.SEQUENCE: reservation.sequence,
         SentAttr.ATTEMPT: reservation.attempt,
         SentAttr.WEBHOOK_ID: reservation.webhook_id,
         SentAttr.CHANNELS: list(reservation.channels),
-        SentAttr.STATUS: LedgerStatus.PENDING.value,
         SentAttr.RESERVED_AT: format_instant(now),
         SentAttr.LEASE_UNTIL: format_instant(lease_until),
     }
@@ -459,15 +417,19 @@ def _key(key: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _serialize(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(name): _serializer.serialize(value) for name, value in values.items()}
+    return {str(name): _serializer.serialize(_plain(value)) for name, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    """StrEnum keys of nested maps as plain strings (the serializer wants str keys)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
-def _cancellation_codes(error: ClientError) -> list[str]:
-    """The per-item codes of a cancelled transaction ([] for any other error)."""
-    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return []
-    return [reason.get("Code", "None") for reason in error.response.get("CancellationReasons", [])]
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -39,6 +39,8 @@ Publish = Callable[[Sequence[Sequence[OutgoingMessage]]], PublishOutcome]
 
 
 class InOrderStreamProcessor(BatchProcessor):
+    """Use with ``process_partial_response``; the record handler returns a record's messages."""
+
     def __init__(self, publish: Publish, **kwargs: Any) -> None:
         super().__init__(EventType.DynamoDBStreams, **kwargs)
         self._publish = publish

@@ -20,7 +20,7 @@ the rest stays due, in the index, for the next sweep. No watch leaves the index 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from itertools import islice
 
@@ -60,12 +60,12 @@ class SweepSummary:
     malformed_meters: int = 0  # meters without a usable meter_id: skipped
     failed_batches: int = 0  # Leap refused the search (4xx): those watches stay due
     publish_failures: int = 0  # events SNS did not accept: their watches stay due, republished next time
-    stopped_early: bool = False  # the time limit neared, or Leap was unavailable: the rest stays due
+    stopped_early: bool = False  # due watches were left (time limit near, Leap unavailable): still due
     leap_failures: int = 0  # searches that failed (4xx: batch skipped; unavailable: sweep stopped)
     leap_errors: list[str] = field(default_factory=list)  # the first few, for the log
 
     def as_dict(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return asdict(self)
 
 
 _COUNTER_BY_EVENT = {
@@ -93,12 +93,9 @@ def run_sweep(
     summary = SweepSummary()
     margin_ms = settings.sweep_time_margin_seconds * 1000
     due = _once_each(store.due_watches(now))
-    while True:
+    while batch := list(islice(due, wire.METERS_MAX_REFERENCE_IDS)):
         if remaining_ms() < margin_ms:
-            summary.stopped_early = True
-            break
-        batch = list(islice(due, wire.METERS_MAX_REFERENCE_IDS))
-        if not batch:
+            summary.stopped_early = True  # this batch and the rest stay due, untouched
             break
         summary.due += len(batch)
         try:

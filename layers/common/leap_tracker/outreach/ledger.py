@@ -1,13 +1,16 @@
 """Exactly-once bookkeeping: the keys, ids and item formats of the outreach ledger (pure).
 
-Three kinds of items live under ``pk = OUTREACH#<entry id>`` (keys in ``leap_tracker.table``):
+Under ``pk = OUTREACH#<entry id>`` (keys in ``leap_tracker.table``):
 
 - ``sk = STATE``: the customer's outreach state (:class:`StateAttr`): attempts, last message, the
-  in-flight reservation, completion, and while a follow-up is possible ``watch_due_bucket =
+  in-flight slot, completion, and while a follow-up is possible ``watch_due_bucket =
   OUTREACH_FOLLOW_UP`` / ``due_at`` (the table's sparse ``due-index`` lists due customers in order).
-- ``sk = SENT#<dedupe key>``: one permanent ledger entry per message (:class:`SentAttr`), written
-  conditionally (``attribute_not_exists``) BEFORE sending as PENDING and marked SENT after. The same
-  dedupe key can therefore never be sent twice, whatever the redelivery, retry or replay.
+  It also holds the customer's LEDGER: one map attribute ``SENT#<dedupe key>`` per message
+  (:class:`SentAttr`), added conditionally (absent) as PENDING before sending and marked SENT after,
+  never deleted once anything was delivered. The same dedupe key can therefore never be sent twice,
+  whatever the redelivery, retry or replay. Keeping the ledger in the state item makes every step
+  one atomic single-item conditional write (no transaction), and its size stays bounded: at most
+  ``OUTREACH_MAX_ATTEMPTS`` entries are ever SENT.
 - ``sk = SUPPRESSED#<suppression key>``: marks a suppression already published as an audit event, so
   redeliveries do not flood the topic with the same ``outreach.suppressed``.
 
@@ -26,6 +29,7 @@ from enum import StrEnum
 # Fixed namespace: the webhook-id of a message is the same on every resend, so receivers deduplicate.
 WEBHOOK_ID_NAMESPACE = uuid.UUID("0b6f5e53-64d3-5c1e-a9a4-3f6e2b7d9c10")
 _SEPARATOR = "#"
+LEDGER_PREFIX = "SENT#"
 
 
 def dedupe_key(reason: str, content_hash: str, state_sends: int) -> str:
@@ -36,6 +40,11 @@ def dedupe_key(reason: str, content_hash: str, state_sends: int) -> str:
 def webhook_id(entry_id: str, dedupe_key: str) -> str:
     """The Standard Webhooks ``webhook-id`` of a message: derived, so a resend reuses it."""
     return "msg_" + uuid.uuid5(WEBHOOK_ID_NAMESPACE, f"{entry_id}\x1f{dedupe_key}").hex
+
+
+def ledger_attribute(dedupe_key: str) -> str:
+    """The state item's attribute holding one message's ledger entry."""
+    return LEDGER_PREFIX + dedupe_key
 
 
 def suppression_key(because: str, reason: str | None, content_hash: str) -> str:
@@ -59,18 +68,15 @@ class StateAttr(StrEnum):
     LAST_STATE = "last_state"  # content hash of the snapshot the last message was about
     STATE_SENDS = "state_sends"  # N: messages sent for (last_reason, last_state)
     LAST_DEDUPE_KEY = "last_dedupe_key"
-    PENDING_KEY = "pending_key"  # the dedupe key being sent now (at most one per customer)
-    PENDING_UNTIL = "pending_until"  # the reservation's lease: past it, the holder is dead
+    PENDING_KEY = "pending_key"  # the in-flight slot: the dedupe key being sent now (one at a time)
+    PENDING_UNTIL = "pending_until"  # the slot's lease: past it, its holder is gone
     COMPLETED_AT = "completed_at"  # set once: nothing is sent after it
     UPDATED_AT = "updated_at"
 
 
 class SentAttr(StrEnum):
-    """Attributes of a ``SENT#<dedupe key>`` ledger item."""
+    """Fields of a ``SENT#<dedupe key>`` ledger entry (a map attribute of the state item)."""
 
-    ENTRY_ID = "entry_id"
-    REF_ID = "ref_id"
-    DEDUPE_KEY = "dedupe_key"
     REASON = "reason"
     CONTENT_HASH = "content_hash"
     SEQUENCE = "sequence"  # N: the snapshot's sequence
@@ -93,7 +99,6 @@ class SuppressedAttr(StrEnum):
 
 
 STATE_ITEM_TYPE = "outreach_state"
-SENT_ITEM_TYPE = "outreach_sent"
 SUPPRESSED_ITEM_TYPE = "outreach_suppressed"
 
 

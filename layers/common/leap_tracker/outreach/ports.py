@@ -25,17 +25,22 @@ class OutreachStore(Protocol):
     def claim(
         self, reservation: Reservation, expected_attempts: int, now: datetime, lease_until: datetime
     ) -> ClaimResult:
-        """Reserve the ledger entry (PENDING) and the customer's single in-flight slot, atomically, if
-        the customer still has ``expected_attempts`` messages and has not completed."""
+        """Add the ledger entry (PENDING) and take the customer's single in-flight slot, atomically,
+        if the customer still has ``expected_attempts`` messages and has not completed."""
         ...
 
-    def release(self, reservation: Reservation, delivered: frozenset[str], now: datetime) -> None:
-        """A send failed: free the customer's slot; delete the ledger entry when no channel took the
+    def release(
+        self, reservation: Reservation, delivered: frozenset[str], now: datetime, lease_until: datetime
+    ) -> None:
+        """A send failed: free the customer's slot; drop the ledger entry when no channel took the
         message, else keep it PENDING with the channels that did (a retry resumes it)."""
         ...
 
-    def mark_sent(self, reservation: Reservation, now: datetime, follow_up_at: datetime | None) -> None:
-        """The message went out: ledger SENT, attempts+1, last message, next follow-up, slot freed."""
+    def mark_sent(
+        self, reservation: Reservation, now: datetime, follow_up_at: datetime | None, lease_until: datetime
+    ) -> None:
+        """The message went out: ledger SENT, attempts+1, last message, next follow-up, slot freed.
+        ``release`` and ``mark_sent`` act only while the claim (``lease_until``) is still the caller's."""
         ...
 
     def set_follow_up(self, entry_id: str, at: datetime | None, create: bool = False) -> None:

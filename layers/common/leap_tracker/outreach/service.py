@@ -9,8 +9,8 @@ Two entry points share :meth:`Outreach.act`:
   stays stuck produces no new events, yet gets the next message after the cooldown).
 
 Sending (see ``ledger`` for the items): claim the ledger entry and the customer's in-flight slot in one
-conditional transaction, deliver on each channel, publish ``outreach.sent``, then mark SENT (attempts+1,
-next follow-up) in one transaction. A failed delivery releases the claim and raises, so the queue
+conditional write, deliver on each channel, publish ``outreach.sent``, then mark SENT (attempts+1,
+next follow-up) in one conditional write. A failed delivery releases the claim and raises, so the queue
 retries. A claim found PENDING after its holder died is resumed with the same ``webhook-id`` and event
 id: delivery is at least once, and exactly once per id for a receiver that deduplicates on it.
 """
@@ -181,15 +181,17 @@ class Outreach:
             channels = [c.name for c in self.channels]
             self.audit.publish([messages.sent_event(message, channels, now, snapshot.sequence)])
             follow_up_at = decision.follow_up.at if decision.follow_up else None
-            self.store.mark_sent(reservation, now, follow_up_at)
+            self.store.mark_sent(reservation, now, follow_up_at, lease_until)
         except Exception:
-            self._release_quietly(reservation, frozenset(delivered), now)
+            self._release_quietly(reservation, frozenset(delivered), now, lease_until)
             raise
         return Outcome(Action.SEND, snapshot.entry_id, reservation.reason, attempt=reservation.attempt)
 
-    def _release_quietly(self, reservation: Reservation, delivered: frozenset[str], now: datetime) -> None:
+    def _release_quietly(
+        self, reservation: Reservation, delivered: frozenset[str], now: datetime, lease_until: datetime
+    ) -> None:
         try:
-            self.store.release(reservation, delivered, now)
+            self.store.release(reservation, delivered, now, lease_until)
         except Exception:  # the lease expires on its own; the original error is the one to report
             logger.warning("could not release the claim", extra={"entry_id": reservation.entry_id}, exc_info=True)
 
