@@ -270,7 +270,7 @@ def test_meter_watch_reports_only_the_malformed_record_as_failed(aws: Aws) -> No
 
 @pytest.fixture
 def leap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LeapSimulator]:
-    with LeapSimulator(seed=7, customers=300) as sim:
+    with LeapSimulator(seed=7, customers=60) as sim:
         monkeypatch.setenv("LEAP_API_BASE_URL", sim.base_url)
         monkeypatch.setenv("LEAP_API_KEY", sim.api_key)
         monkeypatch.setenv("LEAP_MAX_RETRIES", "1")
