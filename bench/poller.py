@@ -13,8 +13,9 @@
    run loop) over already-decoded pages with an in-memory store, per entry, against ``json.loads``
    of the same page bodies, both with ``time.process_time``.
 3. Memory: the simulator runs in a SUBPROCESS and DynamoDB is a botocore transport stub that answers
-   in-process without keeping anything, so only the poller's own allocations are traced
-   (``tracemalloc``): peak of a full pass that writes every entry, at ENTRIES and at BIG.
+   in-process without keeping anything (its reads report a newer snapshot for all but CHANGE of the
+   entries, so CHANGE of them are written), so only the poller's own allocations are traced
+   (``tracemalloc``): peak of a full pass at ENTRIES and at BIG.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 import yaml  # noqa: E402
 from botocore.awsrequest import AWSResponse  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from devtools.leap_simulator import LeapSimulator  # noqa: E402
 from leap_tracker import table, wire  # noqa: E402
 from leap_tracker.adapters.aws import aws_client  # noqa: E402
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore, snapshot_item, write_units  # noqa: E402
@@ -66,9 +70,6 @@ from leap_tracker.poller_ports import (  # noqa: E402
     SnapshotWrite,
     StoredState,
 )
-from moto import mock_aws  # noqa: E402
-
-from devtools.leap_simulator import LeapSimulator  # noqa: E402
 
 SEED = 2025
 DAYS = 20  # every customer has clicked (the click window is 14 days)
@@ -139,21 +140,38 @@ class _Body:
         yield self._data
 
 
-_STUB_ANSWERS = {
-    "BatchGetItem": {"Responses": {}, "UnprocessedKeys": {}},
-    "BatchWriteItem": {"UnprocessedItems": {}},
+_STORED_NEWER = {  # a stored state no entry can replace: a different hash and a later last interaction
+    table.CONN_CONTENT_HASH: {"S": "0" * 64},
+    table.CONN_SEQUENCE: {"N": "7"},
+    table.CONN_LAST_INTERACTION: {"S": "2099-01-01T00:00:00Z"},
 }
 
 
-def stubbed_dynamodb() -> Any:
-    """A real botocore client (requests are built and signed) whose transport answers in-process and
-    keeps nothing: every entry reads as new, every write succeeds."""
+def stubbed_dynamodb(new_one_in: int | None = None) -> Any:
+    """A real botocore client (requests are validated, built and signed) whose transport answers
+    in-process and keeps nothing. Writes succeed. Reads find nothing (every entry is new), or, with
+    ``new_one_in=100``, find a newer snapshot for all but 1 entry in 100 (picked by a hash of the key),
+    so about 1% of the entries are written, as in a steady-state poll."""
     client = aws_client("dynamodb", boto3.session.Session(region_name="us-east-1"))
+
+    def read_answer(body: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for table_name, request in body["RequestItems"].items():
+            keys = request["Keys"] if new_one_in else []
+            pks = (key[table.PK] for key in keys)
+            found[table_name] = [
+                {table.PK: pk, **_STORED_NEWER} for pk in pks if zlib.crc32(pk["S"].encode()) % new_one_in
+            ]
+        return {"Responses": found, "UnprocessedKeys": {}}
 
     def answer(request: Any, **_: Any) -> AWSResponse:
         target = request.headers["X-Amz-Target"]
         operation = (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
-        body = json.dumps(_STUB_ANSWERS.get(operation, {})).encode()
+        if operation == "BatchGetItem":
+            result = read_answer(json.loads(request.body))
+        else:
+            result = {"UnprocessedItems": {}} if operation == "BatchWriteItem" else {}
+        body = json.dumps(result).encode()
         return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, _Body(body))
 
     client.meta.events.register("before-send.dynamodb", answer)
@@ -453,13 +471,14 @@ def serve_simulator(entries: int) -> None:
 @dataclass
 class MemoryCost:
     entries: int
+    written: int
     peak_bytes: int
     seconds: float
 
 
-def measure_memory(entries: int) -> MemoryCost:
+def measure_memory(entries: int, change: float) -> MemoryCost:
     with simulator_process(entries) as (base_url, api_key):
-        store = DynamoPollerStore(stubbed_dynamodb(), TABLE)
+        store = DynamoPollerStore(stubbed_dynamodb(new_one_in=round(1 / change)), TABLE)
         leap = leap_client(base_url, api_key)
         now = datetime.fromisoformat("2025-01-26T00:00:00+00:00")
         some_ref_id = next(
@@ -479,7 +498,7 @@ def measure_memory(entries: int) -> MemoryCost:
         leap.close()
     if summary.entries_seen != entries:
         raise RuntimeError(f"the poll saw {summary.entries_seen} entries, expected {entries}")
-    return MemoryCost(entries, peak, seconds)
+    return MemoryCost(entries, summary.changed, peak, seconds)
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -560,10 +579,13 @@ def report(
     )
     for label, seconds in rows:
         print(f"  {label:<40}{seconds * per:8.1f} us   ({seconds / cpu.json_loads:.1f}x json.loads)")
-    print("\nPeak memory of a full pass writing every entry")
+    print(f"\nPeak memory of a full pass with {cpu.change:.0%} of the entries to write")
     print("(tracemalloc in the poller's process; the simulator runs in a subprocess; DynamoDB is stubbed)")
     for cost in memory:
-        print(f"  {cost.entries:>9,} entries   {cost.peak_bytes / 2**20:7.2f} MiB   ({cost.seconds:.1f} s)")
+        print(
+            f"  {cost.entries:>9,} entries   {cost.peak_bytes / 2**20:7.2f} MiB   "
+            f"({cost.written:,} written, {cost.seconds:.1f} s with tracemalloc on)"
+        )
     if len(memory) == 2:
         growth = memory[1].peak_bytes / memory[0].peak_bytes
         verdict = "within" if growth <= 1.2 else "OVER"
@@ -586,7 +608,8 @@ def main() -> None:
     started = time.perf_counter()
     costs, naive, sizes, compressed = measure_writes(args.entries, args.change)
     cpu = measure_cpu(args.entries, args.change)
-    memory = [measure_memory(args.entries)] + ([] if args.skip_big else [measure_memory(args.big)])
+    sizes_for_memory = [args.entries] + ([] if args.skip_big else [args.big])
+    memory = [measure_memory(entries, args.change) for entries in sizes_for_memory]
     report(costs, naive, sizes, compressed, cpu, memory)
     print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
 

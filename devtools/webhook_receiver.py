@@ -14,8 +14,10 @@ import base64
 import json
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,6 +48,11 @@ class Delivery:
     def event(self) -> dict[str, Any]:
         return json.loads(self.body)
 
+    @property
+    def sent_at(self) -> datetime:
+        """When the sender signed this attempt (its webhook-timestamp)."""
+        return datetime.fromtimestamp(int(self.timestamp), UTC)
+
 
 class WebhookReceiver:
     """Start it (or use it as a context manager), point the sender at :attr:`url`, read :attr:`deliveries`."""
@@ -70,7 +77,9 @@ class WebhookReceiver:
         return f"http://{host}:{port}{self.path}"
 
     def start(self) -> WebhookReceiver:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -121,6 +130,20 @@ class WebhookReceiver:
         for delivery in self.accepted():
             yield delivery.event
 
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for the demo: what arrived, what verified, per reason, resends of one id."""
+        deliveries = self.deliveries
+        accepted = self.accepted()
+        return {
+            "requests": len(deliveries),
+            "rejected_signatures": len(self.rejected()),
+            "failed_on_purpose": sum(1 for d in deliveries if d.verified and not 200 <= d.status < 300),
+            "messages": len(accepted),
+            "resends_of_a_message": sum(1 for d in deliveries if d.verified and 200 <= d.status < 300)
+            - len(accepted),
+            "by_reason": dict(Counter(d.event.get("data", {}).get("reason") for d in accepted)),
+        }
+
     # --- the server -----------------------------------------------------------------------------
 
     def _receive(self, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -128,11 +151,15 @@ class WebhookReceiver:
         webhook_id = headers.get("webhook-id", "")
         timestamp = headers.get("webhook-timestamp", "")
         if path != self.path:
-            return self._record(Delivery(webhook_id, timestamp, False, HTTPStatus.NOT_FOUND, text, "wrong path"))
+            return self._record(
+                Delivery(webhook_id, timestamp, False, HTTPStatus.NOT_FOUND, text, "wrong path")
+            )
         try:
             self._verifier.verify(text, headers)
         except (WebhookVerificationError, ValueError) as exc:
-            return self._record(Delivery(webhook_id, timestamp, False, HTTPStatus.UNAUTHORIZED, text, str(exc)))
+            return self._record(
+                Delivery(webhook_id, timestamp, False, HTTPStatus.UNAUTHORIZED, text, str(exc))
+            )
         with self._lock:
             planned = self._planned.pop(0) if self._planned else HTTPStatus.NO_CONTENT
         if planned == "hang":
@@ -165,7 +192,9 @@ class WebhookReceiver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="A local Standard Webhooks receiver that verifies signatures.")
+    parser = argparse.ArgumentParser(
+        description="A local Standard Webhooks receiver that verifies signatures."
+    )
     parser.add_argument("--port", type=int, default=8088)
     parser.add_argument("--secret", default="", help="whsec_... (a new one is made and printed if omitted)")
     args = parser.parse_args(argv)
@@ -179,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             for delivery in receiver.deliveries[seen:]:
                 state = "verified" if delivery.verified else f"REJECTED ({delivery.error})"
                 data = json.loads(delivery.body).get("data", {}) if delivery.verified else {}
-                print(f"{delivery.webhook_id} {state} -> {delivery.status}: {data.get('reason')} {data.get('ref_id')}")
+                about = f"{data.get('reason')} {data.get('ref_id')}"
+                print(f"{delivery.webhook_id} {state} -> {delivery.status}: {about}", flush=True)
             seen = len(receiver.deliveries)
     except KeyboardInterrupt:
         pass

@@ -23,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.outreach_store import OutreachDynamoStore
 from leap_tracker.adapters.sns_publisher import SnsPublisher
@@ -31,7 +32,7 @@ from leap_tracker.config import ConfigError, OutreachSettings, load_settings, re
 from leap_tracker.outreach import deferral
 from leap_tracker.outreach.decision import Action, OutreachPolicy
 from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
-from leap_tracker.outreach.service import Outcome, Outreach, entry_id_of
+from leap_tracker.outreach.service import Outcome, Outreach
 from leap_tracker.outreach.templates import check_connect_url_pattern, load_templates
 from leap_tracker.timeutil import utc_now
 
@@ -110,13 +111,12 @@ def lease_until(now: datetime, context: LambdaContext) -> datetime:
 def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     deps = dependencies()
     now = utc_now()
-    event = record.json_body
-    outcome = deps.outreach.handle_event(event, now, lease_until(now, lambda_context))
+    outcome = deps.outreach.handle_event(record.json_body, now, lease_until(now, lambda_context))
     _log(outcome)
     if outcome.action is not Action.DEFER or outcome.until is None:
         return outcome.action.value
     if deferral.hand_over_to_sweep(int(record.attributes.approximate_receive_count)):
-        deps.outreach.hand_over(entry_id_of(event), outcome.until)
+        deps.outreach.hand_over(outcome.entry_id, outcome.until)
         return "handed_over"
     sqs = deps.sqs()
     sqs.change_message_visibility(

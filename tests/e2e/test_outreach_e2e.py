@@ -8,21 +8,22 @@ rules every message must follow. Time only moves with ``cloud.advance`` (the sim
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from leap_tracker import wire
-from leap_tracker.events import catalog
-from leap_tracker.outreach.decision import assess
-from leap_tracker.timeutil import format_instant, parse_instant
 
 from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud
 from devtools.webhook_receiver import Delivery, WebhookReceiver
+from leap_tracker import wire
+from leap_tracker.events import catalog
+from leap_tracker.outreach.decision import assess
+from leap_tracker.timeutil import format_instant, parse_instant
 
 COOLDOWN = timedelta(hours=48)  # the template's defaults
 MAX_ATTEMPTS = 3
@@ -67,8 +68,18 @@ def scenario(last: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
     connected, not_connected, error = wire.UTILITY_CONNECTED, wire.UTILITY_NOT_CONNECTED, wire.UTILITY_ERROR
     cases: dict[str, tuple[str, list, dict | None, str | None]] = {
         "s-not-started": (wire.CONNECTION_NOT_STARTED, [], None, "not_started"),
-        "s-not-connected": (wire.CONNECTION_PARTIAL, [_utility(SDGE, not_connected)], None, "utility_not_connected"),
-        "s-unknown-code": (wire.CONNECTION_ERROR, [_utility(SDGE, error, code="NEVER_SEEN")], None, "utility_error.unknown"),
+        "s-not-connected": (
+            wire.CONNECTION_PARTIAL,
+            [_utility(SDGE, not_connected)],
+            None,
+            "utility_not_connected",
+        ),
+        "s-unknown-code": (
+            wire.CONNECTION_ERROR,
+            [_utility(SDGE, error, code="NEVER_SEEN")],
+            None,
+            "utility_error.unknown",
+        ),
         "s-commercial": (
             wire.CONNECTION_PARTIAL,
             [_utility(SDGE, connected), _utility(SCE, error, code=wire.ERROR_INVALID_CREDENTIALS)],
@@ -98,7 +109,10 @@ def scenario(last: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
             "utility_error.USER_CANCELED",
         ),
     }
-    return {ref: (_entry(ref, status, last, utilities, agreements), reason) for ref, (status, utilities, agreements, reason) in cases.items()}
+    return {
+        ref: (_entry(ref, status, last, utilities, agreements), reason)
+        for ref, (status, utilities, agreements, reason) in cases.items()
+    }
 
 
 def by_ref(deliveries: list[Delivery]) -> dict[str, list[Delivery]]:
@@ -106,11 +120,6 @@ def by_ref(deliveries: list[Delivery]) -> dict[str, list[Delivery]]:
     for delivery in deliveries:
         grouped[delivery.event["subject"]].append(delivery)
     return grouped
-
-
-def sent_at(delivery: Delivery) -> datetime:
-    """When it was sent: the webhook-timestamp (the simulated clock)."""
-    return datetime.fromtimestamp(int(delivery.timestamp), UTC)
 
 
 def poll(cloud: LocalCloud) -> None:
@@ -126,7 +135,9 @@ def republish(cloud: LocalCloud, events: list[Any]) -> None:
         sns.publish(
             TopicArn=topic,
             Message=json.dumps(message.body),
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in message.attributes.items()},
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in message.attributes.items()
+            },
         )
 
 
@@ -169,7 +180,7 @@ def test_each_stalled_customer_gets_one_right_message_an_hour_after_and_reminder
     for ref, (_raw, reason) in cases.items():
         got = [d.event["data"]["reason"] for d in first.get(ref, [])]
         assert got == ([reason] if reason else []), ref
-        assert all(sent_at(d) >= actionable for d in first.get(ref, []))
+        assert all(d.sent_at >= actionable for d in first.get(ref, []))
 
     # Replayed and duplicated events, and a redelivered batch: nothing more.
     replay = cloud.drain_queue(changes)
@@ -203,8 +214,8 @@ def test_each_stalled_customer_gets_one_right_message_an_hour_after_and_reminder
             continue
         assert [d.event["data"]["attempt"] for d in messages] == [1, 2, 3], ref
         assert {d.event["data"]["reason"] for d in messages} == {reason}
-        times = [sent_at(d) for d in messages]
-        assert all(later - earlier >= COOLDOWN for earlier, later in zip(times, times[1:], strict=False))
+        times = [d.sent_at for d in messages]
+        assert all(later - earlier >= COOLDOWN for earlier, later in itertools.pairwise(times))
         assert times[-1] - times[0] < 2 * (COOLDOWN + SWEEP_EVERY)
 
     # Every decision is audited, once.
@@ -214,27 +225,36 @@ def test_each_stalled_customer_gets_one_right_message_an_hour_after_and_reminder
         if event["type"] == catalog.OUTREACH_SENT:
             sent[event["subject"]] += 1
     assert all(sent[ref] == (3 if reason else 0) for ref, (_raw, reason) in cases.items())
-    suppressed = {(e["subject"], e["data"]["suppressed_because"]) for e in audit if e["type"] == catalog.OUTREACH_SUPPRESSED}
-    assert ("s-other-utility", "other_utility") in suppressed and ("s-completed", "completed") in suppressed
+    suppressed = {
+        (e["subject"], e["data"]["suppressed_because"])
+        for e in audit
+        if e["type"] == catalog.OUTREACH_SUPPRESSED
+    }
+    assert ("s-other-utility", "other_utility") in suppressed
+    assert ("s-completed", "completed") in suppressed
     assert webhook.rejected() == []
-    assert not [record for record in cloud.errors if record.function == "OutreachFunction" and record.source != "sqs"]
+    assert not [
+        record for record in cloud.errors if record.function == "OutreachFunction" and record.source != "sqs"
+    ]
 
     _population_follows_the_rules(webhook, leap, set(cases))
 
 
-def _population_follows_the_rules(webhook: WebhookReceiver, leap: LeapSimulator, scenario_refs: set[str]) -> None:
+def _population_follows_the_rules(
+    webhook: WebhookReceiver, leap: LeapSimulator, scenario_refs: set[str]
+) -> None:
     """The simulated customers, moving through the funnel meanwhile, got only messages that were due."""
     population = {ref: d for ref, d in by_ref(webhook.accepted()).items() if ref not in scenario_refs}
     assert population, "the population's stalled customers got messages too"
     for ref, messages in population.items():
         assert len(messages) <= MAX_ATTEMPTS, ref
-        times = [sent_at(d) for d in messages]
-        assert all(later - earlier >= COOLDOWN for earlier, later in zip(times, times[1:], strict=False)), ref
+        times = [d.sent_at for d in messages]
+        assert all(later - earlier >= COOLDOWN for earlier, later in itertools.pairwise(times)), ref
         completed = leap.completed_at(ref)
         for delivery in messages:
             connection = delivery.event["data"]["connection"]
             last = parse_instant(connection[wire.ENTRY_LAST_INTERACTION])
-            assert sent_at(delivery) >= last + HOUR, ref  # never before the hour
+            assert delivery.sent_at >= last + HOUR, ref  # never before the hour
             assert connection == leap.snapshot(ref, at=last), ref  # a state Leap really showed
             assert connection[wire.ENTRY_CONNECTION_STATUS] != wire.CONNECTION_COMPLETED
             assert completed is None or last < completed, ref

@@ -16,6 +16,11 @@ from typing import Any
 import boto3
 import pytest
 import time_machine
+from moto import mock_aws
+
+from devtools.local_runner.shapes import sqs_record
+from devtools.webhook_receiver import WebhookReceiver
+from functions.outreach import app
 from leap_tracker import table, wire
 from leap_tracker.adapters.dynamo_store import snapshot_item
 from leap_tracker.adapters.outreach_store import OutreachDynamoStore
@@ -24,11 +29,6 @@ from leap_tracker.connect_model import validate_entry
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.poller_ports import SnapshotWrite
-from moto import mock_aws
-
-from devtools.local_runner.shapes import sqs_record
-from devtools.webhook_receiver import WebhookReceiver
-from functions.outreach import app
 from tests.integration.test_meter_moto import FakeContext, create_connections_table
 from tests.unit.test_outreach_support import LAST_INTERACTION, entry, stalled_examples, utility
 
@@ -190,16 +190,23 @@ def test_a_stalled_customer_gets_one_verified_message_once_actionable_and_never_
 
     env.at(ACTIONABLE + timedelta(seconds=1))
     due = env.receive()
-    assert len(due) == 3 and {r["attributes"]["ApproximateReceiveCount"] for r in due} == {"2"}
+    assert len(due) == 3
+    assert {r["attributes"]["ApproximateReceiveCount"] for r in due} == {"2"}
     assert env.invoke(due) == []
 
     (delivery,) = env.receiver.deliveries
-    assert delivery.verified and delivery.status == 204
+    assert delivery.verified
+    assert delivery.status == 204
     data = delivery.event["data"]
-    assert (data["reason"], data["ref_id"], data["attempt"]) == ("utility_error.USER_CANCELED", "Canceled1", 1)
+    assert (data["reason"], data["ref_id"], data["attempt"]) == (
+        "utility_error.USER_CANCELED",
+        "Canceled1",
+        1,
+    )
     assert delivery.event["type"] == catalog.OUTREACH_REQUESTED
     (sent,) = env.audit()
-    assert sent["type"] == catalog.OUTREACH_SENT and sent["data"]["webhook_id"] == delivery.webhook_id
+    assert sent["type"] == catalog.OUTREACH_SENT
+    assert sent["data"]["webhook_id"] == delivery.webhook_id
 
     env.enqueue(events)  # replayed (or redelivered) later: nothing more
     env.at(ACTIONABLE + timedelta(days=3))
@@ -212,7 +219,9 @@ def test_decided_on_the_current_snapshot_not_the_event(env: Env) -> None:
     raw = stalled_examples()["not_started"]
     env.enqueue(env.store(raw))
     env.invoke(env.receive())  # deferred
-    completed = entry(wire.CONNECTION_COMPLETED, [utility(status=wire.UTILITY_CONNECTED)], ref_id="NotStarted1")
+    completed = entry(
+        wire.CONNECTION_COMPLETED, [utility(status=wire.UTILITY_CONNECTED)], ref_id="NotStarted1"
+    )
     env.store({**completed, "last_interaction_date_time_utc": "2025-03-05T08:20:00Z"})
 
     env.at(ACTIONABLE + timedelta(minutes=30))
@@ -283,7 +292,9 @@ def test_a_hung_endpoint_times_out_and_is_retried(env: Env) -> None:
     assert len(env.receiver.accepted()) == 1
 
 
-def test_a_crash_after_delivery_resumes_with_the_same_webhook_id(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_after_delivery_resumes_with_the_same_webhook_id(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw = stalled_examples()["agreement_pending"]
     env.at(ACTIONABLE)
     env.enqueue(env.store(raw)[:1])
@@ -306,7 +317,8 @@ def test_a_crash_after_delivery_resumes_with_the_same_webhook_id(env: Env, monke
     assert env.invoke(env.receive()) == []
 
     first, second = env.receiver.deliveries
-    assert first.webhook_id == second.webhook_id and first.event["id"] == second.event["id"]
+    assert first.webhook_id == second.webhook_id
+    assert first.event["id"] == second.event["id"]
     assert len(env.receiver.accepted()) == 1  # a receiver that deduplicates on webhook-id sees one
     assert store.load(raw["id"])[1].attempts == 1
     assert store.ledger_entry(raw["id"], first.event["data"]["dedupe_key"])["status"] == "SENT"
@@ -320,12 +332,15 @@ def test_a_malformed_message_fails_alone(env: Env) -> None:
     env.at(ACTIONABLE)
     env.enqueue(env.store(stalled_examples()["not_started"])[:1])
     env.sqs.send_message(QueueUrl=env.queue_url, MessageBody="not json")
-    env.sqs.send_message(QueueUrl=env.queue_url, MessageBody=json.dumps({"type": "meter.appeared", "data": {}}))
+    env.sqs.send_message(
+        QueueUrl=env.queue_url, MessageBody=json.dumps({"type": "meter.appeared", "data": {}})
+    )
 
     records = env.receive()
     failed = env.invoke(records)
 
-    assert len(records) == 3 and len(failed) == 2
+    assert len(records) == 3
+    assert len(failed) == 2
     assert len(env.receiver.accepted()) == 1
 
 
@@ -418,7 +433,8 @@ def test_the_signing_secret_comes_from_secrets_manager(env: Env) -> None:
     env.enqueue(env.store(stalled_examples()["not_started"])[:1])
 
     assert env.invoke(env.receive()) == []
-    assert len(env.receiver.accepted()) == 1 and env.receiver.rejected() == []
+    assert len(env.receiver.accepted()) == 1
+    assert env.receiver.rejected() == []
 
 
 def test_a_webhook_url_without_a_secret_fails_the_cold_start(env: Env) -> None:

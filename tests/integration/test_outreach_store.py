@@ -8,14 +8,14 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from leap_tracker import table
 from leap_tracker.adapters.dynamo_store import snapshot_item
 from leap_tracker.adapters.outreach_store import ClaimLost, OutreachDynamoStore
 from leap_tracker.connect_model import validate_entry
 from leap_tracker.outreach.ledger import Claim, LedgerStatus, Reservation
 from leap_tracker.poller_ports import SnapshotWrite
-from moto import mock_aws
-
 from tests.integration.test_meter_moto import create_connections_table
 from tests.unit.test_outreach_support import stalled_examples
 
@@ -35,7 +35,9 @@ def store() -> Iterator[OutreachDynamoStore]:
         yield OutreachDynamoStore(client, TABLE)
 
 
-def reservation(key: str = "utility_not_connected#h#1", attempt: int = 1, channels=("webhook",)) -> Reservation:
+def reservation(
+    key: str = "utility_not_connected#h#1", attempt: int = 1, channels=("webhook",)
+) -> Reservation:
     return Reservation(ENTRY_ID, "NotConnected1", key, "utility_not_connected", "h", 3, attempt, 1, channels)
 
 
@@ -50,11 +52,14 @@ def test_load_reads_the_snapshot_and_an_empty_history(store: OutreachDynamoStore
     assert snapshot is not None
     assert (snapshot.entry, snapshot.sequence) == (RAW, 3)
     assert snapshot.content_hash == validate_entry(RAW).content_hash
-    assert history.attempts == 0 and history.last_sent_at is None
+    assert history.attempts == 0
+    assert history.last_sent_at is None
     assert store.load("nobody")[0] is None
 
 
-def test_a_claimed_then_sent_message_is_recorded_and_cannot_be_claimed_again(store: OutreachDynamoStore) -> None:
+def test_a_claimed_then_sent_message_is_recorded_and_cannot_be_claimed_again(
+    store: OutreachDynamoStore,
+) -> None:
     first = reservation()
 
     assert store.claim(first, 0, NOW, LEASE).claim is Claim.NEW

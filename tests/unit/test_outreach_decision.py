@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker import wire
 from leap_tracker.outreach import decision as d
 from leap_tracker.outreach.decision import (
@@ -22,7 +24,6 @@ from leap_tracker.outreach.decision import (
     assess,
     decide,
 )
-
 from tests.unit.test_outreach_support import (
     ACTIONABLE,
     LAST_INTERACTION,
@@ -44,7 +45,13 @@ ASSESS_CASES: list[tuple[str, dict[str, Any], str | None, Because | None, str | 
     # step 1: connection_status
     ("completed", entry(wire.CONNECTION_COMPLETED, ALL_CONNECTED), None, Because.COMPLETED, None),
     ("not started", entry(wire.CONNECTION_NOT_STARTED), d.NOT_STARTED, None, None),
-    ("unknown connection status", entry("ON_HOLD", [utility()]), None, Because.UNKNOWN_CONNECTION_STATUS, None),
+    (
+        "unknown connection status",
+        entry("ON_HOLD", [utility()]),
+        None,
+        Because.UNKNOWN_CONNECTION_STATUS,
+        None,
+    ),
     ("partial, no utility picked yet", entry(PARTIAL, []), d.UTILITY_NOT_CONNECTED, None, None),
     # step 2: required utilities
     ("required not connected", entry(PARTIAL, [utility()]), d.UTILITY_NOT_CONNECTED, None, SDGE),
@@ -163,13 +170,20 @@ ASSESS_CASES: list[tuple[str, dict[str, Any], str | None, Because | None, str | 
         Because.NOTHING_OUTSTANDING,
         None,
     ),
-    ("no agreements object at all", {**entry(PARTIAL, ALL_CONNECTED), wire.ENTRY_AGREEMENTS: None}, None,
-     Because.NOTHING_OUTSTANDING, None),
+    (
+        "no agreements object at all",
+        {**entry(PARTIAL, ALL_CONNECTED), wire.ENTRY_AGREEMENTS: None},
+        None,
+        Because.NOTHING_OUTSTANDING,
+        None,
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("raw", "reason", "because", "about"), [case[1:] for case in ASSESS_CASES], ids=[c[0] for c in ASSESS_CASES]
+    ("raw", "reason", "because", "about"),
+    [case[1:] for case in ASSESS_CASES],
+    ids=[c[0] for c in ASSESS_CASES],
 )
 def test_assess_follows_the_guide(
     raw: dict[str, Any], reason: str | None, because: Because | None, about: str | None
@@ -190,7 +204,9 @@ def test_each_known_error_code_gets_its_own_reason(code: str) -> None:
 
 @pytest.mark.parametrize("done", sorted(wire.DEFAULT_AGREEMENT_DONE_STATUSES))
 def test_done_agreement_statuses_count_as_signed(done: str) -> None:
-    assert assess(entry(PARTIAL, ALL_CONNECTED, agreements(done, done))).because is Because.NOTHING_OUTSTANDING
+    assert (
+        assess(entry(PARTIAL, ALL_CONNECTED, agreements(done, done))).because is Because.NOTHING_OUTSTANDING
+    )
 
 
 def test_which_agreement_values_are_done_is_configuration() -> None:
@@ -212,7 +228,8 @@ def test_every_pending_required_utility_is_listed() -> None:
     need = assess(entry(PARTIAL, [utility(SDGE), utility(SCE, CONNECTED), utility(PGE, ERROR, True, "X")]))
 
     assert [u[wire.UTILITY_NAME] for u in need.pending_utilities] == [SDGE, PGE]
-    assert need.utility is not None and need.utility[wire.UTILITY_NAME] == PGE
+    assert need.utility is not None
+    assert need.utility[wire.UTILITY_NAME] == PGE
 
 
 @pytest.mark.parametrize(
@@ -266,7 +283,9 @@ def test_actionable_exactly_one_hour_after_the_last_interaction() -> None:
 def test_the_actionable_delay_is_configuration() -> None:
     policy = replace(POLICY, actionable_delay=timedelta(minutes=90))
 
-    assert decide(STUCK, History(), policy, NOW, Trigger.EVENT).until == LAST_INTERACTION + timedelta(minutes=90)
+    assert decide(STUCK, History(), policy, NOW, Trigger.EVENT).until == LAST_INTERACTION + timedelta(
+        minutes=90
+    )
 
 
 def test_a_sweep_that_finds_an_active_customer_looks_again_when_actionable() -> None:
@@ -280,7 +299,11 @@ def test_completed_suppresses_forever_and_leaves_the_sweep() -> None:
 
     result = decide(done, sent_before(1), POLICY, LAST_INTERACTION, Trigger.EVENT)  # even before actionable
 
-    assert (result.action, result.because, result.mark_completed) == (Action.SUPPRESS, Because.COMPLETED, True)
+    assert (result.action, result.because, result.mark_completed) == (
+        Action.SUPPRESS,
+        Because.COMPLETED,
+        True,
+    )
     assert result.follow_up == FollowUpChange(None)
 
 
@@ -289,7 +312,11 @@ def test_nothing_is_sent_after_a_completion_even_if_leap_goes_back() -> None:
 
     result = decide(STUCK, history, POLICY, NOW, Trigger.FOLLOW_UP)
 
-    assert (result.action, result.because, result.mark_completed) == (Action.SUPPRESS, Because.COMPLETED, False)
+    assert (result.action, result.because, result.mark_completed) == (
+        Action.SUPPRESS,
+        Because.COMPLETED,
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -316,7 +343,8 @@ def test_other_utility_is_messaged_when_configured() -> None:
     result = decide(snapshot(raw), History(), replace(POLICY, notify_other_utility=True), NOW, Trigger.EVENT)
 
     assert (result.action, result.need.reason) == (Action.SEND, d.OTHER_UTILITY)
-    assert result.need.other_utility is not None and result.need.other_utility[wire.UTILITY_NAME] == PGE
+    assert result.need.other_utility is not None
+    assert result.need.other_utility[wire.UTILITY_NAME] == PGE
 
 
 def test_the_same_state_is_never_messaged_twice_from_events() -> None:
@@ -390,9 +418,7 @@ agreement_values = st.sampled_from([None, wire.AGREEMENT_NOT_REQUIRED, "PENDING"
 utilities = st.lists(
     st.builds(utility, st.sampled_from([SDGE, SCE, PGE]), utility_statuses, st.booleans(), codes), max_size=4
 )
-entries = st.builds(
-    entry, statuses, utilities, st.builds(agreements, agreement_values, agreement_values)
-)
+entries = st.builds(entry, statuses, utilities, st.builds(agreements, agreement_values, agreement_values))
 
 
 @settings(max_examples=300, deadline=None)
@@ -429,6 +455,6 @@ def test_a_customer_never_gets_more_than_max_messages_nor_two_within_the_cooldow
                 state_sends=int(result.state_sends or 0),
             )
     assert len(sent_at) <= POLICY.max_attempts
-    assert all(b - a >= POLICY.cooldown for a, b in zip(sent_at, sent_at[1:], strict=False))
+    assert all(b - a >= POLICY.cooldown for a, b in itertools.pairwise(sent_at))
     if raw[wire.ENTRY_CONNECTION_STATUS] == wire.CONNECTION_COMPLETED:
         assert sent_at == []

@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from leap_tracker import wire
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import to_message
@@ -34,7 +35,6 @@ from leap_tracker.outreach.templates import (
 from leap_tracker.outreach.templates import (
     parse_templates as parse,
 )
-
 from tests.unit.test_outreach_support import (
     ACTIONABLE,
     PGE,
@@ -63,20 +63,36 @@ def test_the_defaults_cover_every_reason_and_render_every_placeholder() -> None:
     templates = load_templates()
 
     assert set(templates.by_reason) == set(ALL_REASONS)
-    values = {name: f"<{name}>" for name in ("ref_id", "connect_url", "utility_name", "utility_names",
-                                              "error_code", "agreements", "other_utility_name", "attempt")}
+    values = {
+        name: f"<{name}>"
+        for name in (
+            "ref_id",
+            "connect_url",
+            "utility_name",
+            "utility_names",
+            "error_code",
+            "agreements",
+            "other_utility_name",
+            "attempt",
+        )
+    }
     for reason in ALL_REASONS:
         rendered = templates.render(reason, values)
-        assert rendered.subject and "$" not in rendered.subject
+        assert rendered.subject
+        assert "$" not in rendered.subject
         assert "<connect_url>" in rendered.body, reason  # every message carries the link to retry
 
 
 def test_a_partner_file_replaces_some_reasons_and_keeps_the_rest(tmp_path: Path) -> None:
     custom = tmp_path / "templates.json"
-    custom.write_text(json.dumps({
-        "_note": "ours",
-        "not_started": {"subject": "Hello ${ref_id}", "body": "Go: ${connect_url} (costs $$0)"},
-    }))
+    custom.write_text(
+        json.dumps(
+            {
+                "_note": "ours",
+                "not_started": {"subject": "Hello ${ref_id}", "body": "Go: ${connect_url} (costs $$0)"},
+            }
+        )
+    )
 
     templates = load_templates(str(custom))
 
@@ -93,7 +109,10 @@ def test_a_partner_file_replaces_some_reasons_and_keeps_the_rest(tmp_path: Path)
         ("{", "not JSON"),
         ('{"not_startd": {"subject": "a", "body": "b"}}', "unknown reason 'not_startd'"),
         ('{"not_started": {"subject": "a"}}', "needs a non-empty 'body'"),
-        ('{"not_started": {"subject": "${customer_name}", "body": "b"}}', "unknown placeholder(s) ['customer_name']"),
+        (
+            '{"not_started": {"subject": "${customer_name}", "body": "b"}}',
+            "unknown placeholder(s) ['customer_name']",
+        ),
         ('{"not_started": {"subject": "costs $5", "body": "b"}}', "malformed placeholder"),
     ],
 )
@@ -124,11 +143,21 @@ def test_the_connect_url_encodes_the_reference_id_and_the_requested_utilities() 
 def test_the_retry_url_asks_for_the_same_required_utilities() -> None:
     snap = snapshot(entry(wire.CONNECTION_PARTIAL, [utility(SDGE), utility(PGE, required=False)]))
 
-    assert messages.retry_url("https://p/{ref_id}?u={utilities}", snap) == "https://p/Test1012?u=SDG%26E%3A%20San%20Diego%20Gas%20%26%20Electric"
+    assert (
+        messages.retry_url("https://p/{ref_id}?u={utilities}", snap)
+        == "https://p/Test1012?u=SDG%26E%3A%20San%20Diego%20Gas%20%26%20Electric"
+    )
 
 
 @pytest.mark.parametrize(
-    "pattern", ["https://x/?id={ref}", "https://x/?id={ref_id!r}", "https://x/?id={ref_id:>5}", "https://x/{", "https://x/"]
+    "pattern",
+    [
+        "https://x/?id={ref}",
+        "https://x/?id={ref_id!r}",
+        "https://x/?id={ref_id:>5}",
+        "https://x/{",
+        "https://x/",
+    ],
 )
 def test_a_bad_url_pattern_is_refused(pattern: str) -> None:
     with pytest.raises(TemplateError):
@@ -136,12 +165,22 @@ def test_a_bad_url_pattern_is_refused(pattern: str) -> None:
 
 
 def test_phrases() -> None:
-    assert [phrase([]), phrase(["a"]), phrase(["a", "b"]), phrase(["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
+    assert [phrase([]), phrase(["a"]), phrase(["a", "b"]), phrase(["a", "b", "c"])] == [
+        "",
+        "a",
+        "a and b",
+        "a, b and c",
+    ]
 
 
 def test_template_values_name_the_agreements_for_people() -> None:
-    need = assess(entry(wire.CONNECTION_PARTIAL, [utility(status=wire.UTILITY_CONNECTED)],
-                        {**agreements("PENDING", "PENDING"), "new_form_status": "SENT"}))
+    need = assess(
+        entry(
+            wire.CONNECTION_PARTIAL,
+            [utility(status=wire.UTILITY_CONNECTED)],
+            {**agreements("PENDING", "PENDING"), "new_form_status": "SENT"},
+        )
+    )
 
     values = template_values(need, "R1", "https://x", 1)
 
@@ -159,8 +198,16 @@ def test_keys_and_ids_are_stable_and_distinct() -> None:
     assert first == "not_started#abc#1"
     assert ledger.webhook_id("E1", first) == ledger.webhook_id("E1", first)
     assert ledger.webhook_id("E1", first).startswith("msg_")
-    assert len({ledger.webhook_id("E1", first), ledger.webhook_id("E2", first),
-                ledger.webhook_id("E1", ledger.dedupe_key("not_started", "abc", 2))}) == 3
+    assert (
+        len(
+            {
+                ledger.webhook_id("E1", first),
+                ledger.webhook_id("E2", first),
+                ledger.webhook_id("E1", ledger.dedupe_key("not_started", "abc", 2)),
+            }
+        )
+        == 3
+    )
     assert ledger.suppression_key("completed", None, "abc") == "completed#-#abc"
 
 
@@ -178,9 +225,12 @@ def test_requested_sent_and_suppressed_events_match_their_schemas(reason: str) -
 
     for event in (message.event, sent):
         validate(event)
-        assert event["subject"] == snap.ref_id and event["sequence"] == "000000000004"
+        assert event["subject"] == snap.ref_id
+        assert event["sequence"] == "000000000004"
     data = message.event["data"]
-    assert data["reason"] == reason and data["attempt"] == 1 and data["reminder"] is False
+    assert data["reason"] == reason
+    assert data["attempt"] == 1
+    assert data["reminder"] is False
     assert data["webhook_id"] == ledger.webhook_id(snap.entry_id, str(result.dedupe_key))
     assert data["connect_url"] in data["body"]
     assert json.loads(message.body) == message.event

@@ -7,9 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 from leap_tracker.adapters.webhook import WebhookSecretError, secret_key, sign, signed_headers
 from leap_tracker.outreach import deferral
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 # The test vector published with the Standard Webhooks specification.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -34,7 +35,10 @@ def test_the_reference_package_accepts_our_headers() -> None:
     body = '{"type":"outreach.requested","data":{"ref_id":"Ref é"}}'
     headers = signed_headers(secret_key(VECTOR_SECRET), "msg_1", int(time.time()), body)
 
-    assert Webhook(VECTOR_SECRET).verify(body, headers) == {"type": "outreach.requested", "data": {"ref_id": "Ref é"}}
+    assert Webhook(VECTOR_SECRET).verify(body, headers) == {
+        "type": "outreach.requested",
+        "data": {"ref_id": "Ref é"},
+    }
 
 
 def test_the_reference_package_rejects_a_tampered_body_or_another_secret() -> None:
@@ -76,11 +80,13 @@ def test_deferrals_hand_over_before_the_dead_letter_queue() -> None:
     max_receive_count = 8  # template.yaml: OutreachQueue RedrivePolicy
     assert not deferral.hand_over_to_sweep(1)
     assert deferral.hand_over_to_sweep(deferral.HAND_OVER_AT_RECEIVE)
-    assert deferral.HAND_OVER_AT_RECEIVE < max_receive_count
+    assert max_receive_count > deferral.HAND_OVER_AT_RECEIVE
 
 
 def test_queue_url_from_the_event_source_arn() -> None:
-    url = deferral.queue_url("https://sqs.us-east-1.amazonaws.com", "arn:aws:sqs:us-east-1:123456789012:MyQueue")
+    url = deferral.queue_url(
+        "https://sqs.us-east-1.amazonaws.com", "arn:aws:sqs:us-east-1:123456789012:MyQueue"
+    )
 
     assert url == "https://sqs.us-east-1.amazonaws.com/123456789012/MyQueue"
     with pytest.raises(ValueError, match="not an SQS queue ARN"):

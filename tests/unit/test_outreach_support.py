@@ -35,7 +35,9 @@ def utility(
     }
 
 
-def agreements(prohibited: str | None = wire.AGREEMENT_NOT_REQUIRED, dr: str | None = wire.AGREEMENT_NOT_REQUIRED):
+def agreements(
+    prohibited: str | None = wire.AGREEMENT_NOT_REQUIRED, dr: str | None = wire.AGREEMENT_NOT_REQUIRED
+):
     return {
         wire.AGREEMENT_PROHIBITED_RESOURCE_ATTESTATION: prohibited,
         wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: dr,

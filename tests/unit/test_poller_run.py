@@ -162,6 +162,7 @@ def test_a_crash_after_a_pages_writes_replays_that_page_without_writing_it_again
     with pytest.raises(RuntimeError):
         harness.run()
     assert harness.store.lease is None  # released even so
+    assert harness.metrics.total("PollFailed") == 1
     harness.store.save_checkpoint = saves  # type: ignore[method-assign]
     replay = harness.run()
     assert replay.resumed

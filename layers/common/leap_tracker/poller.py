@@ -423,18 +423,21 @@ class _Run:
         except LeaseLost as lost:
             summary.status, summary.error = RunStatus.LEASE_LOST, str(lost)
             logger.warning("lease lost: stopped without writing this page", extra=summary.as_dict())
-        except LeapAuthError as exc:
-            summary.error = type(exc).__name__
-            logger.error(f"poll stopped: {exc}", extra={"run_id": self.run_id, "pages": summary.pages})
-            raise
-        except LeapRequestError as exc:
-            summary.error = type(exc).__name__
-            logger.error(f"poll stopped, Leap refused the request: {exc}", extra={"run_id": self.run_id})
+        except (LeapAuthError, LeapRequestError) as exc:  # configuration errors: raised, after one line
+            summary.status, summary.error = RunStatus.FAILED, type(exc).__name__
+            what = "" if isinstance(exc, LeapAuthError) else ", Leap refused the request"
+            logger.error(f"poll stopped{what}: {exc}", extra={"run_id": self.run_id, "pages": summary.pages})
             raise
         except LeapError as exc:
             summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             summary.reason = "Leap failed; the next run resumes from the checkpoint"
             logger.warning("poll stopped: Leap failed", extra=summary.as_dict())
+        except Exception as exc:  # the store or a bug: the page in hand was not checkpointed
+            summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            logger.exception(
+                "poll failed; the next run resumes from the checkpoint", extra={"run_id": self.run_id}
+            )
+            raise
 
     # --- the two kinds of run ---------------------------------------------------------------
 
@@ -586,9 +589,7 @@ class _Run:
             "PageTokenRestarts": summary.token_restarts,
             "PollInterrupted": int(summary.status is RunStatus.INTERRUPTED),
             "PollSkipped": int(summary.status is RunStatus.SKIPPED),
-            "PollFailed": int(
-                summary.status in (RunStatus.FAILED, RunStatus.LEASE_LOST) or bool(summary.error)
-            ),
+            "PollFailed": int(summary.status in (RunStatus.FAILED, RunStatus.LEASE_LOST)),
         }
         for name, value in counts.items():
             sink.add_metric(name=name, unit="Count", value=value)

@@ -72,7 +72,9 @@ class OutreachDynamoStore:
             if not request:
                 break
         else:
-            raise RuntimeError(f"DynamoDB left keys of {entry_id} unprocessed after {MAX_BATCH_GET_TRIES} tries")
+            raise RuntimeError(
+                f"DynamoDB left keys of {entry_id} unprocessed after {MAX_BATCH_GET_TRIES} tries"
+            )
         connection = by_pk.get(connection_key[table.PK]["S"])
         state = by_pk.get(state_key[table.PK]["S"], {})
         return (snapshot_from_item(connection) if connection else None), history_from_item(state)
@@ -204,10 +206,14 @@ class OutreachDynamoStore:
         else:
             assignments += ", #bucket = :bucket, #due = :due"
             values |= {":bucket": table.OUTREACH_FOLLOW_UP_BUCKET, ":due": format_instant(follow_up_at)}
-        old = self._update(reservation.entry_id, f"SET {assignments} REMOVE {removals}", _OWNED, names, values)
+        old = self._update(
+            reservation.entry_id, f"SET {assignments} REMOVE {removals}", _OWNED, names, values
+        )
         if old is None:
             return
-        if (old.get(ledger_attribute(reservation.dedupe_key)) or {}).get(SentAttr.STATUS) == LedgerStatus.SENT:
+        if (old.get(ledger_attribute(reservation.dedupe_key)) or {}).get(
+            SentAttr.STATUS
+        ) == LedgerStatus.SENT:
             return  # our lease ran out and the invocation that resumed it finished the same message
         raise ClaimLost(f"{reservation.entry_id}: {reservation.dedupe_key} is no longer ours to mark sent")
 
@@ -226,7 +232,9 @@ class OutreachDynamoStore:
         if at is None:
             request["UpdateExpression"] = "REMOVE #bucket, #due"
         else:
-            request["UpdateExpression"] = "SET #bucket = :bucket, #due = :due, #entry = :entry, #item_type = :type"
+            request["UpdateExpression"] = (
+                "SET #bucket = :bucket, #due = :due, #entry = :entry, #item_type = :type"
+            )
             names |= {"#entry": StateAttr.ENTRY_ID, "#item_type": table.ITEM_TYPE}
             request["ExpressionAttributeValues"] = _serialize(
                 {
@@ -260,7 +268,12 @@ class OutreachDynamoStore:
                 "#due": table.DUE_AT_ATTRIBUTE,
             },
             ExpressionAttributeValues=_serialize(
-                {":now": format_instant(now), ":entry": entry_id, ":ref": ref_id, ":item_type": STATE_ITEM_TYPE}
+                {
+                    ":now": format_instant(now),
+                    ":entry": entry_id,
+                    ":ref": ref_id,
+                    ":item_type": STATE_ITEM_TYPE,
+                }
             ),
         )
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+
 import requests
 
 from leap_tracker.outreach.messages import OutreachMessage

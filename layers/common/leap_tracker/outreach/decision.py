@@ -304,7 +304,9 @@ def decide(
     if same_state and not sweeping:
         return Decision(Action.SUPPRESS, need, because=Because.ALREADY_SENT)
     if history.attempts >= policy.max_attempts:
-        return Decision(Action.SUPPRESS, need, because=Because.MAX_ATTEMPTS, follow_up=_follow_up(history, None))
+        return Decision(
+            Action.SUPPRESS, need, because=Because.MAX_ATTEMPTS, follow_up=_follow_up(history, None)
+        )
     if history.last_sent_at is not None and now < history.last_sent_at + policy.cooldown:
         next_at = history.last_sent_at + policy.cooldown
         return Decision(

@@ -162,7 +162,9 @@ class Outreach:
         reservation = _reservation(snapshot, decision, tuple(c.name for c in self.channels))
         claimed = self.store.claim(reservation, history.attempts, now, lease_until)
         if claimed.claim is Claim.ALREADY_SENT:
-            return Outcome(Action.SUPPRESS, snapshot.entry_id, reservation.reason, because=Because.ALREADY_SENT)
+            return Outcome(
+                Action.SUPPRESS, snapshot.entry_id, reservation.reason, because=Because.ALREADY_SENT
+            )
         if claimed.claim in (Claim.IN_FLIGHT, Claim.CONFLICT):
             raise RetryLater(f"{snapshot.entry_id}: {claimed.claim}")
 
@@ -176,7 +178,9 @@ class Outreach:
                     try:
                         channel.deliver(message)
                     except Exception as exc:
-                        raise DeliveryFailed(f"{snapshot.entry_id}: channel {channel.name} failed: {exc}") from exc
+                        raise DeliveryFailed(
+                            f"{snapshot.entry_id}: channel {channel.name} failed: {exc}"
+                        ) from exc
                     delivered.add(channel.name)
             channels = [c.name for c in self.channels]
             self.audit.publish([messages.sent_event(message, channels, now, snapshot.sequence)])
@@ -193,7 +197,9 @@ class Outreach:
         try:
             self.store.release(reservation, delivered, now, lease_until)
         except Exception:  # the lease expires on its own; the original error is the one to report
-            logger.warning("could not release the claim", extra={"entry_id": reservation.entry_id}, exc_info=True)
+            logger.warning(
+                "could not release the claim", extra={"entry_id": reservation.entry_id}, exc_info=True
+            )
 
 
 def _reservation(snapshot: Snapshot, decision: Decision, channels: tuple[str, ...]) -> Reservation:

@@ -100,7 +100,8 @@ def parse_templates(text: str, source: str) -> dict[str, MessageTemplate]:
         if reason not in ALL_REASONS:
             raise TemplateError(f"{source}: unknown reason {reason!r}; known: {list(ALL_REASONS)}")
         parsed[reason] = MessageTemplate(
-            _template(entry, "subject", f"{source}: {reason}"), _template(entry, "body", f"{source}: {reason}")
+            _template(entry, "subject", f"{source}: {reason}"),
+            _template(entry, "body", f"{source}: {reason}"),
         )
     return parsed
 
@@ -114,7 +115,9 @@ def _template(entry: Any, part: str, where: str) -> string.Template:
         raise TemplateError(f"{where}: {part} has a malformed placeholder (write $$ for a dollar sign)")
     unknown = sorted(set(template.get_identifiers()) - PLACEHOLDERS)
     if unknown:
-        raise TemplateError(f"{where}: {part} uses unknown placeholder(s) {unknown}; known: {sorted(PLACEHOLDERS)}")
+        raise TemplateError(
+            f"{where}: {part} uses unknown placeholder(s) {unknown}; known: {sorted(PLACEHOLDERS)}"
+        )
     return template
 
 
@@ -122,14 +125,16 @@ def check_connect_url_pattern(pattern: str) -> str:
     """The pattern if it uses only ``{ref_id}`` and ``{utilities}`` (plain fields); else TemplateError."""
     try:
         fields = [
-            (name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(pattern) if name is not None
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(pattern)
+            if name is not None
         ]
     except ValueError as exc:
         raise TemplateError(f"OUTREACH_CONNECT_URL_PATTERN: {exc}") from exc
     for name, spec, conversion in fields:
         if name not in URL_PLACEHOLDERS or spec or conversion:
             raise TemplateError(
-                f"OUTREACH_CONNECT_URL_PATTERN: only {{ref_id}} and {{utilities}} may appear, found {{{name}}}"
+                f"OUTREACH_CONNECT_URL_PATTERN: only {{ref_id}} and {{utilities}} may appear, not {{{name}}}"
             )
     if "{ref_id}" not in pattern:
         raise TemplateError("OUTREACH_CONNECT_URL_PATTERN must contain {ref_id}")
@@ -138,11 +143,13 @@ def check_connect_url_pattern(pattern: str) -> str:
 
 def connect_url(pattern: str, ref_id: str, utilities: Sequence[str]) -> str:
     """The Connect URL to retry with: the Reference ID and the requested utilities, URL-encoded."""
-    return pattern.format(ref_id=quote(ref_id, safe=""), utilities=",".join(quote(u, safe="") for u in utilities))
+    return pattern.format(
+        ref_id=quote(ref_id, safe=""), utilities=",".join(quote(u, safe="") for u in utilities)
+    )
 
 
 def phrase(items: Sequence[str]) -> str:
-    """"A", "A and B", "A, B and C"."""
+    """ "A", "A and B", "A, B and C"."""
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} and {items[-1]}"
