@@ -79,7 +79,7 @@ def _meter_events() -> list[dict[str, Any]]:
 
 
 def _outreach_events() -> list[dict[str, Any]]:
-    """A customer who cancelled at the utility: messaged once, then the same state again (suppressed)."""
+    """A customer who cancelled at the utility: messaged once, then a new state within the cooldown."""
     entry = event_samples.commercial_history()[2]
     snapshot = Snapshot(entry, content_hash(canonical_json(entry)), sequence=3)
     now = parse_instant(entry[wire.ENTRY_LAST_INTERACTION]) + timedelta(hours=2)
@@ -92,7 +92,7 @@ def _outreach_events() -> list[dict[str, Any]]:
         attempts=1,
         last_sent_at=now,
         last_reason=decision.need.reason,
-        last_state=snapshot.content_hash,
+        last_state="previous-state",  # the customer moved on since: a new state, not a duplicate
         state_sends=1,
     )
     later = now + timedelta(hours=1)

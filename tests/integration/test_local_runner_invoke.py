@@ -143,7 +143,12 @@ def test_a_failed_scheduled_run_is_retried_like_an_async_invocation(cloud: Local
     cloud.drain()
 
     assert calls == [START, START + timedelta(minutes=1), START + timedelta(minutes=3)]
-    assert cloud.dropped_async_events == [{"function": POLLER, "payload": {"mode": "scheduled"}}]
+    # The template's EventInvokeConfig sends the spent event to the failure queue: nothing is dropped.
+    assert cloud.dropped_async_events == []
+    [failure] = cloud.drain_queue("ScheduledRunFailureQueue")
+    assert failure.body["requestPayload"] == {"mode": "scheduled"}
+    assert failure.body["requestContext"]["condition"] == "RetriesExhausted"
+    assert failure.body["requestContext"]["approximateInvokeCount"] == 3
 
 
 def test_injected_failures_and_direct_invocation_errors(cloud: LocalCloud) -> None:
