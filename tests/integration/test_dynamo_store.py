@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from moto import mock_aws
+
 from leap_tracker import table
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.dynamo_store import (
@@ -41,8 +43,6 @@ from leap_tracker.poller_ports import (
     SnapshotWrite,
     StoredState,
 )
-from moto import mock_aws
-
 from tests.unit.test_poller_fakes import T0, MemoryStore, make_entries, make_entry
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

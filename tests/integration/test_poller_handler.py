@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leap_tracker import table
-from leap_tracker.leap_api import LeapAuthError
-from leap_tracker.poller import InvalidPollRequest
 
 from devtools.leap_simulator import LeapSimulator
 from functions.poller import app
+from leap_tracker import table
+from leap_tracker.leap_api import LeapAuthError
+from leap_tracker.poller import InvalidPollRequest
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import scan_items, stored_connections
 

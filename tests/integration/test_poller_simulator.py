@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
+from devtools.leap_simulator import LeapSimulator, rate_limited, server_error
 from leap_tracker import table, wire
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore
 from leap_tracker.adapters.leap_http import LeapHttpClient
@@ -17,8 +19,6 @@ from leap_tracker.config import LeapApiSettings, PollerSettings
 from leap_tracker.connect_model import canonical_json
 from leap_tracker.leap_api import ConnectPage, ConnectQuery, LeapAuthError
 from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
-
-from devtools.leap_simulator import LeapSimulator, rate_limited, server_error
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import RequestCounter, scan_items, stored_connections
 from tests.unit.test_poller_fakes import PageBudget, RecordingMetrics

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker import wire
 from leap_tracker.connect_model import (
     MAX_ID_LENGTH,
@@ -22,7 +23,6 @@ from leap_tracker.connect_model import (
     validate_entry,
 )
 from leap_tracker.events.catalog import CONNECTION_SCHEMA
-
 from tests.unit.test_poller_fakes import make_entry
 
 UTILITIES = wire.ENTRY_UTILITY_CONNECTIONS

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker import wire
 from leap_tracker.connect_model import UnknownValue, validate_entry
 from leap_tracker.poller import (
@@ -19,7 +20,6 @@ from leap_tracker.poller import (
     validate_page,
 )
 from leap_tracker.poller_ports import StoredState
-
 from tests.unit.test_poller_fakes import T0, make_entry
 
 EARLY, LATE = T0 - timedelta(hours=3), T0 - timedelta(hours=1)

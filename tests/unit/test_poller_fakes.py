@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from leap_tracker import wire
 from leap_tracker.leap_api import ConnectPage, ConnectQuery
 from leap_tracker.poller_ports import (

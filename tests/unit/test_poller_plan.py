@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap_api import ConnectQuery
 from leap_tracker.poller import InvalidPollRequest, PollMode, PollRequest, parse_request, plan_pass
 from leap_tracker.poller_ports import Checkpoint, PassKind, PassState
-
 from tests.unit.test_poller_fakes import T0
 
 SETTINGS = PollerSettings(overlap_minutes=120, full_reconciliation_hours=24)

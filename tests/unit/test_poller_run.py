@@ -6,12 +6,12 @@ import logging
 from datetime import timedelta
 
 import pytest
+
 from leap_tracker import wire
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap_api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
 from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
 from leap_tracker.poller_ports import PassKind
-
 from tests.unit.test_poller_fakes import (
     T0,
     FakeClock,

@@ -520,10 +520,11 @@ class _Run:
                 return
             started = self.env.monotonic()
             page = next(pages, None)
+            if page is None:
+                yield None
+                return
             self.summary.api_latency_ms.append(round((self.env.monotonic() - started) * 1000, 3))
             yield page
-            if page is None:
-                return
 
     def _store_page(self, page: ConnectPage) -> datetime | None:
         """Validate, compare and write one page; return the newest last interaction in it."""
