@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
+from devtools.local_runner.shapes import as_lambda_json
 from leap_tracker import table, wire
 from leap_tracker.adapters.dynamo_store import snapshot_item
 from leap_tracker.connect_model import validate_entry
@@ -155,9 +156,9 @@ def stream_record(
     created = int(written_at.timestamp()) if written_at else 1735689600
     change: dict[str, Any] = {"ApproximateCreationDateTime": created, "Keys": keys}
     if new_item is not None:
-        change["NewImage"] = new_item
+        change["NewImage"] = as_lambda_json(new_item)
     if old_item is not None:
-        change["OldImage"] = old_item
+        change["OldImage"] = as_lambda_json(old_item)
     change["SequenceNumber"] = str(FIRST_STREAM_SEQUENCE_NUMBER + sequence_number)
     change["SizeBytes"] = len(json.dumps(change))
     change["StreamViewType"] = "NEW_AND_OLD_IMAGES"

@@ -18,14 +18,14 @@ STREAM_EVENT_VERSION = "1.1"  # what Lambda puts in DynamoDB stream records (mot
 ON_FAILURE_VERSION = "1.0"
 
 
-def _json_safe(value: Any) -> Any:
+def as_lambda_json(value: Any) -> Any:
     """boto3 decodes binary attributes to bytes; Lambda's JSON event carries them base64-encoded."""
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode()
     if isinstance(value, Mapping):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: as_lambda_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set):
-        return [_json_safe(item) for item in value]
+        return [as_lambda_json(item) for item in value]
     return value
 
 
@@ -51,11 +51,11 @@ def stream_record(raw: Mapping[str, Any], stream_arn: str, region: str) -> dict[
     change = raw["dynamodb"]
     dynamodb: dict[str, Any] = {
         "ApproximateCreationDateTime": _epoch_seconds(change["ApproximateCreationDateTime"]),
-        "Keys": _json_safe(change["Keys"]),
+        "Keys": as_lambda_json(change["Keys"]),
     }
     for image in ("NewImage", "OldImage"):
         if image in change:
-            dynamodb[image] = _json_safe(change[image])
+            dynamodb[image] = as_lambda_json(change[image])
     dynamodb["SequenceNumber"] = change["SequenceNumber"]
     dynamodb["SizeBytes"] = change["SizeBytes"]
     dynamodb["StreamViewType"] = change["StreamViewType"]
@@ -146,9 +146,9 @@ def _lambda_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     if "StringValue" in value:
         shaped["stringValue"] = value["StringValue"]
     if "BinaryValue" in value:
-        shaped["binaryValue"] = _json_safe(value["BinaryValue"])
+        shaped["binaryValue"] = as_lambda_json(value["BinaryValue"])
     shaped["stringListValues"] = list(value.get("StringListValues", []))
-    shaped["binaryListValues"] = _json_safe(list(value.get("BinaryListValues", [])))
+    shaped["binaryListValues"] = as_lambda_json(list(value.get("BinaryListValues", [])))
     shaped["dataType"] = value["DataType"]
     return shaped
 

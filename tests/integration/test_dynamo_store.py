@@ -31,7 +31,7 @@ from leap_tracker.adapters.dynamo_store import (
     snapshot_item,
     write_units,
 )
-from leap_tracker.connect_model import validate_entry
+from leap_tracker.connect_model import decode_stored_entry, validate_entry
 from leap_tracker.leap_api import ConnectQuery
 from leap_tracker.poller import QUARANTINE_RETENTION, validate_page
 from leap_tracker.poller_ports import (
@@ -310,13 +310,12 @@ def test_snapshots_are_written_in_the_agreed_format_and_read_back(
     item = dynamodb.get_item(
         TableName=connections_table, Key=_key(*table.connection_key(first.entry_id).values())
     )["Item"]
+    stored_entry = item.pop(table.CONN_ENTRY)["B"]
+    assert decode_stored_entry(stored_entry) == json.loads(first.canonical_json)
     assert item == {
         table.PK: {"S": f"CONN#{first.entry_id}"},
         table.SK: {"S": "STATE"},
         table.ITEM_TYPE: {"S": "connection"},
-        table.CONN_ENTRY: {
-            "S": json.dumps(json.loads(first.canonical_json), sort_keys=True, separators=(",", ":"))
-        },
         table.CONN_CONTENT_HASH: {"S": first.content_hash},
         table.CONN_SEQUENCE: {"N": "3"},
         table.CONN_LAST_INTERACTION: {"S": first.last_interaction_text},

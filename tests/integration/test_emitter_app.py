@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from botocore.exceptions import ClientError
 from jsonschema import Draft202012Validator
 from leap_tracker.config import ConfigError
+from leap_tracker.connect_model import decode_stored_entry
 from leap_tracker.events import catalog
 from moto import mock_aws
 
@@ -183,7 +184,7 @@ def test_a_failed_publish_fails_that_record_and_every_later_one(topic: Topic) ->
     records = list(samples.interleave(samples.commercial_history(), samples.unusual_history()))
     third = samples.history_records(samples.commercial_history())[2]  # commercial's change 3 (ERROR)
     new = third["dynamodb"]["NewImage"]
-    entry = json.loads(new["entry"]["S"])
+    entry = decode_stored_entry(new["entry"]["B"])
     error_event = catalog.event_id(entry["id"], 3, catalog.CONNECTION_ERROR)
     topic.sns.refuse = {error_event}
     position = next(i for i, r in enumerate(records) if r["dynamodb"]["NewImage"] == new)
@@ -268,7 +269,7 @@ def test_fifo_topic_groups_by_entry_and_deduplicates_on_the_event_id(fifo_topic:
 
     received = fifo_topic.received()
     assert len(received) == 11
-    entry_id = json.loads(records[0]["dynamodb"]["NewImage"]["entry"]["S"])["id"]
+    entry_id = decode_stored_entry(records[0]["dynamodb"]["NewImage"]["entry"]["B"])["id"]
     assert {m["raw"]["Attributes"]["MessageGroupId"] for m in received} == {entry_id}
     assert [m["event"]["sequence"] for m in received] == sorted(m["event"]["sequence"] for m in received)
 

@@ -25,7 +25,7 @@ from leap_tracker import table, wire
 from leap_tracker.adapters.dynamo_store import snapshot_item
 from leap_tracker.adapters.outreach_store import OutreachDynamoStore
 from leap_tracker.config import ConfigError
-from leap_tracker.connect_model import validate_entry
+from leap_tracker.connect_model import decode_stored_entry, validate_entry
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.poller_ports import SnapshotWrite
@@ -64,7 +64,7 @@ class Env:
         item = snapshot_item(SnapshotWrite(validate_entry(raw), sequence), datetime.now(UTC))
         old = self.dynamodb.get_item(TableName=TABLE, Key=_typed(table.connection_key(raw["id"]))).get("Item")
         self.dynamodb.put_item(TableName=TABLE, Item=item)
-        return change_events(json.loads(old["entry"]["S"]) if old else None, raw, sequence)
+        return change_events(decode_stored_entry(old["entry"]["B"]) if old else None, raw, sequence)
 
     def enqueue(self, events: list[dict[str, Any]]) -> None:
         for event in events:

@@ -16,7 +16,7 @@ from leap_tracker import table, wire
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.config import LeapApiSettings, PollerSettings
-from leap_tracker.connect_model import canonical_json
+from leap_tracker.connect_model import canonical_json, decode_stored_entry
 from leap_tracker.leap_api import ConnectPage, ConnectQuery, LeapAuthError
 from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
 from tests.integration import test_dynamo_store as dynamo_fixtures
@@ -85,7 +85,10 @@ class World:
         return stored_connections(self.dynamodb, self.table)
 
     def stored_entries(self) -> dict[str, str]:
-        return {entry_id: item[table.CONN_ENTRY]["S"] for entry_id, item in self.stored().items()}
+        return {
+            entry_id: canonical_json(decode_stored_entry(item[table.CONN_ENTRY]["B"]))
+            for entry_id, item in self.stored().items()
+        }
 
     def connect_requests(self) -> int:
         return self.sim.requests[wire.DEFAULT_CONNECT_WIRE.path]
@@ -151,7 +154,7 @@ def test_with_some_entries_changed_exactly_those_are_written_with_their_next_seq
     assert all(n == 1 for n in put_now.values())
     assert summary.changed == len(changed)
     stored = world.stored()
-    assert {entry_id: item[table.CONN_ENTRY]["S"] for entry_id, item in stored.items()} == after
+    assert world.stored_entries() == after
     sequences = {entry_id: int(item[table.CONN_SEQUENCE]["N"]) for entry_id, item in stored.items()}
     assert sequences == {entry_id: 2 if entry_id in changed else 1 for entry_id in after}
 

@@ -76,7 +76,7 @@ def watch_key(entry_id: str) -> dict[str, str]:
 
 # Attributes of a connection snapshot item (written by the poller, read from the stream by the emitter).
 CONNECTION_ITEM_TYPE = "connection"
-CONN_ENTRY = "entry"  # the Leap entry as canonical JSON text (compact: keeps an item near 1 WCU)
+CONN_ENTRY = "entry"  # B: the Leap entry, zlib-compressed canonical JSON (connect_model.encode_stored_entry)
 CONN_CONTENT_HASH = "content_hash"
 CONN_SEQUENCE = "sequence"  # N: 1 for the first write, +1 for every stored change
 CONN_LAST_INTERACTION = "last_interaction"  # top-level last_interaction_date_time_utc, for regress checks

@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.connect_model import encode_stored_entry
 from leap_tracker.leap_api import ConnectQuery
 from leap_tracker.poller_ports import (
     Checkpoint,
@@ -278,7 +279,7 @@ def snapshot_item(write: SnapshotWrite, now: datetime) -> dict[str, Any]:
     return {
         **_connection_key(entry.entry_id),
         table.ITEM_TYPE: _s(table.CONNECTION_ITEM_TYPE),
-        table.CONN_ENTRY: _s(entry.canonical_json),
+        table.CONN_ENTRY: {"B": encode_stored_entry(entry.canonical_json)},
         table.CONN_CONTENT_HASH: _s(entry.content_hash),
         table.CONN_SEQUENCE: _n(write.sequence),
         table.CONN_LAST_INTERACTION: _s(entry.last_interaction_text),

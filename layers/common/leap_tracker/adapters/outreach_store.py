@@ -16,7 +16,6 @@ lease ran out can never undo the work of the invocation that took over.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.connect_model import decode_stored_entry
 from leap_tracker.outreach.decision import History, Snapshot
 from leap_tracker.outreach.ledger import (
     STATE_ITEM_TYPE,
@@ -388,7 +388,7 @@ def _owner_values(reservation: Reservation, lease_until: datetime) -> dict[str, 
 def snapshot_from_item(item: Mapping[str, Any]) -> Snapshot:
     """A connection snapshot item (written by the poller) as the decision reads it."""
     return Snapshot(
-        entry=json.loads(item[table.CONN_ENTRY]),
+        entry=decode_stored_entry(item[table.CONN_ENTRY]),
         content_hash=str(item[table.CONN_CONTENT_HASH]),
         sequence=int(item[table.CONN_SEQUENCE]),
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from leap_tracker import table
+from leap_tracker.connect_model import UnreadableStoredEntry, decode_stored_entry
 from leap_tracker.events.diff import DEFAULT_RULES, DiffRules, change_events
 from leap_tracker.events.publishing import OutgoingMessage, to_message
 
@@ -66,13 +66,10 @@ def _is_snapshot(image: Mapping[str, Any]) -> bool:
 
 
 def _entry(image: Mapping[str, Any]) -> dict[str, Any] | None:
-    text = image.get(table.CONN_ENTRY)
-    if text is None:
+    value = image.get(table.CONN_ENTRY)
+    if value is None:
         return None
     try:
-        entry = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise NotASnapshot(f"{table.CONN_ENTRY!r} is not JSON text: {exc}") from exc
-    if not isinstance(entry, dict):
-        raise NotASnapshot(f"{table.CONN_ENTRY!r} is not a JSON object")
-    return entry
+        return decode_stored_entry(value)
+    except UnreadableStoredEntry as exc:
+        raise NotASnapshot(f"{table.CONN_ENTRY!r}: {exc}") from exc
