@@ -51,7 +51,10 @@ def main() -> None:
     baseline = import_ms(BASELINE, args.repeat)
     rows = [(f"import {BASELINE} (baseline)", baseline)]
     rows += [(f"import {name}", import_ms(name, args.repeat)) for name in DEPENDENCIES]
-    rows += [(f"handler functions/{name}/app.py", import_ms(f"functions.{name}.app", args.repeat)) for name in HANDLERS]
+    rows += [
+        (f"handler functions/{name}/app.py", import_ms(f"functions.{name}.app", args.repeat))
+        for name in HANDLERS
+    ]
     print(f"median of {args.repeat} fresh interpreters, Python {sys.version.split()[0]}")
     print(f"{'what':48} {'ms':>8} {'x boto3':>8}")
     for label, ms in rows:

@@ -310,7 +310,10 @@ def naive_baseline(pages: Sequence[ConnectPage]) -> tuple[PollCost, Counter[int]
         for item in items:
             sizes[write_units(item)] += 1
             # What the same item would cost with the entry stored as plain JSON text instead.
-            plain = {**item, table.CONN_ENTRY: {"S": json.dumps(decode_stored_entry(item[table.CONN_ENTRY]["B"]))}}
+            plain = {
+                **item,
+                table.CONN_ENTRY: {"S": json.dumps(decode_stored_entry(item[table.CONN_ENTRY]["B"]))},
+            }
             plain_text[write_units(plain)] += 1
         for start in range(0, len(items), 25):
             batch = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
