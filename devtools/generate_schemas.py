@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from devtools import event_samples
 from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings, OutreachSettings
 from leap_tracker.connect_model import canonical_json, content_hash
@@ -32,8 +34,6 @@ from leap_tracker.outreach.decision import History, OutreachPolicy, Snapshot, Tr
 from leap_tracker.outreach.messages import requested_message, sent_event, suppressed_event
 from leap_tracker.outreach.templates import load_templates
 from leap_tracker.timeutil import parse_instant
-
-from devtools import event_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS_DIR = ROOT / "schemas"

@@ -6,9 +6,8 @@ import argparse
 import contextlib
 import threading
 
-from leap_tracker import wire
-
 from devtools.leap_simulator.simulator import DEFAULT_API_KEY, LeapSimulator
+from leap_tracker import wire
 
 
 def main() -> None:

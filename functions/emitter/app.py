@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.sns_publisher import SnsPublisher
 from leap_tracker.config import load_settings, require

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.sns_publisher import SnsPublisher

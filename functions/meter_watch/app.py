@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.config import MeterWatchSettings, load_settings, require

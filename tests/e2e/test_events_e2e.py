@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from leap_tracker import table, wire
-from leap_tracker.events import catalog
-from leap_tracker.events.diff import change_events
 
 from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud, PartnerMessage
 from functions.emitter import app as emitter_app
+from leap_tracker import table, wire
+from leap_tracker.events import catalog
+from leap_tracker.events.diff import change_events
 from tests.integration.test_schemas_filter_policies import CLAIMS, doc_policies
 
 POLL_EVERY = timedelta(hours=8)

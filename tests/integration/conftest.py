@@ -7,10 +7,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from leap_tracker.adapters.leap_http import LeapHttpClient
-from leap_tracker.config import LeapApiSettings
 
 from devtools.leap_simulator import LeapSimulator
+from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.config import LeapApiSettings
 
 SIMULATOR_SEED = 7
 SIMULATOR_CUSTOMERS = 300

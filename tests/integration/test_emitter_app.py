@@ -16,14 +16,14 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError
 from jsonschema import Draft202012Validator
-from leap_tracker.config import ConfigError
-from leap_tracker.connect_model import decode_stored_entry
-from leap_tracker.events import catalog
 from moto import mock_aws
 
 from devtools import event_samples as samples
 from devtools.generate_schemas import SAMPLE_STREAM_EVENT
 from functions.emitter import app
+from leap_tracker.config import ConfigError
+from leap_tracker.connect_model import decode_stored_entry
+from leap_tracker.events import catalog
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,7 @@ def test_a_failed_publish_fails_that_record_and_every_later_one(topic: Topic) ->
 
 def events_of(record: dict[str, Any]) -> list[dict[str, Any]]:
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
     from leap_tracker.events.stream import record_messages
 
     parsed = DynamoDBRecord(record)

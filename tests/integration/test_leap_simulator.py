@@ -13,10 +13,6 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from leap_tracker import wire
-from leap_tracker.adapters.leap_http import LeapHttpClient
-from leap_tracker.leap_api import ConnectQuery
-from leap_tracker.timeutil import format_instant, parse_instant
 
 from devtools.leap_simulator import (
     DEFAULT_START,
@@ -28,6 +24,10 @@ from devtools.leap_simulator import (
     truncated_body,
 )
 from devtools.leap_simulator.population import Population
+from leap_tracker import wire
+from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.leap_api import ConnectQuery
+from leap_tracker.timeutil import format_instant, parse_instant
 
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path
 DONE_AGREEMENTS = {wire.AGREEMENT_NOT_REQUIRED, "SIGNED"}

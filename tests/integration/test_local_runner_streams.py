@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamLambdaOnFailureDestinationModel
-from leap_tracker import table
 
 from devtools.local_runner import LocalCloud, RunnerLoopError
+from leap_tracker import table
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leap-api-key"

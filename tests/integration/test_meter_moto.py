@@ -14,17 +14,17 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from moto import mock_aws
+
+from devtools.leap_simulator import LeapSimulator
+from functions.meter_sweep import app as sweep_app
+from functions.meter_watch import app as watch_app
 from leap_tracker import table, wire
 from leap_tracker.adapters.watch_store import DUE_PAGE_SIZE, DynamoWatchStore, item_from_watch
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
-from moto import mock_aws
-
-from devtools.leap_simulator import LeapSimulator
-from functions.meter_sweep import app as sweep_app
-from functions.meter_watch import app as watch_app
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "connections"

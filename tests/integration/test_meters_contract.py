@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 import requests
-from leap_tracker import wire
-from leap_tracker.adapters.leap_http import LeapHttpClient
-from leap_tracker.config import LeapApiSettings
 from openapi_core.exceptions import OpenAPIError
 from openapi_core.testing import MockRequest, MockResponse
 
 from devtools.leap_simulator import LeapSimulator, server_error
+from leap_tracker import wire
+from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.config import LeapApiSettings
 from tests.leap_reference import LEAP_SPEC_HOST, meters_openapi
 
 SEARCH = wire.METERS_SEARCH_PATH

@@ -7,9 +7,9 @@ import re
 
 import pytest
 from jsonschema import Draft202012Validator
-from leap_tracker.events import catalog
 
 from devtools import generate_schemas
+from leap_tracker.events import catalog
 
 EXAMPLE_BLOCK = re.compile(r"### `(?P<type>[a-z_.]+)`.*?```json\n(?P<body>.*?)\n```", re.DOTALL)
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-from leap_tracker.adapters.sns_publisher import SnsPublisher
-from leap_tracker.events.catalog import message_attributes
 from moto import mock_aws
 
 from devtools import generate_schemas
+from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.events.catalog import message_attributes
 
 POLICY_BLOCK = re.compile(
     r"```json filter-policy name=(?P<name>\S+) scope=(?P<scope>\S+)\n(?P<policy>.*?)\n```", re.DOTALL

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from devtools import event_samples as samples
 from leap_tracker.events.diff import change_events
 from leap_tracker.events.publishing import (
     OutgoingMessage,
@@ -16,8 +18,6 @@ from leap_tracker.events.publishing import (
     publish_in_order,
     to_message,
 )
-
-from devtools import event_samples as samples
 
 
 class FakePublisher:

@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker import wire
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import agreement_is_required, change_events

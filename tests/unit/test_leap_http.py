@@ -11,19 +11,6 @@ from urllib.parse import parse_qs, quote
 
 import pytest
 import requests
-from leap_tracker import wire
-from leap_tracker.adapters.leap_http import LeapApiRequestError, LeapHttpClient, api_key_provider
-from leap_tracker.config import ConfigError, LeapApiSettings
-from leap_tracker.leap_api import (
-    ConnectQuery,
-    ConnectSource,
-    LeapAuthError,
-    LeapInvalidResponse,
-    LeapPageTokenExpired,
-    LeapRequestError,
-    LeapUnavailable,
-    MeterSource,
-)
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -36,6 +23,19 @@ from devtools.leap_simulator import (
     server_error,
     slow,
     truncated_body,
+)
+from leap_tracker import wire
+from leap_tracker.adapters.leap_http import LeapApiRequestError, LeapHttpClient, api_key_provider
+from leap_tracker.config import ConfigError, LeapApiSettings
+from leap_tracker.leap_api import (
+    ConnectQuery,
+    ConnectSource,
+    LeapAuthError,
+    LeapInvalidResponse,
+    LeapPageTokenExpired,
+    LeapRequestError,
+    LeapUnavailable,
+    MeterSource,
 )
 
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path

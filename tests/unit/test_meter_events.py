@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
+
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import to_message

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.meters import schedule

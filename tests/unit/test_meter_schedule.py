@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker.config import ConfigError, MeterWatchSettings, load_settings
 from leap_tracker.events import catalog
 from leap_tracker.meters import schedule

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
