@@ -14,7 +14,8 @@ filter policy from docs/events.md) collect what a partner would receive.
 At the end: a summary a partner would want, and ground-truth checks (PASS/FAIL) comparing what the
 product did with what the simulator says happened. Same seed, same output (the wall-time line aside).
 
-    python -m devtools.demo [--seed N] [--customers N] [--days N] [--start-offset HOURS] [--quiet]
+    python -m devtools.demo [--seed N] [--customers N] [--days N] [--start-offset HOURS]
+                            [--click-days N] [--quiet] [--function-logs FILE]
 
 docs/demo.md explains the output.
 """
@@ -50,13 +51,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = PROJECT_ROOT / "template.yaml"
 EVENTS_DOC = PROJECT_ROOT / "docs" / "events.md"
 
-DEFAULT_SEED = 7
+DEFAULT_SEED = 22
 DEFAULT_CUSTOMERS = 300
 DEFAULT_DAYS = 3
 # The demo joins a campaign already running for a day: the first poll finds a backlog, and customers
 # who completed before the demo started can reach meter.overdue (72 h) within three simulated days.
 DEFAULT_START_OFFSET_HOURS = 24
-DEFAULT_CLICK_DAYS = 3  # customers open their Connect URL over this many days from the campaign start
+DEFAULT_CLICK_DAYS = 4  # customers open their Connect URL over this many days from the campaign start
 
 TICK = timedelta(hours=1)  # one simulated hour per step
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
@@ -152,7 +153,6 @@ class Hour:
 class Run:
     """Everything observed during the run, plus the ground truth read at the same instants."""
 
-    hours: list[Hour] = field(default_factory=list)
     polls: list[datetime] = field(default_factory=list)
     sweeps: list[datetime] = field(default_factory=list)
     funnels: list[tuple[datetime, Counter[str], Counter[str]]] = field(default_factory=list)  # table, truth
@@ -367,15 +367,15 @@ class _FunctionOutput(io.TextIOBase):
         return len(text)
 
 
-FUNCTION_OUTPUT = _FunctionOutput()
+_FUNCTION_OUTPUT = _FunctionOutput()
 
 
 @contextmanager
 def _functions_output_to(path: Path | None) -> Iterator[None]:
     with ExitStack() as stack:
-        FUNCTION_OUTPUT.target = stack.enter_context(path.open("a", encoding="utf-8")) if path else None
-        stack.callback(setattr, FUNCTION_OUTPUT, "target", None)
-        stack.enter_context(redirect_stdout(FUNCTION_OUTPUT))
+        _FUNCTION_OUTPUT.target = stack.enter_context(path.open("a", encoding="utf-8")) if path else None
+        stack.callback(setattr, _FUNCTION_OUTPUT, "target", None)
+        stack.enter_context(redirect_stdout(_FUNCTION_OUTPUT))
         yield
 
 
@@ -440,54 +440,57 @@ def _run_hours(world: World, config: DemoConfig, progress: _Report | None) -> Ru
     run = Run()
     polls, others = _cadences(world.cloud)
     for hour in range(1, config.hours + 1):
-        now = world.cloud.advance(hours=TICK.total_seconds() / 3600)
-        before = (len(run.inbox), len(world.webhook.deliveries))
-        polling = _due(polls, hour * TICK)
-        if polling:
-            run.polls.append(now)
-        poll = _fire(world, run, polling, now)
-        for cadence in _due(others, hour * TICK):
-            _fire(world, run, [cadence], now)
-            if world.cloud.schedules[cadence.schedule_id].function == METER_SWEEP:
-                run.sweeps.append(now)
-        _observe(world, run, now)
-        entry = _hour(world, run, now, poll, before)
-        run.hours.append(entry)
+        now = world.cloud.advance(seconds=TICK.total_seconds())  # the simulator follows
+        seen = _one_hour(world, run, _due(polls, hour * TICK), _due(others, hour * TICK), now)
         if progress is not None:
-            progress.line(_hour_line(entry))
+            progress.line(_hour_line(seen))
     return run
 
 
+def _one_hour(world: World, run: Run, polls: list[_Cadence], others: list[_Cadence], now: datetime) -> Hour:
+    """Poll and deliver; then the other schedules and deliver; then look at the table and at Leap."""
+    before = (len(run.inbox), len(world.webhook.deliveries))
+    poll = _fire(world, run, polls, now)
+    if polls:
+        run.polls.append(now)
+    _fire(world, run, others, now)
+    if any(world.cloud.schedules[c.schedule_id].function == METER_SWEEP for c in others):
+        run.sweeps.append(now)
+    run.filtered += [Received(now, m) for m in world.cloud.drain_queue(world.filtered)]  # few: hourly
+    if polls:
+        _observe(world, run, now)
+    events = Counter(received.event["type"] for received in run.inbox[before[0] :])
+    sent = [d for d in world.webhook.deliveries[before[1] :] if d.verified]
+    return Hour(now, poll, events, len(sent))
+
+
 def _fire(world: World, run: Run, cadences: list[_Cadence], now: datetime) -> dict[str, Any]:
-    """Fire the schedules, deliver all they set off; returns the last invocation's result."""
+    """Fire the schedules, then deliver all they set off; returns the last invocation's result."""
     result: dict[str, Any] = {}
     for cadence in cadences:
         schedule = world.cloud.schedules[cadence.schedule_id]
         record = world.cloud.fire_schedule(schedule.function, cadence.schedule_id)
         result = record.result if isinstance(record.result, dict) else {"error": repr(record.error)}
-    _deliver(world, run, now)
+    if cadences:
+        _deliver(world, run, now)
     return result
 
 
 def _deliver(world: World, run: Run, now: datetime) -> None:
-    """Drain the cloud, emptying the partner queues after every round.
+    """Drain the cloud, emptying the unfiltered partner queue after every delivery round.
 
-    A partner consumes continuously; moto also makes a receive cost grow with the queue's depth, so
-    letting a queue fill for a whole hour would slow the demo for nothing.
+    A partner consumes continuously, and in moto a receive costs more the deeper the queue (see
+    docs/demo.md): letting it fill for a whole hour would slow the demo for nothing.
     """
     cloud = world.cloud
     while True:
-        invoked = cloud.pump()
         run.inbox += [Received(now, m) for m in cloud.drain_queue(world.everything)]
-        run.filtered += [Received(now, m) for m in cloud.drain_queue(world.filtered)]
-        if invoked == 0 and cloud.drain() == 0:
+        if cloud.pump() == 0 and cloud.drain() == 0:  # drain(): settles a round that invoked nothing
             return
 
 
 def _observe(world: World, run: Run, now: datetime) -> None:
     """The table's funnel and Leap's ground truth at the same instant; the snapshot histories."""
-    if not run.polls or run.polls[-1] != now:
-        return
     truth = world.leap.entries_at(now)
     stored = _stored_snapshots(world.cloud, [entry[wire.ENTRY_ID] for entry in truth])
     run.funnels.append((now, _statuses(stored), world.leap.status_counts(now)))
@@ -495,12 +498,6 @@ def _observe(world: World, run: Run, now: datetime) -> None:
         history = run.histories[entry[wire.ENTRY_REF_ID]]
         if not history or history[-1] != entry:
             history.append(entry)
-
-
-def _hour(world: World, run: Run, now: datetime, poll: Mapping[str, Any], before: tuple[int, int]) -> Hour:
-    events = Counter(received.event["type"] for received in run.inbox[before[0] :])
-    sent = [d for d in world.webhook.deliveries[before[1] :] if d.verified]
-    return Hour(now, poll, events, len(sent))
 
 
 def _stored_entries(cloud: LocalCloud) -> dict[str, dict[str, Any]]:
@@ -554,14 +551,15 @@ def _statuses(entries: Iterable[Mapping[str, Any]]) -> Counter[str]:
 
 
 def _hour_line(hour: Hour) -> str:
-    changes = {t: n for t, n in hour.events.items() if _family(t) in CHANGE_FAMILIES}
+    events = hour.events
+    changes = {t: n for t, n in events.items() if _family(t) in CHANGE_FAMILIES}
     return "  ".join(
         (
             _clock(hour.at),
             f"{_poll_text(hour.poll):<32}",
             f"changes {sum(changes.values()):>4}: {_compact(changes) or '-'}",
-            f"| outreach sent {hour.messages_sent} suppressed {hour.events[catalog.OUTREACH_SUPPRESSED]}",
-            f"| meters appeared {hour.events[catalog.METER_APPEARED]} overdue {hour.events[catalog.METER_OVERDUE]}",
+            f"| outreach sent {hour.messages_sent} suppressed {events[catalog.OUTREACH_SUPPRESSED]}",
+            f"| meters appeared {events[catalog.METER_APPEARED]} overdue {events[catalog.METER_OVERDUE]}",
         )
     )
 
@@ -571,7 +569,8 @@ def _poll_text(poll: Mapping[str, Any]) -> str:
         return "no poll"
     if poll.get("status") != "completed":
         return f"poll {poll.get('status', 'failed')}: {poll.get('reason') or poll.get('error', '')}"[:32]
-    return f"poll {poll.get('pass', '?'):<11} seen {poll.get('entries_seen', 0):>3} changed {poll.get('changed', 0):>3}"
+    seen, changed = poll.get("entries_seen", 0), poll.get("changed", 0)
+    return f"poll {poll.get('pass', '?'):<11} seen {seen:>3} changed {changed:>3}"
 
 
 def _compact(counts: Mapping[str, int]) -> str:
@@ -591,6 +590,14 @@ def _family(event_type: str) -> str:
 def _catalog_order(types: Iterable[str]) -> list[str]:
     order = {name: position for position, name in enumerate(catalog.CATALOG)}
     return sorted(types, key=lambda t: (order.get(t, len(order)), t))
+
+
+def _pair(table_value: int, truth_value: int) -> str:
+    return f"{table_value:>4} |{truth_value:>4}"
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 60)} min"
 
 
 def _clock(moment: datetime) -> str:
@@ -617,9 +624,10 @@ def _summary(world: World, run: Run, rules: Rules) -> list[str]:
 def _table(header: tuple[str, ...], rows: Iterable[tuple[Any, ...]], widths: tuple[int, ...]) -> list[str]:
     def fmt(cells: tuple[Any, ...]) -> str:
         first, *rest = cells
-        return f"  {first!s:<{widths[0]}}" + "".join(
+        text = f"  {first!s:<{widths[0]}}" + "".join(
             f"{cell!s:>{width}}" for cell, width in zip(rest, widths[1:], strict=True)
         )
+        return text.rstrip()
 
     return [fmt(header), *(fmt(row) for row in rows)]
 
@@ -627,7 +635,7 @@ def _table(header: tuple[str, ...], rows: Iterable[tuple[Any, ...]], widths: tup
 def _funnel_table(run: Run) -> list[str]:
     statuses = [*STATUS_ORDER, *sorted({s for _, t, g in run.funnels for s in (*t, *g)} - set(STATUS_ORDER))]
     rows = [
-        (_clock(at), *(f"{stored[s]} | {truth[s]}" for s in statuses), f"{stored.total()} | {truth.total()}")
+        (_clock(at), *(_pair(stored[s], truth[s]) for s in statuses), _pair(stored.total(), truth.total()))
         for at, stored, truth in _funnel_rows(run)
     ]
     return [
@@ -648,8 +656,9 @@ def _events_table(world: World, run: Run) -> list[str]:
     filtered = Counter(r.event["type"] for r in run.filtered)
     rows = [(t, counts[t], filtered[t] or "") for t in _catalog_order(counts)]
     return [
-        "Events a partner received, by type (queue with no filter | queue with the filter policy "
-        f"{FILTERED_POLICY!r} of docs/events.md: {json.dumps(world.filter_policy, sort_keys=True)})",
+        "Events a partner received, by type: a queue with no filter | a queue with the filter policy "
+        f"{FILTERED_POLICY!r}",
+        f"  (docs/events.md: {json.dumps(world.filter_policy, sort_keys=True)})",
         *_table(("type", "no filter", FILTERED_POLICY), rows, (26, 11, 17)),
         *_table(("total", f"{counts.total()}", f"{filtered.total()}"), [], (26, 11, 17)),
         f"  ({unique} distinct event ids: {counts.total() - unique} duplicate deliveries)",
@@ -663,6 +672,7 @@ def _outreach_table(world: World, run: Run) -> list[str]:
         data = delivery.event["data"]
         by_reason[str(data["reason"])]["reminder" if data.get("reminder") else "first"] += 1
     rows = [(r, c.total(), c["first"], c["reminder"]) for r, c in sorted(by_reason.items())]
+    total = sum(by_reason.values(), Counter())
     suppressed = Counter(
         r.event["data"]["suppressed_because"]
         for r in run.inbox
@@ -671,8 +681,9 @@ def _outreach_table(world: World, run: Run) -> list[str]:
     return [
         "Outreach: messages the partner's webhook endpoint received and verified, by reason",
         *_table(("reason", "messages", "first", "reminders"), rows, (34, 10, 8, 11)),
-        *_table(("total", len(accepted), "", ""), [], (34, 10, 8, 11)),
-        f"  ({len(world.webhook.deliveries)} deliveries, {len(world.webhook.rejected())} with a bad signature)",
+        *_table(("total", total.total(), total["first"], total["reminder"]), [], (34, 10, 8, 11)),
+        f"  ({len(world.webhook.deliveries)} deliveries, {len(world.webhook.rejected())} with a bad "
+        "signature)",
         "Considered and not sent (outreach.suppressed audit events), by cause",
         *_table(("cause", "events"), sorted(suppressed.items()), (34, 10)),
     ]
@@ -750,30 +761,48 @@ def _meter_truth(leap: LeapSimulator, run: Run, rules: MeterWatchSettings) -> di
     sweep ran at or after max(first check, A) + the longest wait; and the first check at or after the
     overdue moment (or the first check, if later) publishes meter.overdue when no meter is there yet.
     """
-    longest_wait = timedelta(hours=max(rules.max_retry_hours, rules.overdue_retry_hours))
-    horizon = timedelta(days=rules.give_up_days)
     found: dict[str, _MeterTruth] = {}
     for ref_id in leap.ref_ids:
         completed = leap.completed_at(ref_id)
-        opened = _first_at_or_after(run.polls, completed) if completed is not None else None
-        if completed is None or opened is None:
-            continue
-        appear = leap.meters_appear_at(ref_id)
-        first_check = max(completed + timedelta(hours=rules.first_check_hours), opened)
-        certain = appear is not None and max(first_check, appear) + longest_wait
-        overdue_check = _first_at_or_after(
-            run.sweeps, max(completed + timedelta(hours=rules.overdue_hours), first_check)
-        )
-        found[ref_id] = _MeterTruth(
-            ref_id=ref_id,
-            completed=completed,
-            appear=appear,
-            must_appear=bool(certain) and certain <= min(run.sweeps[-1], completed + horizon),
-            expect_overdue=overdue_check is not None
-            and overdue_check < completed + horizon
-            and (appear is None or appear > overdue_check),
-        )
+        opened = None if completed is None else _first_at_or_after(run.polls, completed)
+        if completed is not None and opened is not None:
+            appear = leap.meters_appear_at(ref_id)
+            first_check = max(completed + timedelta(hours=rules.first_check_hours), opened)
+            found[ref_id] = _MeterTruth(
+                ref_id=ref_id,
+                completed=completed,
+                appear=appear,
+                must_appear=_certainly_found(completed, first_check, appear, run.sweeps, rules),
+                expect_overdue=_overdue_expected(completed, first_check, appear, run.sweeps, rules),
+            )
     return found
+
+
+def _certainly_found(
+    completed: datetime,
+    first_check: datetime,
+    appear: datetime | None,
+    sweeps: list[datetime],
+    rules: MeterWatchSettings,
+) -> bool:
+    if appear is None or not sweeps:
+        return False
+    longest_wait = timedelta(hours=max(rules.max_retry_hours, rules.overdue_retry_hours))
+    horizon = completed + timedelta(days=rules.give_up_days)
+    return max(first_check, appear) + longest_wait <= min(sweeps[-1], horizon)
+
+
+def _overdue_expected(
+    completed: datetime,
+    first_check: datetime,
+    appear: datetime | None,
+    sweeps: list[datetime],
+    rules: MeterWatchSettings,
+) -> bool:
+    """The first check at or after the overdue moment found no meter (and came before the horizon)."""
+    check = _first_at_or_after(sweeps, max(completed + timedelta(hours=rules.overdue_hours), first_check))
+    horizon = completed + timedelta(days=rules.give_up_days)
+    return check is not None and check < horizon and (appear is None or appear > check)
 
 
 def _first_at_or_after(moments: list[datetime], moment: datetime) -> datetime | None:
@@ -957,7 +986,7 @@ def _appeared_problems(leap: LeapSimulator, truth: _MeterTruth | None, received:
 
 
 def _outreach_checks(world: World, run: Run, rules: Rules) -> Iterator[Check]:
-    deliveries = world.webhook.deliveries
+    deliveries, outreach = world.webhook.deliveries, rules.settings.outreach
     problems = [f"{d.webhook_id}: bad signature ({d.error})" for d in deliveries if not d.verified]
     problems += [f"{d.webhook_id}: answered {d.status}" for d in deliveries if d.verified and d.status >= 300]
     problems += [
@@ -973,13 +1002,14 @@ def _outreach_checks(world: World, run: Run, rules: Rules) -> Iterator[Check]:
     yield _check(
         "outreach delivery",
         problems,
-        f"{len(deliveries)} messages, every signature verified, no webhook-id twice, each audited by outreach.sent",
+        f"{len(deliveries)} messages, every signature verified, no webhook-id twice, each audited by "
+        "outreach.sent",
     )
     yield _check(
         "outreach timing",
         list(_timing_problems(world.leap, deliveries, rules)),
-        f"nobody messaged once COMPLETED or before last interaction + {rules.actionable_delay}; at most "
-        f"{rules.settings.outreach.max_attempts} messages each, {rules.settings.outreach.cooldown_hours} h apart",
+        f"nobody messaged once COMPLETED or before last interaction + {_minutes(rules.actionable_delay)}; "
+        f"at most {outreach.max_attempts} messages each, {outreach.cooldown_hours} h apart",
     )
     stalled, problems = _unconsidered(world, run, rules)
     yield _check(
@@ -1001,7 +1031,10 @@ def _timing_problems(leap: LeapSimulator, deliveries: list[Delivery], rules: Rul
     for delivery in (d for d in deliveries if d.verified):
         ref, sent = delivery.event["subject"], _sent_at(delivery)
         by_customer[ref].append(sent)
-        entry = leap.snapshot(ref, at=sent) or {}
+        entry = leap.snapshot(ref, at=sent)
+        if entry is None:
+            yield f"{ref}: messaged at {_clock(sent)}, before Leap had an entry"
+            continue
         if entry.get(wire.ENTRY_CONNECTION_STATUS) == wire.CONNECTION_COMPLETED:
             yield f"{ref}: messaged at {_clock(sent)} while COMPLETED"
         if sent < parse_instant(entry[wire.ENTRY_LAST_INTERACTION]) + rules.actionable_delay:

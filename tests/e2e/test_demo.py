@@ -1,0 +1,157 @@
+"""make demo (devtools/demo.py) at a small size: every ground-truth check passes, the same seed gives the
+same report, and the checks do fail when what they compare disagrees."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devtools import demo
+from devtools.local_runner import PartnerMessage
+from leap_tracker import wire
+from leap_tracker.config import MeterWatchSettings
+from leap_tracker.events.diff import DEFAULT_RULES, change_events
+
+# 25 customers, 2 simulated days, joining the campaign 2 days in: seed 99 gives meters appearing for 8
+# customers (6 early enough that a sweep must find them) and 2 meter.overdue, so every check has
+# something to hold, in about 15 s a run.
+SMALL = {"seed": 99, "customers": 25, "days": 2, "start_offset_hours": 48}
+CHECKS = [
+    "clean run",
+    "funnel = ground truth",
+    "snapshots = ground truth",
+    "events = ground truth",
+    "filter policy",
+    "meter.appeared",
+    "meter.overdue",
+    "outreach delivery",
+    "outreach timing",
+    "stalled customers considered",
+]
+T0 = datetime(2025, 1, 8, tzinfo=UTC)
+
+
+def run_small() -> demo.DemoResult:
+    return demo.run_demo(
+        SMALL["seed"],
+        SMALL["customers"],
+        SMALL["days"],
+        io.StringIO(),
+        start_offset_hours=SMALL["start_offset_hours"],
+    )
+
+
+def test_every_ground_truth_check_passes_and_the_same_seed_gives_the_same_report() -> None:
+    first, second = run_small(), run_small()
+
+    assert [check.name for check in first.checks] == CHECKS
+    assert first.failed == [], "\n".join(check.line() for check in first.failed)
+    assert first.report == second.report
+    assert "2 overdue by the rules" in first.report  # the meter rules had something to hold
+    assert first.report.count("\nPASS  ") == len(CHECKS)
+
+
+def test_main_exits_1_when_a_check_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing = demo.DemoResult(
+        demo.DemoConfig(), "", (demo.Check("funnel = ground truth", False, "1 problem(s)"),)
+    )
+    monkeypatch.setattr(demo, "run_demo", lambda *_args, **_kwargs: failing)
+
+    assert demo.main(["--days", "1"]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("wall time: ")
+
+
+# --- the checks fail when what they compare disagrees ---------------------------------------------
+
+
+def _entry(ref_id: str, status: str, minute: int) -> dict:
+    return {
+        wire.ENTRY_ID: f"CAISO_x_{ref_id}",
+        wire.ENTRY_TRANSMISSION_REGION: "CAISO",
+        wire.ENTRY_REF_ID: ref_id,
+        wire.ENTRY_START: "2025-01-07T00:00:00Z",
+        wire.ENTRY_LAST_INTERACTION: f"2025-01-07T00:{minute:02d}:00Z",
+        wire.ENTRY_CONNECTION_STATUS: status,
+        wire.ENTRY_UTILITY_CONNECTIONS: [],
+        wire.ENTRY_AGREEMENTS: {},
+    }
+
+
+def test_the_funnel_check_names_the_poll_where_table_and_leap_differ() -> None:
+    run = demo.Run()
+    run.funnels = [
+        (T0, Counter({"PARTIAL": 2}), Counter({"PARTIAL": 2})),
+        (T0 + timedelta(hours=1), Counter({"PARTIAL": 1}), Counter({"PARTIAL": 1, "COMPLETED": 1})),
+    ]
+
+    check = demo._funnel_matches(run)
+
+    assert not check.passed
+    assert "2025-01-08 01:00" in check.detail
+
+
+def test_the_events_check_catches_a_missing_a_duplicate_and_an_altered_event() -> None:
+    run = demo.Run()
+    history = [_entry("ref-1", wire.CONNECTION_NOT_STARTED, 0), _entry("ref-1", wire.CONNECTION_PARTIAL, 5)]
+    run.histories["ref-1"] = history
+    first, later = change_events(None, history[0], 1), change_events(history[0], history[1], 2)
+    altered = {**later[0], "time": "2025-01-07T09:00:00Z"}
+    delivered = [first[0], first[0], altered]  # first[1] (connection.not_started) never arrives
+    run.inbox = [demo.Received(T0, PartnerMessage(event, {}, str(n))) for n, event in enumerate(delivered)]
+
+    check = demo._events_match(run, DEFAULT_RULES)
+
+    assert not check.passed
+    assert "delivered 2 times" in check.detail
+    assert "differs" in check.detail
+    assert "missing" in check.detail
+
+
+RULES = MeterWatchSettings()  # first check 24 h, overdue 72 h, waits up to 24 h, horizon 14 days
+HOURLY = [T0 + timedelta(hours=n) for n in range(1, 24 * 6)]
+
+
+@pytest.mark.parametrize(
+    ("appear_after", "expected"),
+    [
+        (None, True),  # never
+        (timedelta(hours=80), True),  # after the check at 72 h
+        (timedelta(hours=72), False),  # there for the check at 72 h
+        (timedelta(hours=30), False),
+    ],
+)
+def test_meter_overdue_is_expected_exactly_when_the_first_check_from_72_h_finds_nothing(
+    appear_after: timedelta | None, expected: bool
+) -> None:
+    completed = T0
+    appear = None if appear_after is None else completed + appear_after
+    first_check = completed + timedelta(hours=24)
+
+    assert demo._overdue_expected(completed, first_check, appear, HOURLY, RULES) is expected
+
+
+def test_meters_are_certainly_found_only_once_the_longest_wait_has_passed() -> None:
+    completed, first_check = T0, T0 + timedelta(hours=24)
+    last_sweep = HOURLY[-1]
+
+    assert demo._certainly_found(completed, first_check, last_sweep - timedelta(hours=24), HOURLY, RULES)
+    assert not demo._certainly_found(completed, first_check, last_sweep - timedelta(hours=23), HOURLY, RULES)
+    assert not demo._certainly_found(completed, first_check, None, HOURLY, RULES)
+
+
+def test_the_demo_reads_its_filter_policy_and_schedule_rates_from_the_sources() -> None:
+    scope, policy = demo.doc_filter_policy(demo.FILTERED_POLICY)
+
+    assert scope == "MessageAttributes"
+    assert set(policy) == {"type", "transmission_region"}
+    assert demo.schedule_rate("rate(1 hour)") == timedelta(hours=1)
+    assert demo.schedule_rate("rate(2 days)") == timedelta(days=2)
+    with pytest.raises(ValueError, match="one simulated hour"):
+        demo.schedule_rate("rate(30 minutes)")
+    with pytest.raises(ValueError, match="rate"):
+        demo.schedule_rate("cron(0 * * * ? *)")
