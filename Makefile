@@ -5,8 +5,9 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Python 3.13, the Lambda runtime: a python3.13 on PATH, else the newest 3.13 under pyenv.
-PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13.*/bin/python3.13 2>/dev/null | sort -V | tail -n 1)
+# Python 3.13, the Lambda runtime: the newest 3.13 under pyenv, else a python3.13 on PATH. Each candidate
+# must really run (a pyenv shim exists on PATH even where pyenv's selected version is not 3.13).
+PYTHON313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null || echo $${PYENV_ROOT:-$$HOME/.pyenv})/versions/3.13.*/bin/python3.13 2>/dev/null | sort -V -r) $$(command -v python3.13 2>/dev/null); do "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && echo "$$p" && break; done)
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?= -n 2 --dist loadfile
