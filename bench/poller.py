@@ -51,11 +51,11 @@ for _name, _value in {
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
-import yaml  # noqa: E402
 from botocore.awsrequest import AWSResponse  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from devtools.leap_simulator import LeapSimulator  # noqa: E402
+from devtools.template_tables import create_connections_table  # noqa: E402
 from leap_tracker import table, wire  # noqa: E402
 from leap_tracker.adapters.aws import aws_client  # noqa: E402
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore, snapshot_item, write_units  # noqa: E402
@@ -180,25 +180,7 @@ def stubbed_dynamodb(new_one_in: int | None = None) -> Any:
 
 def create_table(client: Any) -> None:
     """The connections table as template.yaml declares it."""
-
-    class CfnLoader(yaml.SafeLoader):
-        pass
-
-    CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    p = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)["Resources"]["ConnectionsTable"][
-        "Properties"
-    ]
-    client.create_table(
-        TableName=TABLE,
-        BillingMode=p["BillingMode"],
-        AttributeDefinitions=p["AttributeDefinitions"],
-        KeySchema=p["KeySchema"],
-        GlobalSecondaryIndexes=p["GlobalSecondaryIndexes"],
-        StreamSpecification={
-            "StreamEnabled": True,
-            "StreamViewType": p["StreamSpecification"]["StreamViewType"],
-        },
-    )
+    create_connections_table(client, TABLE)
 
 
 # --- running the poller ---------------------------------------------------------------------------

@@ -10,14 +10,13 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 
+from devtools.template_tables import CONNECTIONS_TABLE_ID, create_connections_table, resource_properties
 from leap_tracker import table
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.dynamo_store import (
@@ -44,45 +43,6 @@ from leap_tracker.poller_ports import (
     StoredState,
 )
 from tests.unit.test_poller_fakes import T0, MemoryStore, make_entries, make_entry
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-TABLE_LOGICAL_ID = "ConnectionsTable"
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form tags (!Ref, !GetAtt...) as plain values."""
-
-
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
-def template_table_properties() -> dict[str, Any]:
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
-    return template["Resources"][TABLE_LOGICAL_ID]["Properties"]
-
-
-def create_connections_table(client: Any, name: str = "connections") -> str:
-    """The table as template.yaml declares it: keys, GSI, billing, stream, SSE, TTL."""
-    p = template_table_properties()
-    client.create_table(
-        TableName=name,
-        BillingMode=p["BillingMode"],
-        AttributeDefinitions=p["AttributeDefinitions"],
-        KeySchema=p["KeySchema"],
-        GlobalSecondaryIndexes=p["GlobalSecondaryIndexes"],
-        StreamSpecification={
-            "StreamEnabled": True,
-            "StreamViewType": p["StreamSpecification"]["StreamViewType"],
-        },
-        SSESpecification={"Enabled": p["SSESpecification"]["SSEEnabled"]},
-    )
-    ttl = p["TimeToLiveSpecification"]
-    client.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": ttl["Enabled"], "AttributeName": ttl["AttributeName"]},
-    )
-    return name
-
 
 _SESSION = boto3.session.Session(region_name="us-east-1")  # reused: loading the service model is slow
 
@@ -172,7 +132,7 @@ def test_the_table_is_created_as_the_template_declares(dynamodb: Any, connection
     assert [index["IndexName"] for index in description["GlobalSecondaryIndexes"]] == [table.DUE_INDEX]
     ttl = dynamodb.describe_time_to_live(TableName=connections_table)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == table.TTL_ATTRIBUTE
-    properties = template_table_properties()
+    properties = resource_properties(CONNECTIONS_TABLE_ID)
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}

@@ -7,16 +7,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 
 from devtools.leap_simulator import LeapSimulator
+from devtools.template_tables import create_connections_table as create_table_as_declared
 from functions.meter_sweep import app as sweep_app
 from functions.meter_watch import app as watch_app
 from leap_tracker import table, wire
@@ -36,40 +35,8 @@ RULES = MeterWatchSettings()
 # --- AWS in moto, created as template.yaml declares it ------------------------------------------------
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags (``!Ref`` ...) read as plain values: the table's
-    properties use none, and this stays fast (cfn-lint's loader costs a second to import)."""
-
-
-def _untagged(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-
-
-_TemplateLoader.add_multi_constructor("!", _untagged)
-
-
-@cache
-def table_properties() -> dict[str, Any]:
-    """ConnectionsTable's properties, as template.yaml declares them."""
-    text = (REPO / "template.yaml").read_text(encoding="utf-8")
-    template = yaml.load(text, Loader=_TemplateLoader)
-    return template["Resources"]["ConnectionsTable"]["Properties"]
-
-
 def create_connections_table(client: Any) -> None:
-    declared = table_properties()
-    client.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=declared["AttributeDefinitions"],
-        KeySchema=declared["KeySchema"],
-        GlobalSecondaryIndexes=declared["GlobalSecondaryIndexes"],
-        BillingMode=declared["BillingMode"],
-        StreamSpecification={"StreamEnabled": True, **declared["StreamSpecification"]},
-    )
+    create_table_as_declared(client, TABLE)
 
 
 @dataclass

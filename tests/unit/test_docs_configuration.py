@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
+from devtools.template_tables import template
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "layers" / "common" / "leap_tracker" / "config.py"
@@ -29,14 +29,9 @@ def _readme_rows() -> dict[str, bool]:
 
 
 def _template_environment() -> set[str]:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    # CloudFormation short-form tags: only the variable names matter here, not their values.
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((REPO / "template.yaml").read_text(), Loader=Loader)
-    names = set(template["Globals"]["Function"]["Environment"]["Variables"])
-    for resource in template["Resources"].values():
+    declared = template()
+    names = set(declared["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in declared["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             names |= set(resource["Properties"].get("Environment", {}).get("Variables", {}))
     return names
