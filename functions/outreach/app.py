@@ -26,9 +26,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.outreach_store import OutreachDynamoStore
+from leap_tracker.adapters.secrets import secret_provider
 from leap_tracker.adapters.sns_publisher import SnsPublisher
 from leap_tracker.adapters.webhook import WebhookChannel, secret_key
-from leap_tracker.config import ConfigError, OutreachSettings, load_settings, require
+from leap_tracker.config import OutreachSettings, load_settings, require
 from leap_tracker.outreach import deferral
 from leap_tracker.outreach.decision import Action, OutreachPolicy
 from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
@@ -89,19 +90,14 @@ def build_channels(settings: OutreachSettings, sns: Any) -> list[Channel]:
 
 def webhook_secret(settings: OutreachSettings) -> Callable[[], str]:
     """The signing secret: from Secrets Manager (cached, so a rotation is picked up), else the local one."""
-    if settings.webhook_secret_arn:
-        arn = settings.webhook_secret_arn
-
-        def from_secrets_manager() -> str:
-            from aws_lambda_powertools.utilities import parameters  # only where a secret is configured
-
-            return str(parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS))
-
-        return from_secrets_manager
-    if settings.webhook_secret:
+    if settings.webhook_secret and not settings.webhook_secret_arn:
         secret_key(settings.webhook_secret)  # a malformed local secret fails the cold start
-        return lambda: settings.webhook_secret
-    raise ConfigError("OUTREACH_WEBHOOK_URL is set without OUTREACH_WEBHOOK_SECRET_ARN to sign with")
+    return secret_provider(
+        settings.webhook_secret_arn,
+        settings.webhook_secret,
+        SECRET_MAX_AGE_SECONDS,
+        missing="OUTREACH_WEBHOOK_URL is set without OUTREACH_WEBHOOK_SECRET_ARN to sign with",
+    )
 
 
 def lease_until(now: datetime, context: LambdaContext) -> datetime:

@@ -25,7 +25,8 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from leap_tracker import wire
-from leap_tracker.config import ConfigError, LeapApiSettings
+from leap_tracker.adapters.secrets import secret_provider
+from leap_tracker.config import LeapApiSettings
 from leap_tracker.leap_api import (
     ConnectPage,
     ConnectQuery,
@@ -47,22 +48,12 @@ RETRY_METHODS = frozenset({"GET", "POST"})
 
 def api_key_provider(settings: LeapApiSettings) -> ApiKeyProvider:
     """Where the API key comes from: the Secrets Manager secret, else LEAP_API_KEY (local runs only)."""
-    if settings.api_key_secret_arn:
-        arn, max_age = settings.api_key_secret_arn, settings.secret_max_age_seconds
-
-        def from_secret() -> str:
-            # Imported here: Powertools parameters pulls in boto3, which a module import must not do.
-            from aws_lambda_powertools.utilities.parameters import get_secret
-
-            secret = get_secret(arn, max_age=max_age)
-            key = secret.decode() if isinstance(secret, bytes) else str(secret)
-            return key.strip()
-
-        return from_secret
-    if settings.api_key:
-        key = settings.api_key
-        return lambda: key
-    raise ConfigError("no Leap API key: set LEAP_API_KEY_SECRET_ARN (or LEAP_API_KEY for local runs)")
+    return secret_provider(
+        settings.api_key_secret_arn,
+        settings.api_key,
+        settings.secret_max_age_seconds,
+        missing="no Leap API key: set LEAP_API_KEY_SECRET_ARN (or LEAP_API_KEY for local runs)",
+    )
 
 
 @dataclass(slots=True)
