@@ -21,7 +21,6 @@ DEPENDENCIES = [
     "requests",
     "aws_lambda_powertools.logging",
     "aws_lambda_powertools.metrics",
-    "aws_lambda_powertools.tracing",
     "aws_lambda_powertools.utilities.batch",
     "aws_lambda_powertools.utilities.parameters",
 ]
