@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from devtools.leap_simulator import LeapSimulator
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.config import LeapApiSettings
+from tests.fakes import fast_leap_settings
 
 SIMULATOR_SEED = 7
 SIMULATOR_CUSTOMERS = 300
@@ -28,16 +28,7 @@ def leap_settings(leap_simulator: LeapSimulator) -> Callable[..., LeapApiSetting
     """Client settings pointing at the simulator, with test-sized timeouts and backoff; override any."""
 
     def make(**overrides: Any) -> LeapApiSettings:
-        fast = LeapApiSettings(
-            base_url=leap_simulator.base_url,
-            api_key=leap_simulator.api_key,
-            connect_timeout_seconds=1.0,
-            read_timeout_seconds=2.0,
-            max_retries=3,
-            max_retry_seconds=5.0,
-            backoff_factor=0.001,
-        )
-        return replace(fast, **overrides)
+        return fast_leap_settings(leap_simulator, **overrides)
 
     return make
 

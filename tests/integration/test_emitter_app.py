@@ -24,14 +24,7 @@ from functions.emitter import app
 from leap_tracker.config import ConfigError
 from leap_tracker.connect_model import decode_stored_entry
 from leap_tracker.events import catalog
-
-
-@dataclass(frozen=True)
-class FakeContext:
-    function_name: str = "EmitterFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:EmitterFunction"
-    aws_request_id: str = "2b9c5a8e-0000-4000-8000-000000000001"
+from tests.fakes import FakeLambdaContext
 
 
 class FlakySns:
@@ -115,7 +108,9 @@ def fifo_topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
 
 
 def invoke(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return app.lambda_handler(samples.stream_event(records), FakeContext())
+    return app.lambda_handler(
+        samples.stream_event(records), FakeLambdaContext(function_name="EmitterFunction")
+    )
 
 
 def sequence_numbers(records: list[dict[str, Any]]) -> list[str]:
@@ -129,7 +124,7 @@ def failed_items(response: dict[str, Any]) -> list[str]:
 def test_sample_event_publishes_every_event_valid_with_its_attributes(topic: Topic) -> None:
     event = json.loads(SAMPLE_STREAM_EVENT.read_text())
 
-    response = app.lambda_handler(event, FakeContext())
+    response = app.lambda_handler(event, FakeLambdaContext(function_name="EmitterFunction"))
 
     assert response == {"batchItemFailures": []}
     received = topic.received()

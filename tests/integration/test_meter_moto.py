@@ -24,6 +24,7 @@ from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
+from tests.fakes import FakeLambdaContext
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "connections"
@@ -106,20 +107,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         yield Aws(dynamodb, sqs, queue_url, DynamoWatchStore(dynamodb, TABLE))
     watch_app.dependencies.cache_clear()
     sweep_app.dependencies.cache_clear()
-
-
-@dataclass
-class FakeContext:
-    """The parts of the Lambda context the handlers and Powertools read."""
-
-    remaining_ms: int = 300_000
-    function_name: str = "meter-function"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:meter-function"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def a_watch(n: int, completed_at: datetime = T0, ref_id: str | None = None) -> MeterWatch:
@@ -211,7 +198,7 @@ def sample_event(name: str) -> dict[str, Any]:
 def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(aws: Aws) -> None:
     event = sample_event("sqs-meter-watch-completed.json")
 
-    assert watch_app.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    assert watch_app.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     entry_id = "CAISO_62631455-9dfd-433b-9482-fd043f2336d4_Test1012"
     first = aws.raw_watch(entry_id)
     assert (first["completed_at"], first["due_at"], first["sequence"]) == (
@@ -221,13 +208,13 @@ def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(aws: A
     )
 
     watch_app.dependencies.cache_clear()  # a cold start changes nothing either
-    assert watch_app.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    assert watch_app.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     assert aws.raw_watch(entry_id) == first
 
 
 def test_meter_watch_reports_only_the_malformed_record_as_failed(aws: Aws) -> None:
     event = sample_event("sqs-meter-watch-batch-with-malformed.json")
-    result = watch_app.lambda_handler(event, FakeContext())
+    result = watch_app.lambda_handler(event, FakeLambdaContext())
     assert result == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
     assert aws.store.get("CAISO_62631455-9dfd-433b-9482-fd043f2336d4_Test1012") is not None
 
@@ -258,7 +245,7 @@ def completed_customers(sim: LeapSimulator) -> list[tuple[str, datetime, datetim
 
 def sweep_at(now: datetime, remaining_ms: int = 300_000) -> dict[str, Any]:
     return sweep_app.lambda_handler(
-        {"mode": "scheduled", "scheduled_time": now.isoformat()}, FakeContext(remaining_ms)
+        {"mode": "scheduled", "scheduled_time": now.isoformat()}, FakeLambdaContext(remaining_ms)
     )
 
 
@@ -322,6 +309,6 @@ def test_the_sweep_falls_back_to_the_clock_without_a_scheduled_time(aws: Aws, le
     aws.seed_watches([fresh])
     aws.seed_connections([fresh.entry_id])
     summary = sweep_app.lambda_handler(
-        {"mode": "scheduled", "scheduled_time": "<aws.scheduler.scheduled-time>"}, FakeContext()
+        {"mode": "scheduled", "scheduled_time": "<aws.scheduler.scheduled-time>"}, FakeLambdaContext()
     )
     assert summary["due"] == 0

@@ -29,7 +29,8 @@ from leap_tracker.connect_model import decode_stored_entry, validate_entry
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.poller_ports import SnapshotWrite
-from tests.integration.test_meter_moto import FakeContext, create_connections_table
+from tests.fakes import FakeLambdaContext
+from tests.integration.test_meter_moto import create_connections_table
 from tests.unit.test_outreach_support import LAST_INTERACTION, entry, stalled_examples, utility
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ class Env:
 
     def invoke(self, records: list[dict[str, Any]]) -> list[str]:
         """Run the handler on ``records``; delete what succeeded (as Lambda does); the failed ids."""
-        response = app.lambda_handler({"Records": records}, FakeContext(function_name="outreach"))
+        response = app.lambda_handler({"Records": records}, FakeLambdaContext(function_name="outreach"))
         failed = [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
         for record in records:
             if record["messageId"] not in failed:
@@ -87,7 +88,7 @@ class Env:
         return failed
 
     def follow_up(self) -> dict[str, Any]:
-        return app.lambda_handler({"mode": "follow_up"}, FakeContext(function_name="outreach"))
+        return app.lambda_handler({"mode": "follow_up"}, FakeLambdaContext(function_name="outreach"))
 
     def audit(self) -> list[dict[str, Any]]:
         return _drain(self.sqs, self.audit_queue_url)
@@ -458,5 +459,5 @@ def test_the_sample_events_are_handled(env: Env, path: Path) -> None:
             env.store(raw)
     env.at(ACTIONABLE + timedelta(days=1))
     # The samples' receipt handles are not real: a deferral would fail, so run them when actionable.
-    assert app.lambda_handler(sample, FakeContext(function_name="outreach"))["batchItemFailures"] == []
+    assert app.lambda_handler(sample, FakeLambdaContext(function_name="outreach"))["batchItemFailures"] == []
     assert len(env.receiver.accepted()) == 1

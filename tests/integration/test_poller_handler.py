@@ -7,7 +7,6 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from functions.poller import app
 from leap_tracker import table
 from leap_tracker.leap_api import LeapAuthError
 from leap_tracker.poller import InvalidPollRequest
+from tests.fakes import FakeLambdaContext
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import scan_items, stored_connections
 
@@ -26,18 +26,6 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 # The DynamoDB fixtures, shared with the store tests.
 dynamodb = dynamo_fixtures.dynamodb
 connections_table = dynamo_fixtures.connections_table
-
-
-@dataclass
-class FakeLambdaContext:
-    remaining_ms: int = 900_000
-    function_name: str = "PollerFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:PollerFunction"
-    aws_request_id: str = "6f3c2b2e-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -37,6 +36,7 @@ from leap_tracker.leap_api import (
     LeapUnavailable,
     MeterSource,
 )
+from tests.fakes import fast_leap_settings
 
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path
 EVERYONE = ConnectQuery(start_date="2000-01-01T00:00:00Z")
@@ -55,17 +55,7 @@ def client_for(sim: LeapSimulator) -> Iterator[Callable[..., LeapHttpClient]]:
     clients: list[LeapHttpClient] = []
 
     def make(**overrides: Any) -> LeapHttpClient:
-        settings = LeapApiSettings(
-            base_url=sim.base_url,
-            api_key=sim.api_key,
-            page_size=25,
-            connect_timeout_seconds=1.0,
-            read_timeout_seconds=2.0,
-            max_retries=3,
-            max_retry_seconds=5.0,
-            backoff_factor=0.001,
-        )
-        clients.append(LeapHttpClient(replace(settings, **overrides)))
+        clients.append(LeapHttpClient(fast_leap_settings(sim, **{"page_size": 25, **overrides})))
         return clients[-1]
 
     yield make
