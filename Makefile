@@ -12,13 +12,14 @@ export SAM_CLI_TELEMETRY := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: help venv test unit lint template build demo bench schemas clean
+.PHONY: help venv test unit lint template build demo bench schemas contract-check clean
 
 help:
 	@echo "make demo   - run the whole product locally (moto + the Leap simulator)"
 	@echo "make test   - every test, ruff, sam validate --lint, cfn-lint and sam build"
 	@echo "make bench  - the benchmarks in bench/"
 	@echo "make schemas - regenerate schemas/ from the event catalog"
+	@echo "make contract-check - our Meters v2 description against Leap's file (LEAP_METERS_OPENAPI=/path/to/meters-v2.yml)"
 
 $(STAMP): pyproject.toml layers/common/requirements.txt
 	@if [ -z "$(PYTHON313)" ]; then echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13" >&2; exit 1; fi
@@ -58,6 +59,10 @@ bench: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m devtools.generate_schemas
+
+# Not part of `test`: Leap's OpenAPI file is not in the repo. Run it by hand, or in CI where the file is.
+contract-check: $(STAMP)
+	$(BIN)/python -m tests.contracts.check_against_openapi "$(LEAP_METERS_OPENAPI)"
 
 clean:
 	rm -rf .aws-sam .pytest_cache .hypothesis

@@ -329,6 +329,7 @@ def _world(config: DemoConfig) -> Iterator[World]:
             start=config.start,
             parameters={
                 "LeapApiBaseUrl": leap.base_url,
+                "OutreachChannels": "webhook",  # the demo's partner takes outreach on a signed webhook
                 "OutreachWebhookUrl": webhook.url,
             },
             secrets={"LeapApiKeySecretArn": leap.api_key, "OutreachWebhookSecretArn": webhook.secret},

@@ -31,6 +31,7 @@ from devtools.local_runner.resources import PLAYED_BY_RUNNER, Provisioner, Resou
 from devtools.local_runner.template import (
     Resolver,
     TemplateError,
+    check_rules,
     load_sam_template,
     local_code_path,
     resolve_parameters,
@@ -500,6 +501,7 @@ class LocalCloud:
             overrides[parameter] = secrets_manager.create_secret(Name=name, SecretString=secret_string)["ARN"]
         self.parameters = resolve_parameters(sam.get("Parameters", {}), overrides)
         cfn = transform(sam, self.parameters, self.region)
+        check_rules(cfn, self.parameters)  # the SAM transform keeps Rules; CloudFormation checks them first
         provisioner = Provisioner(
             self.client, stack_name=self.stack_name, region=self.region, account_id=ACCOUNT_ID
         )

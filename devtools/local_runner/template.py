@@ -5,7 +5,8 @@
    ``AWS::Serverless-2016-10-31`` transform is built on): Globals are merged, and event sources become
    the very ``AWS::Lambda::EventSourceMapping`` / ``AWS::Scheduler::Schedule`` resources (and the
    implicit dead-letter queues) that deploy. Local ``CodeUri`` paths are kept in ``Code.S3Key``.
-3. :func:`resolve_parameters` applies defaults and overrides and checks the declared constraints.
+3. :func:`resolve_parameters` applies defaults and overrides and checks the declared constraints;
+   :func:`check_rules` then refuses values the template's ``Rules`` refuse, as a deploy would.
 4. :class:`Resolver` evaluates Conditions and intrinsic functions; resource references are answered
    by a callback, so this module stays pure (the runner answers with moto's physical ids).
 """
@@ -135,6 +136,108 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# --------------------------------------------------------------------------------------- rules
+
+
+def check_rules(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+    """Raise :class:`TemplateError` if any ``Rules`` assertion fails: CloudFormation refuses such a
+    stack (or change set) before it creates anything."""
+    failures = broken_rules(template, parameters)
+    if failures:
+        raise TemplateError("the template's Rules refuse these parameters: " + "; ".join(failures))
+
+
+def broken_rules(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[str]:
+    """``<rule>: <AssertDescription>`` for every failing assertion of a rule whose condition holds."""
+    evaluate = _RuleEvaluator(parameters).boolean
+    failures: list[str] = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not evaluate(assertion["Assert"]):
+                failures.append(f"{name}: {assertion.get('AssertDescription', 'assertion failed')}")
+    return failures
+
+
+class _RuleEvaluator:
+    """The rule-specific intrinsics over parameter values. Rules see parameters only (no resources,
+    no conditions); a function CloudFormation allows in Rules but not written here is an error."""
+
+    def __init__(self, parameters: Mapping[str, Any]) -> None:
+        self._parameters = parameters
+
+    def boolean(self, expression: Any) -> bool:
+        value = self.value(expression)
+        if not isinstance(value, bool):
+            raise TemplateError(f"a rule condition or assertion must be a boolean, not {expression!r}")
+        return value
+
+    def value(self, expression: Any) -> Any:
+        if isinstance(expression, list):
+            return [self.value(item) for item in expression]
+        if not isinstance(expression, dict):
+            return expression
+        if len(expression) != 1:
+            raise TemplateError(f"not a rule function: {expression!r}")
+        (name, argument), *_ = expression.items()
+        function = self._FUNCTIONS.get(name)
+        if function is None:
+            raise TemplateError(f"{name} in Rules is not emulated (or not allowed there)")
+        return function(self, argument)
+
+    def _ref(self, name: str) -> Any:
+        if name not in self._parameters:
+            raise TemplateError(f"Rules may Ref parameters only, not {name!r}")
+        return self._parameters[name]
+
+    def _equals(self, argument: list[Any]) -> bool:
+        left, right = (self.value(item) for item in argument)
+        return _comparable(left) == _comparable(right)
+
+    def _not(self, argument: list[Any]) -> bool:
+        return not self.boolean(argument[0])
+
+    def _and(self, argument: list[Any]) -> bool:
+        return all([self.boolean(item) for item in argument])  # every operand is checked, as CFN does
+
+    def _or(self, argument: list[Any]) -> bool:
+        return any([self.boolean(item) for item in argument])
+
+    def _contains(self, argument: list[Any]) -> bool:
+        members, value = (self.value(item) for item in argument)
+        return _scalar_text(value) in [_scalar_text(member) for member in _string_list(members)]
+
+    def _each_member_equals(self, argument: list[Any]) -> bool:
+        members, value = (self.value(item) for item in argument)
+        return all(_scalar_text(member) == _scalar_text(value) for member in _string_list(members))
+
+    def _each_member_in(self, argument: list[Any]) -> bool:
+        members, allowed = (_string_list(self.value(item)) for item in argument)
+        return set(map(_scalar_text, members)) <= set(map(_scalar_text, allowed))
+
+    _FUNCTIONS: dict[str, Callable[[_RuleEvaluator, Any], Any]] = {
+        "Ref": _ref,
+        "Fn::Equals": _equals,
+        "Fn::Not": _not,
+        "Fn::And": _and,
+        "Fn::Or": _or,
+        "Fn::Contains": _contains,
+        "Fn::EachMemberEquals": _each_member_equals,
+        "Fn::EachMemberIn": _each_member_in,
+    }
+
+
+def _string_list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TemplateError(f"a rule function expected a list of strings, got {value!r}")
+    return value
+
+
+def _comparable(value: Any) -> Any:
+    return [_scalar_text(item) for item in value] if isinstance(value, list) else _scalar_text(value)
 
 
 # --------------------------------------------------------------------------------------- intrinsics

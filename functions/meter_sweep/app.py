@@ -1,7 +1,10 @@
 """meter_sweep: scheduled; checks the due meter watches against Leap's Meters API.
 
 Thin: ``leap_tracker.meters.sweep.run_sweep`` does the work; this handler wires the table, the Leap
-client and the events topic, reads the schedule's time, and returns and logs the summary.
+client and the events topic, reads the schedule's time, and returns and logs the summary. A sweep
+that could not check every due watch (``SweepIncomplete``) is logged and counted, then re-raised, so
+Lambda counts an error, retries the asynchronous invocation and finally hands it to the failure
+destination; the watches concerned are still due.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.sns_publisher import SnsPublisher
 from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.config import MeterWatchSettings, load_settings, require
-from leap_tracker.meters.sweep import SweepSummary, run_sweep
+from leap_tracker.meters.sweep import SweepIncomplete, SweepSummary, run_sweep
 from leap_tracker.timeutil import parse_instant, utc_now
 
 logger = Logger()
@@ -71,31 +74,35 @@ def sweep_time(event: dict[str, Any]) -> datetime:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
     calls_before = deps.leap.stats.meters_requests
-    summary = run_sweep(
-        store=deps.store,
-        meters=deps.leap,
-        publisher=deps.publisher,
-        settings=deps.settings,
-        now=sweep_time(event),
-        remaining_ms=context.get_remaining_time_in_millis,
-    )
-    result = {**summary.as_dict(), "meters_api_calls": deps.leap.stats.meters_requests - calls_before}
-    _add_metrics(summary, result["meters_api_calls"])
-    if summary.leap_failures or summary.publish_failures:
-        logger.error("meter sweep incomplete: the watches concerned stay due", extra=result)
-    else:
-        logger.info("meter sweep", extra=result)
+    try:
+        summary = run_sweep(
+            store=deps.store,
+            meters=deps.leap,
+            publisher=deps.publisher,
+            settings=deps.settings,
+            now=sweep_time(event),
+            remaining_ms=context.get_remaining_time_in_millis,
+        )
+    except SweepIncomplete as incomplete:
+        result = _report(incomplete.summary, deps.leap.stats.meters_requests - calls_before)
+        logger.error(str(incomplete), extra=result)
+        raise  # log_metrics flushes the metrics on the way out
+    result = _report(summary, deps.leap.stats.meters_requests - calls_before)
+    logger.info("meter sweep", extra=result)
     return result
 
 
-def _add_metrics(summary: SweepSummary, api_calls: int) -> None:
+def _report(summary: SweepSummary, api_calls: int) -> dict[str, Any]:
+    """The summary as returned and logged, with its metrics added."""
     for name, value in (
         ("WatchesChecked", summary.checked),
         ("MetersAppeared", summary.appeared),
         ("MetersOverdue", summary.overdue),
         ("WatchesExpired", summary.expired),
+        ("WatchesUnsearchable", summary.unsearchable),
         ("MetersApiCalls", api_calls),
         ("MetersApiFailures", summary.leap_failures),
         ("EventsNotPublished", summary.publish_failures),
     ):
         metrics.add_metric(name, MetricUnit.Count, value)
+    return {**summary.as_dict(), "meters_api_calls": api_calls}

@@ -1,7 +1,8 @@
 """meter_watch: connection.completed events (SQS, raw SNS delivery) -> one meter watch per connection.
 
 Thin: each record's body is a CloudEvent; ``leap_tracker.meters.opening.open_watch`` opens the watch
-idempotently. A record that fails (malformed event, table error) is reported to SQS alone, retried,
+idempotently. A record that fails (malformed event, table error) is reported to SQS alone, even when
+the whole batch fails, logged by message id and reason (``leap_tracker.adapters.sqs_batch``), retried,
 and after the queue's maxReceiveCount lands in the dead-letter queue.
 """
 
@@ -14,11 +15,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.config import MeterWatchSettings, load_settings, require
 from leap_tracker.meters.opening import OpenResult, open_watch
@@ -26,7 +28,6 @@ from leap_tracker.timeutil import utc_now
 
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +57,8 @@ def record_handler(record: SQSRecord) -> OpenResult:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event, record_handler, processor, context)
+    dependencies()  # a configuration error fails the invocation, not each record
+    processor = SqsBatchProcessor(logger)
+    response = process_partial_response(event, record_handler, processor, context)
+    metrics.add_metric("MeterWatchRecordsFailed", MetricUnit.Count, processor.errors)
+    return response

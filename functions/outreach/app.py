@@ -7,7 +7,9 @@ Two kinds of invocation, one domain service (``leap_tracker.outreach.service.Out
   wait (at most 12 h) and it is reported failed, so SQS delivers it again when it is actionable (after
   several deferrals the customer is handed to the follow-up sweep instead). Failed sends are batch item
   failures too: the queue retries them, the dead-letter queue keeps what never succeeds.
-- the hourly schedule ``{"mode": "follow_up"}``: customers whose follow-up is due are re-decided.
+- the hourly schedule ``{"mode": "follow_up"}``: customers whose follow-up is due are re-decided. A
+  sweep in which any customer failed raises once the others are done (a sweep cut short by the time
+  limit does not: the rest stays due).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -28,10 +30,11 @@ from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.outreach_store import OutreachDynamoStore
 from leap_tracker.adapters.secrets import secret_provider
 from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.webhook import WebhookChannel, secret_key
 from leap_tracker.config import OutreachSettings, load_settings, require
 from leap_tracker.outreach import deferral
-from leap_tracker.outreach.decision import Action, OutreachPolicy
+from leap_tracker.outreach.decision import Action, Because, OutreachPolicy
 from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
 from leap_tracker.outreach.service import Outcome, Outreach
 from leap_tracker.outreach.templates import check_connect_url_pattern, load_templates
@@ -48,6 +51,11 @@ SECRET_MAX_AGE_SECONDS = 300
 
 class Deferred(Exception):
     """Reported as a batch item failure on purpose: SQS redelivers the record once it is actionable."""
+
+
+class FollowUpsFailed(RuntimeError):
+    """Some due customers failed in a sweep (the rest were done): the invocation fails, so Lambda
+    counts an error and retries it asynchronously, then sends it to ScheduledRunFailureQueue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +84,7 @@ def dependencies() -> Dependencies:
 
 
 def build_channels(settings: OutreachSettings, sns: Any) -> list[Channel]:
-    """The configured channels; the webhook one is on only with a URL (the template's default is none)."""
+    """The configured channels; the webhook one is on only with a URL (a deploy refuses it without)."""
     channels: list[Channel] = []
     if "webhook" in settings.channels and settings.webhook_url:
         channels.append(
@@ -126,14 +134,14 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _warn_without_channel()
     if event.get("mode") == FOLLOW_UP_MODE:
         return follow_up(context)
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    dependencies()  # a configuration error fails the invocation, not each record
+    processor = SqsBatchProcessor(logger, deferrals=(Deferred,))
     response = process_partial_response(event, handle_record, processor, context)
-    failed = len(response.get("batchItemFailures", []))
-    deferred = sum(1 for _, error, _ in processor.exceptions if isinstance(error, Deferred))
-    metrics.add_metric("OutreachDeferred", MetricUnit.Count, deferred)
-    metrics.add_metric("OutreachRecordsFailed", MetricUnit.Count, failed - deferred)
+    metrics.add_metric("OutreachDeferred", MetricUnit.Count, processor.deferred)
+    metrics.add_metric("OutreachRecordsFailed", MetricUnit.Count, processor.errors)
     return response
 
 
@@ -157,13 +165,26 @@ def follow_up(context: LambdaContext) -> dict[str, Any]:
     }
     metrics.add_metric("FollowUpsFailed", MetricUnit.Count, summary.failed)
     logger.info("follow-up sweep", extra=result)
+    if summary.failed:  # the others are done; failing counts an error and runs Lambda's async retries
+        raise FollowUpsFailed(f"{summary.failed} of {summary.due} due customers failed; they stay due")
     return result
+
+
+def _warn_without_channel() -> None:
+    """Once per invocation: with no channel every due message is suppressed (``no_channel``)."""
+    if not dependencies().outreach.channels:
+        logger.warning(
+            "no outreach channel is configured (OUTREACH_CHANNELS=webhook without OUTREACH_WEBHOOK_URL): "
+            "due messages are suppressed as no_channel and decided again by the follow-up sweep"
+        )
 
 
 def _log(outcome: Outcome) -> None:
     metric = {Action.SEND: "OutreachSent", Action.SUPPRESS: "OutreachSuppressed"}.get(outcome.action)
     if metric:
         metrics.add_metric(metric, MetricUnit.Count, 1)
+    if outcome.because is Because.NO_CHANNEL:
+        metrics.add_metric("OutreachNoChannel", MetricUnit.Count, 1)
     logger.info(
         "outreach decision",
         extra={

@@ -1,7 +1,10 @@
 """Poller Lambda: hourly by EventBridge Scheduler ({"mode": "scheduled"}), or on demand.
 
-Input: {"mode": "scheduled" | "incremental" | "full"} or {"mode": "ref_id", "ref_id": "..."}.
-Output: the run summary (see docs/poller.md). The work is ``leap_tracker.poller.run_poll``.
+Input: {"mode": "scheduled" | "incremental" | "full"}, {"mode": "ref_id", "ref_id": "..."}, or an
+EventBridge "Scheduled Event" (a classic rule: a scheduled run).
+Output: the run summary (see docs/poller.md). The work is ``leap_tracker.poller.run_poll``. A run that
+could not do its work raises (``PollFailed``), so Lambda counts it in Errors, retries the asynchronous
+invocation (which resumes from the checkpoint) and finally hands it to the failure destination.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.config import Settings, load_settings, require
-from leap_tracker.poller import InvalidPollRequest, PollEnvironment, parse_request, run_poll
+from leap_tracker.poller import InvalidPollRequest, PollEnvironment, PollFailed, parse_request, run_poll
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()
@@ -63,4 +66,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         retry_count=lambda: deps.leap.stats.retries,
     )
     run_id = getattr(context, "aws_request_id", "") or uuid.uuid4().hex
-    return run_poll(request, run_id, env, deps.settings.poller).as_dict()
+    try:
+        summary = run_poll(request, run_id, env, deps.settings.poller)
+    except PollFailed as failure:
+        # One ERROR line with the summary; the run's metrics (PollFailed among them) are already
+        # added, and log_metrics flushes them on the way out of an exception too.
+        logger.error(str(failure), extra=failure.summary.for_log())
+        raise
+    return summary.as_dict()

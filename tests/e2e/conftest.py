@@ -6,7 +6,9 @@
 - ``cloud``: a :class:`~devtools.local_runner.LocalCloud` over template.yaml in moto, its simulated
   clock at ``E2E_START``, the Leap API key and the webhook signing secret stored in Secrets Manager
   behind their template parameters, ``LEAP_API_BASE_URL`` pointing at the simulator and the
-  outreach webhook at the receiver.
+  outreach channel set to the webhook, at the receiver.
+- ``default_cloud``: the same stack with the outreach parameters at their defaults (the topic
+  channel: outreach requests land in the stack's ``OutreachRequestsQueue``).
 
     def test_a_completion_opens_a_meter_watch(cloud, leap):
         cloud.fire_schedule("PollerFunction")
@@ -60,8 +62,25 @@ def cloud(leap: LeapSimulator, webhook: WebhookReceiver) -> Iterator[LocalCloud]
     with LocalCloud(
         TEMPLATE,
         start=E2E_START,
-        parameters={"LeapApiBaseUrl": leap.base_url, "OutreachWebhookUrl": webhook.url},
+        parameters={
+            "LeapApiBaseUrl": leap.base_url,
+            "OutreachChannels": "webhook",
+            "OutreachWebhookUrl": webhook.url,
+        },
         secrets={"LeapApiKeySecretArn": leap.api_key, "OutreachWebhookSecretArn": webhook.secret},
+    ) as local:
+        local.on_advance(lambda now, _delta: _follow(leap, now))
+        yield local
+
+
+@pytest.fixture
+def default_cloud(leap: LeapSimulator) -> Iterator[LocalCloud]:
+    """The stack with every outreach parameter at its template default (no webhook)."""
+    with LocalCloud(
+        TEMPLATE,
+        start=E2E_START,
+        parameters={"LeapApiBaseUrl": leap.base_url},
+        secrets={"LeapApiKeySecretArn": leap.api_key},
     ) as local:
         local.on_advance(lambda now, _delta: _follow(leap, now))
         yield local

@@ -259,3 +259,77 @@ def _population_follows_the_rules(
             assert connection[wire.ENTRY_CONNECTION_STATUS] != wire.CONNECTION_COMPLETED
             assert completed is None or last < completed, ref
             assert delivery.event["data"]["reason"] == assess(connection).reason, ref
+
+
+# --- the default deploy: the topic channel and the stack's OutreachRequestsQueue ---------------------
+
+
+def _stalled_two_hours_ago(cloud: LocalCloud, leap: LeapSimulator) -> dict[str, Any]:
+    raw, _reason = scenario(cloud.now() - 2 * HOUR)["s-not-connected"]
+    leap.put_entry(raw)
+    return raw
+
+
+def _requests_for(cloud: LocalCloud, ref_id: str) -> list[dict[str, Any]]:
+    """Drain the outreach requests queue as a partner would (by the stack output); this customer's."""
+    requests = [message.body for message in cloud.drain_queue(cloud.outputs["OutreachRequestsQueueUrl"])]
+    for request in requests:
+        Draft202012Validator(catalog.json_schema(catalog.OUTREACH_REQUESTED)).validate(request)
+    return [request for request in requests if request["subject"] == ref_id]
+
+
+def test_by_default_a_stalled_customer_gets_one_request_in_the_outreach_requests_queue(
+    default_cloud: LocalCloud, leap: LeapSimulator
+) -> None:
+    cloud = default_cloud
+    audit = cloud.subscribe_queue("EventsTopic", {"type": [{"prefix": "outreach."}]})
+    raw = _stalled_two_hours_ago(cloud, leap)
+
+    poll(cloud)  # the last interaction is over an hour old: actionable at once
+
+    (request,) = _requests_for(cloud, raw[wire.ENTRY_REF_ID])
+    assert (request["type"], request["data"]["reason"], request["data"]["attempt"]) == (
+        catalog.OUTREACH_REQUESTED,
+        "utility_not_connected",
+        1,
+    )
+    sent = [
+        m.body
+        for m in cloud.drain_queue(audit)
+        if m.body["type"] == catalog.OUTREACH_SENT and m.body["subject"] == raw[wire.ENTRY_REF_ID]
+    ]
+    assert [(e["data"]["message_id"], e["data"]["channels"]) for e in sent] == [(request["id"], ["topic"])]
+
+    cloud.advance(hours=1)  # the next sweep and poll: nothing more within the cooldown
+    cloud.fire_schedule("OutreachFunction")
+    poll(cloud)
+    assert _requests_for(cloud, raw[wire.ENTRY_REF_ID]) == []
+    assert not [record for record in cloud.errors if record.function == "OutreachFunction"]
+
+
+def test_a_follow_up_sweep_with_failures_is_retried_then_lands_in_the_failure_queue(
+    default_cloud: LocalCloud, leap: LeapSimulator
+) -> None:
+    cloud = default_cloud
+    raw = _stalled_two_hours_ago(cloud, leap)
+    poll(cloud)
+    assert len(_requests_for(cloud, raw[wire.ENTRY_REF_ID])) == 1
+    topic_arn = cloud.resources.topic_arn("OutreachTopic")
+
+    cloud.advance(hours=COOLDOWN.total_seconds() / 3600, minutes=1)  # the reminder is due
+    cloud.set_env("OutreachFunction", OUTREACH_TOPIC_ARN=topic_arn + "-gone")  # the topic refuses
+    first = cloud.fire_schedule("OutreachFunction")
+    for minutes in (1, 2):  # Lambda's two asynchronous retries
+        cloud.advance(minutes=minutes)
+        cloud.drain()
+
+    assert type(first.error).__name__ == "FollowUpsFailed"
+    (failure,) = [m.body for m in cloud.drain_queue("ScheduledRunFailureQueue")]
+    assert failure["requestPayload"] == {"mode": "follow_up"}
+    assert failure["requestContext"]["approximateInvokeCount"] == 3
+    assert failure["responsePayload"]["errorType"] == "FollowUpsFailed"
+
+    cloud.set_env("OutreachFunction", OUTREACH_TOPIC_ARN=topic_arn)  # fixed: the customer stayed due
+    cloud.fire_schedule("OutreachFunction")
+    (reminder,) = _requests_for(cloud, raw[wire.ENTRY_REF_ID])
+    assert (reminder["data"]["attempt"], reminder["data"]["reminder"]) == (2, True)

@@ -303,6 +303,24 @@ def test_a_malformed_entry_is_quarantined_with_its_reason_and_a_ttl(
     assert items[anonymous]["raw_entry"] == {"S": "17"}
 
 
+def test_the_entry_id_limit_is_dynamodbs_own(
+    dynamodb: Any, connections_table: str, poller_store: DynamoPollerStore
+) -> None:
+    """An id at the limit is stored under the longest prefix; one byte more is what the table refuses."""
+    at_limit = "参" * (table.MAX_ENTRY_ID_BYTES // 3) + "x" * (table.MAX_ENTRY_ID_BYTES % 3)
+    raw = {**make_entry(), "id": at_limit}
+    entry = validate_entry(raw)
+    [record] = validate_page([{**raw, "connection_status": None}], T0).quarantined
+    assert record.key == at_limit  # usable as a key: it fits QUARANTINE#, the longest prefix
+    poller_store.write_changes([SnapshotWrite(entry, 1)], [record], T0)
+    stored = {item[table.PK]["S"] for item in scan_items(dynamodb, connections_table)}
+    assert stored == {table.CONNECTION_PREFIX + at_limit, table.QUARANTINE_PREFIX + at_limit}
+
+    one_byte_over = {"S": table.QUARANTINE_PREFIX + at_limit + "x"}
+    with pytest.raises(dynamodb.exceptions.ClientError, match="ValidationException"):
+        dynamodb.put_item(TableName=connections_table, Item={table.PK: one_byte_over, table.SK: {"S": "x"}})
+
+
 class Throttled:
     """Wraps a client: the batch calls leave all but one item (or key) unprocessed ``rounds`` times."""
 

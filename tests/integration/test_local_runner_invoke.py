@@ -102,6 +102,13 @@ def test_a_parameter_outside_its_constraints_is_refused() -> None:
         ).__enter__()
 
 
+def test_parameters_the_template_rules_refuse_are_refused_before_anything_is_created() -> None:
+    with pytest.raises(TemplateError, match=r"WebhookChannelNeedsUrlAndSecret: .*OutreachWebhookUrl must"):
+        LocalCloud(
+            TEMPLATE, parameters={"LeapApiKeySecretArn": FAKE_SECRET_ARN, "OutreachChannels": "webhook"}
+        ).__enter__()
+
+
 def test_secrets_become_real_secrets_behind_their_parameter() -> None:
     with LocalCloud(TEMPLATE, secrets={"LeapApiKeySecretArn": "leap-key-123"}) as cloud:
         arn = cloud.parameters["LeapApiKeySecretArn"]

@@ -17,7 +17,7 @@ from devtools.local_runner import LocalCloud
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leap-api-key"
-SQS_SAMPLE = Path(__file__).resolve().parents[2] / "events" / "sqs_receive_message.json"
+SQS_SAMPLE = Path(__file__).resolve().parents[2] / "events" / "sqs-receive-message.json"
 OUTREACH = "OutreachFunction"
 METER_WATCH = "MeterWatchFunction"
 

@@ -4,6 +4,8 @@ Leap simulator (Meters API calls counted where they arrive)."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devtools.leap_simulator import LeapSimulator
+from devtools.leap_simulator import LeapSimulator, server_error
 from devtools.template_tables import create_connections_table as create_table_as_declared
 from functions.meter_sweep import app as sweep_app
 from functions.meter_watch import app as watch_app
@@ -22,9 +24,12 @@ from leap_tracker import table, wire
 from leap_tracker.adapters.watch_store import DUE_PAGE_SIZE, DynamoWatchStore, item_from_watch
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
+from leap_tracker.leap_api import LeapUnavailable
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
+from leap_tracker.meters.sweep import SweepIncomplete
 from tests.fakes import FakeLambdaContext
+from tests.integration.test_poller_handler import emf_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "connections"
@@ -312,3 +317,37 @@ def test_the_sweep_falls_back_to_the_clock_without_a_scheduled_time(aws: Aws, le
         {"mode": "scheduled", "scheduled_time": "<aws.scheduler.scheduled-time>"}, FakeLambdaContext()
     )
     assert summary["due"] == 0
+
+
+def test_leap_answering_500_to_every_retry_fails_the_sweep_invocation_and_leaves_the_watches_due(
+    aws: Aws, leap: LeapSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws.seed_watches([a_watch(n) for n in range(3)])
+    aws.seed_connections([a_watch(n).entry_id for n in range(3)])
+    leap.inject(server_error(), times=None, path=wire.METERS_SEARCH_PATH)
+    handler = sweep_app.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(sys.stdout)  # bound to stdout at import: point it at the capture
+    try:
+        with pytest.raises(SweepIncomplete, match="Leap still answered 500") as failed:
+            sweep_at(T0 + 24 * HOUR)
+    finally:
+        handler.setStream(previous)
+    assert isinstance(failed.value.__cause__, LeapUnavailable)
+    assert leap.requests[wire.METERS_SEARCH_PATH] == 2  # the request and its one retry (LEAP_MAX_RETRIES)
+    assert len(list(aws.store.due_watches(T0 + 24 * HOUR))) == 3  # nothing lost: all still due
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [error] = [line for line in lines if line.get("level") == "ERROR"]
+    assert (error["leap_failures"], error["checked"], error["due"]) == (1, 0, 3)
+    assert emf_metrics(lines)["MetersApiFailures"] == [1]  # flushed although the handler raised
+
+
+def test_a_reference_id_the_meters_search_refuses_is_not_sent_to_it(aws: Aws, leap: LeapSimulator) -> None:
+    odd = a_watch(9, ref_id="order#17")  # a PartnerReference may not hold '#': Leap would refuse the batch
+    aws.seed_watches([a_watch(1), odd])
+    aws.seed_connections([a_watch(1).entry_id, odd.entry_id])
+    leap.reset_requests()
+    summary = sweep_at(T0 + 24 * HOUR)
+    assert (summary["checked"], summary["unsearchable"], summary["meters_api_calls"]) == (2, 1, 1)
+    [search] = [r for r in leap.request_log if r.path == wire.METERS_SEARCH_PATH]
+    assert "order#17" not in json.dumps(search.body)

@@ -7,6 +7,7 @@ receiver's timestamp check all follow it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,10 @@ from leap_tracker.connect_model import decode_stored_entry, validate_entry
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.poller_ports import SnapshotWrite
+from leap_tracker.timeutil import format_instant
 from tests.fakes import FakeLambdaContext
 from tests.integration.test_meter_moto import create_connections_table
+from tests.integration.test_poller_handler import emf_metrics, output_lines
 from tests.unit.test_outreach_support import LAST_INTERACTION, entry, stalled_examples, utility
 
 REPO = Path(__file__).resolve().parents[2]
@@ -413,15 +416,119 @@ def test_the_topic_channel_carries_the_same_message(env: Env) -> None:
     assert only(env.audit(), catalog.OUTREACH_SENT)[0]["data"]["channels"] == ["webhook", "topic"]
 
 
-def test_without_a_channel_the_decision_is_audited_and_nothing_sent(env: Env) -> None:
-    env.set_env(OUTREACH_WEBHOOK_URL="")
+def test_without_a_channel_the_customer_is_decided_again_and_messaged_once_a_channel_exists(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(app.logger, "warning", lambda message, *_, **__: warnings.append(message))
+    env.set_env(OUTREACH_WEBHOOK_URL="")  # OUTREACH_CHANNELS=webhook without a URL: no channel at all
+    raw = stalled_examples()["not_started"]
     env.at(ACTIONABLE)
-    env.enqueue(env.store(stalled_examples()["not_started"]))
+    env.enqueue(env.store(raw))
 
-    assert env.invoke(env.receive()) == []
+    records = env.receive()
+    assert env.invoke(records) == []
 
     assert [e["data"]["suppressed_because"] for e in env.audit()] == ["no_channel"]
     assert env.receiver.deliveries == []
+    state = env.state(raw["id"])
+    assert state["due_at"] == format_instant(ACTIONABLE + timedelta(hours=1))  # not forgotten
+    assert "attempts" not in state  # no attempt used
+    assert len(warnings) == 1  # once for the invocation, not once per record
+    assert sum(emf_metrics(output_lines(capsys))["OutreachNoChannel"]) == len(records)
+
+    env.at(ACTIONABLE + timedelta(hours=1))  # still no channel: decided again, not audited again
+    assert env.follow_up()["suppressed"] == 1
+    assert env.audit() == []
+    assert env.state(raw["id"])["due_at"] == format_instant(ACTIONABLE + timedelta(hours=2))
+    assert len(warnings) == 2
+
+    env.set_env(OUTREACH_WEBHOOK_URL=env.receiver.url)  # a channel now (a redeploy: a cold start)
+    env.at(ACTIONABLE + timedelta(hours=2))
+    assert env.follow_up()["sent"] == 1
+    env.at(ACTIONABLE + timedelta(hours=3))
+    assert env.follow_up()["due"] == 0
+
+    (delivery,) = env.receiver.accepted()
+    assert (delivery.event["data"]["reason"], delivery.event["data"]["attempt"]) == ("not_started", 1)
+    assert len(only(env.audit(), catalog.OUTREACH_SENT)) == 1
+    assert len(warnings) == 2
+
+
+def test_a_failed_topic_publish_fails_the_record_and_uses_no_attempt(env: Env) -> None:
+    topic_arn = os.environ["OUTREACH_TOPIC_ARN"]
+    env.set_env(OUTREACH_CHANNELS="topic", OUTREACH_TOPIC_ARN=topic_arn + "-gone")  # SNS refuses
+    raw = stalled_examples()["utility_not_connected"]
+    env.at(ACTIONABLE)
+    env.enqueue(env.store(raw)[:1])
+
+    records = env.receive()
+    assert env.invoke(records) == [records[0]["messageId"]]  # retried through the queue
+    assert env.audit() == []
+    assert {"attempts", "pending_key"}.isdisjoint(env.state(raw["id"]))
+
+    env.set_env(OUTREACH_TOPIC_ARN=topic_arn)
+    env.at(ACTIONABLE + timedelta(minutes=13))  # the visibility timeout
+    assert env.invoke(env.receive()) == []
+    (requested,) = env.requested()
+    assert (requested["type"], requested["data"]["attempt"]) == (catalog.OUTREACH_REQUESTED, 1)
+    assert only(env.audit(), catalog.OUTREACH_SENT)[0]["data"]["channels"] == ["topic"]
+    assert env.state(raw["id"])["attempts"] == "1"
+
+
+# --- the follow-up sweep ---------------------------------------------------------------------------
+
+
+def _due_now(env: Env, *names: str) -> list[str]:
+    """Stalled customers stored and due in the sweep at ACTIONABLE (as a handed-over deferral is)."""
+    store = OutreachDynamoStore(env.dynamodb, TABLE)
+    raws = [stalled_examples()[name] for name in names]
+    for raw in raws:
+        env.store(raw)
+        store.set_follow_up(raw["id"], ACTIONABLE, create=True)
+    env.at(ACTIONABLE)
+    return [raw["id"] for raw in raws]
+
+
+def test_a_sweep_with_a_failed_customer_fails_after_finishing_the_others(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged: list[tuple[str, Any]] = []
+    monkeypatch.setattr(
+        app.logger, "info", lambda message, *_, **kw: logged.append((message, kw.get("extra")))
+    )
+    _due_now(env, "not_started", "agreement_pending")
+    env.receiver.fail_next(1)
+
+    with pytest.raises(app.FollowUpsFailed, match="1 of 2"):
+        env.follow_up()
+
+    assert len(env.receiver.accepted()) == 1  # the other customer was done
+    (summary,) = [extra for message, extra in logged if message == "follow-up sweep"]
+    assert (summary["due"], summary["sent"], summary["failed"]) == (2, 1, 1)
+    assert env.follow_up()["sent"] == 1  # the failed one stayed due: Lambda's retry sends it
+    assert len(env.receiver.accepted()) == 2
+
+
+class _RunningOut(FakeLambdaContext):
+    """Plenty of time for the first customer, then nearly none."""
+
+    def __init__(self, answers: list[int]) -> None:
+        super().__init__(function_name="outreach")
+        self._answers = iter(answers)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return next(self._answers, 1_000)
+
+
+def test_a_sweep_cut_short_by_the_time_limit_is_not_a_failure(env: Env) -> None:
+    _due_now(env, "not_started", "agreement_pending")
+
+    # the claim's lease, then the first customer's check; the second finds too little time left
+    result = app.lambda_handler({"mode": "follow_up"}, _RunningOut([300_000, 300_000]))
+
+    assert (result["due"], result["sent"], result["failed"], result["stopped_early"]) == (1, 1, 0, True)
+    assert env.follow_up()["sent"] == 1  # the rest stayed due for the next sweep
 
 
 def test_the_signing_secret_comes_from_secrets_manager(env: Env) -> None:

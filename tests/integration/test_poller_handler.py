@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from devtools.leap_simulator import LeapSimulator
+from devtools.leap_simulator import LeapSimulator, server_error
 from functions.poller import app
 from leap_tracker import table
-from leap_tracker.leap_api import LeapAuthError
-from leap_tracker.poller import InvalidPollRequest
+from leap_tracker.leap_api import LeapAuthError, LeapUnavailable
+from leap_tracker.poller import InvalidPollRequest, PollFailed
 from tests.fakes import FakeLambdaContext
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import scan_items, stored_connections
@@ -157,8 +157,9 @@ def test_a_wrong_key_ends_the_run_with_one_clear_error_line(
     configure: Callable[..., None], dynamodb: Any, connections_table: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(LEAP_API_KEY="sk-live-SECRET-but-wrong")
-    with logs_in_capture(), pytest.raises(LeapAuthError):
+    with logs_in_capture(), pytest.raises(PollFailed) as failed:
         app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    assert isinstance(failed.value.__cause__, LeapAuthError)
     lines = output_lines(capsys)
     errors = [line for line in lines if line.get("level") == "ERROR"]
     assert len(errors) == 1
@@ -179,3 +180,52 @@ def test_too_little_time_left_stops_before_the_first_page(
     assert summary["pages"] == 0
     assert sim.requests == {}
     assert emf_metrics(output_lines(capsys))["PollInterrupted"] == [1]
+
+
+def test_leap_answering_500_to_every_retry_makes_the_invocation_fail_with_its_metrics_flushed(
+    configure: Callable[..., None],
+    sim: LeapSimulator,
+    dynamodb: Any,
+    connections_table: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+    sim.inject(server_error(), times=None)
+    with logs_in_capture(), pytest.raises(PollFailed) as failed:
+        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    assert isinstance(failed.value.__cause__, LeapUnavailable)
+    assert "Leap still answered 500 when retries ran out" in str(failed.value)
+    lines = output_lines(capsys)
+    [error] = [line for line in lines if line.get("level") == "ERROR"]
+    assert error["message"] == str(failed.value)
+    assert (error["status"], error["pages"], error["retries"]) == ("failed", 0, 2)  # LEAP_MAX_RETRIES
+    metrics = emf_metrics(lines)  # log_metrics flushed them although the handler raised
+    assert metrics["PollFailed"] == [1]
+    assert metrics["LeapRetries"] == [2]
+    assert metrics["PagesFetched"] == [0]
+    items = scan_items(dynamodb, connections_table)
+    assert [i for i in items if i[table.SK]["S"] == table.LEASE_SK] == []  # released
+    assert [i for i in items if i[table.SK]["S"] == table.CHECKPOINT_SK] == []  # no page was done
+
+
+def test_a_failed_ref_id_poll_logs_no_reference_id(
+    configure: Callable[..., None], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure()
+    sim.inject(server_error(), times=None)
+    ref_id = sim.ref_ids[2]
+    with logs_in_capture(), pytest.raises(PollFailed):
+        app.lambda_handler(event("poller-ref-id.json", ref_id=ref_id), FakeLambdaContext())
+    out = capsys.readouterr()
+    assert out.out.count('"level":"ERROR"') == 1
+    assert ref_id not in out.out + out.err
+
+
+def test_an_eventbridge_scheduled_event_is_a_scheduled_run(
+    configure: Callable[..., None], sim: LeapSimulator
+) -> None:
+    configure()
+    # `sam local generate-event cloudwatch scheduled-event`: what a classic EventBridge rule sends.
+    summary = app.lambda_handler(event("eventbridge-scheduled-event.json"), FakeLambdaContext())
+    assert (summary["status"], summary["mode"], summary["pass"]) == ("completed", "scheduled", "full")
+    assert summary["changed"] == sim.customers

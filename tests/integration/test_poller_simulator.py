@@ -11,14 +11,22 @@ from typing import Any
 
 import pytest
 
-from devtools.leap_simulator import LeapSimulator, rate_limited, server_error
+from devtools.leap_simulator import Fault, LeapSimulator, http_error, rate_limited, server_error
 from leap_tracker import table, wire
 from leap_tracker.adapters.dynamo_store import DynamoPollerStore
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.config import LeapApiSettings, PollerSettings
 from leap_tracker.connect_model import canonical_json, decode_stored_entry
-from leap_tracker.leap_api import ConnectPage, ConnectQuery, LeapAuthError
-from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
+from leap_tracker.leap_api import ConnectPage, ConnectQuery, LeapAuthError, LeapUnavailable
+from leap_tracker.poller import (
+    PollEnvironment,
+    PollFailed,
+    PollMode,
+    PollRequest,
+    RunStatus,
+    RunSummary,
+    run_poll,
+)
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import RequestCounter, scan_items, stored_connections
 from tests.unit.test_poller_fakes import PageBudget, RecordingMetrics
@@ -199,8 +207,9 @@ def test_a_crash_between_a_pages_writes_and_its_checkpoint_replays_it_without_re
         save(checkpoint, owner, now)
 
     store.save_checkpoint = killed_on_the_fourth_checkpoint  # type: ignore[method-assign]
-    with pytest.raises(TimeoutError):
+    with pytest.raises(PollFailed) as failed:
         world.poll(store=store)
+    assert isinstance(failed.value.__cause__, TimeoutError)
     replay = world.poll()
     assert replay.resumed
     assert replay.unchanged == PAGE_SIZE  # the replayed fourth page: already stored
@@ -228,8 +237,9 @@ def test_429_and_500_are_retried(world: World) -> None:
 
 
 def test_a_401_ends_the_run_clearly(world: World) -> None:
-    with pytest.raises(LeapAuthError, match=r"Leap rejected the API key \(401\)"):
+    with pytest.raises(PollFailed, match=r"Leap rejected the API key \(401\)") as failed:
         world.poll(source=world.leap(api_key="a-wrong-key"))
+    assert isinstance(failed.value.__cause__, LeapAuthError)
     assert world.stored() == {}
     assert not [
         item for item in scan_items(world.dynamodb, world.table) if item[table.SK]["S"] == table.LEASE_SK
@@ -308,7 +318,111 @@ class LeaseStolenAfterPages:
 
 def test_a_run_that_lost_its_lease_stops_before_writing(world: World) -> None:
     source = LeaseStolenAfterPages(world.leap(), world.store(), pages=2, sim=world.sim)
-    summary = world.poll(source=source)
+    with pytest.raises(PollFailed) as failed:  # its work was not done: the platform must count it
+        world.poll(source=source)
+    summary = failed.value.summary
     assert summary.status is RunStatus.LEASE_LOST
     assert summary.pages == 2
     assert len(world.stored()) == 2 * PAGE_SIZE  # the third page was read but not written
+
+
+# --- a run that cannot do its work raises, after checkpointing what it did ------------------------
+
+
+class FaultAfterPages:
+    """A source that arms a simulator fault, for every later request, once ``pages`` pages were read."""
+
+    def __init__(self, inner: LeapHttpClient, sim: LeapSimulator, pages: int, fault: Fault) -> None:
+        self.inner, self.sim, self.pages, self.fault, self.stats = inner, sim, pages, fault, inner.stats
+
+    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
+        for served, page in enumerate(self.inner.iter_pages(query, page_token), start=1):
+            yield page
+            if served == self.pages:
+                self.sim.inject(self.fault, times=None, path=wire.DEFAULT_CONNECT_WIRE.path)
+
+
+def test_leap_answering_500_to_every_retry_of_page_3_fails_the_run_and_the_next_resumes_at_page_3(
+    world: World,
+) -> None:
+    source = FaultAfterPages(world.leap(), world.sim, pages=2, fault=server_error())
+    with pytest.raises(PollFailed, match="Leap still answered 500 when retries ran out") as failed:
+        world.poll(source=source)
+    summary = failed.value.summary
+    assert isinstance(failed.value.__cause__, LeapUnavailable)
+    assert (summary.status, summary.pages, summary.changed) == (RunStatus.FAILED, 2, 2 * PAGE_SIZE)
+    assert summary.retries == 3  # every retry the client had was spent on page 3
+    pending = world.store().load_checkpoint().pending
+    assert pending is not None
+    assert (pending.pages_done, pending.page_token is not None) == (2, True)
+    assert len(world.stored()) == 2 * PAGE_SIZE
+
+    world.sim.clear_faults()
+    resumed = world.poll()
+    assert resumed.resumed
+    assert resumed.status is RunStatus.COMPLETED
+    assert (resumed.pages, resumed.pass_pages_done) == (PAGES - 2, PAGES)
+    assert world.stored_entries() == world.truth()
+    assert set(world.requests.connection_puts().values()) == {1}  # nothing written twice
+
+
+def test_a_request_leap_refuses_fails_the_run(world: World) -> None:
+    world.sim.inject(http_error(404), times=None)  # e.g. a mistyped LeapApiBaseUrl path
+    with pytest.raises(PollFailed, match=r"Leap refused the request \(404"):
+        world.poll()
+    assert world.stored() == {}
+    assert world.store().load_checkpoint().pending is None
+
+
+def test_an_unreachable_leap_fails_the_run(world: World) -> None:
+    # What a mistyped LeapApiBaseUrl host gives: nothing listens there.
+    unreachable = world.leap(base_url="http://127.0.0.1:9", max_retries=1)
+    with pytest.raises(PollFailed, match="Leap unreachable") as failed:
+        world.poll(source=unreachable)
+    assert isinstance(failed.value.__cause__, LeapUnavailable)
+    assert world.stored() == {}
+
+
+# --- an entry no table key can hold -------------------------------------------------------------
+
+
+class ExtraOnFirstPage:
+    """A source that serves one more entry at the top of every selection's first page (Leap would list
+    it wherever its dates put it; the first page is the hardest case: nothing was stored before it)."""
+
+    def __init__(self, inner: LeapHttpClient, extra: dict[str, Any]) -> None:
+        self.inner, self.extra, self.stats = inner, extra, inner.stats
+
+    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
+        for position, page in enumerate(self.inner.iter_pages(query, page_token)):
+            if position == 0 and page_token is None:
+                page = ConnectPage([dict(self.extra), *page.entries], page.next_page_token)
+            yield page
+
+
+def test_an_entry_with_a_2100_byte_reference_id_is_quarantined_and_polls_go_on(world: World) -> None:
+    ref_id = "参" * 700  # 700 characters, 2,100 bytes: past the partition key limit inside CONN#<id>
+    base = world.sim.snapshot(world.sim.ref_ids[0])
+    assert base is not None
+    huge = {**base, wire.ENTRY_REF_ID: ref_id, wire.ENTRY_ID: f"CAISO_{'0' * 8}_{ref_id}"}
+    source = ExtraOnFirstPage(world.leap(), huge)
+
+    first = world.poll(source=source)
+    assert first.status is RunStatus.COMPLETED
+    assert (first.invalid, first.changed) == (1, world.sim.customers)
+    assert world.stored_entries() == world.truth()  # every other entry, once
+    assert set(world.requests.connection_puts().values()) == {1}
+    [quarantined] = [
+        i for i in scan_items(world.dynamodb, world.table) if i[table.PK]["S"].startswith("QUARANTINE#")
+    ]
+    assert quarantined[table.PK]["S"].startswith("QUARANTINE#sha256:")
+    assert len(quarantined[table.PK]["S"].encode()) <= table.MAX_PARTITION_KEY_BYTES
+    assert quarantined["reason"]["S"].startswith(f"{wire.ENTRY_ID} is ")
+    assert ref_id in quarantined["raw_entry"]["S"].encode().decode("unicode_escape")  # kept for a person
+    assert world.store().load_checkpoint().pending is None  # the pass completed and checkpointed
+
+    world.sim.advance(hours=1)
+    second = world.poll(source=ExtraOnFirstPage(world.leap(), huge))
+    assert second.status is RunStatus.COMPLETED
+    assert second.pass_kind == "incremental"
+    assert second.invalid == 1

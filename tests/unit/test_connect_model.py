@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from leap_tracker import wire
 from leap_tracker.connect_model import (
-    MAX_ID_LENGTH,
+    MAX_ENTRY_ID_BYTES,
+    MAX_REF_ID_BYTES,
     MalformedEntry,
     UnknownValue,
     canonical_json,
@@ -121,7 +122,7 @@ MALFORMED = [
     pytest.param(_without(wire.ENTRY_ID), "id is missing", id="no-id"),
     pytest.param(_with(id=42), "id is int", id="id-not-text"),
     pytest.param(_with(id="  "), "id is empty", id="blank-id"),
-    pytest.param(_with(id="x" * (MAX_ID_LENGTH + 1)), "over the", id="id-too-long"),
+    pytest.param(_with(id="x" * (MAX_ENTRY_ID_BYTES + 1)), "over the", id="id-too-long"),
     pytest.param(_without(wire.ENTRY_REF_ID), "ref_id is missing", id="no-ref-id"),
     pytest.param(_without(wire.ENTRY_CONNECTION_STATUS), "connection_status is missing", id="no-status"),
     pytest.param(_with(connection_status=None), "connection_status is missing", id="null-status"),
@@ -159,6 +160,65 @@ def test_a_refused_entry_keeps_its_id_when_it_had_a_usable_one() -> None:
     with pytest.raises(MalformedEntry) as no_id:
         validate_entry(_with(id=None))
     assert no_id.value.entry_id is None
+
+
+# --- identifiers: bytes of UTF-8, what DynamoDB counts, not characters ----------------------------
+
+CJK, EMOJI = "参", "🔌"  # 3 and 4 bytes of UTF-8, one character each
+
+
+def _id_of(byte_count: int, unit: str = "x") -> str:
+    """An entry id of exactly ``byte_count`` bytes, shaped like Leap's, the rest made of ``unit``."""
+    head = "CAISO_62631455-9dfd-433b-9482-fd043f2336d4_"
+    filler, remainder = divmod(byte_count - len(head), len(unit.encode()))
+    return head + "x" * remainder + unit * filler
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "accepted"),
+    [
+        pytest.param(_id_of(MAX_ENTRY_ID_BYTES), True, id="ascii-at-the-limit"),
+        pytest.param(_id_of(MAX_ENTRY_ID_BYTES + 1), False, id="ascii-one-byte-over"),
+        pytest.param(_id_of(MAX_ENTRY_ID_BYTES, CJK), True, id="cjk-at-the-limit"),
+        pytest.param(_id_of(MAX_ENTRY_ID_BYTES + 1, CJK), False, id="cjk-one-byte-over"),
+        pytest.param(_id_of(2_100 + 43, CJK), False, id="700-cjk-characters"),
+        pytest.param(_id_of(MAX_ENTRY_ID_BYTES, EMOJI), True, id="emoji-at-the-limit"),
+        pytest.param(_id_of(MAX_ENTRY_ID_BYTES + 1, EMOJI), False, id="emoji-one-byte-over"),
+        pytest.param("CAISO_x_\ud800", False, id="lone-surrogate"),  # JSON can escape one; UTF-8 cannot
+    ],
+)
+def test_an_entry_id_is_limited_by_its_utf8_bytes(entry_id: str, accepted: bool) -> None:
+    raw = _with(id=entry_id)
+    if accepted:
+        assert validate_entry(raw).entry_id == entry_id
+        return
+    if not entry_id.isascii():
+        assert len(entry_id) <= 1024  # these passed the old check by characters
+    with pytest.raises(MalformedEntry) as refused:
+        validate_entry(raw)
+    assert refused.value.reason.startswith(f"{wire.ENTRY_ID} ")
+    assert refused.value.entry_id is None  # not usable as a key: the quarantine key will be a hash
+    assert entry_id not in refused.value.reason  # the reason never quotes the id
+
+
+@pytest.mark.parametrize(
+    ("ref_id", "accepted"),
+    [
+        pytest.param("r" * MAX_REF_ID_BYTES, True, id="ascii-at-the-limit"),
+        pytest.param("r" * (MAX_REF_ID_BYTES + 1), False, id="ascii-one-byte-over"),
+        pytest.param(CJK * 700, False, id="700-cjk-characters"),
+        pytest.param(EMOJI * (MAX_REF_ID_BYTES // 4) + "r", True, id="emoji-at-the-limit"),
+        pytest.param(EMOJI * (MAX_REF_ID_BYTES // 4 + 1), False, id="emoji-over"),
+    ],
+)
+def test_a_reference_id_is_limited_by_its_utf8_bytes(ref_id: str, accepted: bool) -> None:
+    raw = _with(ref_id=ref_id)  # the id keeps its short Reference ID: only ref_id is under test
+    if accepted:
+        assert validate_entry(raw).ref_id == ref_id
+        return
+    with pytest.raises(MalformedEntry, match=r"^ref_id is \d+ bytes of UTF-8, over the") as refused:
+        validate_entry(raw)
+    assert refused.value.entry_id == raw[wire.ENTRY_ID]  # the id itself is usable
 
 
 # --- properties ---------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import pytest
 from devtools.local_runner.template import (
     Resolver,
     TemplateError,
+    broken_rules,
+    check_rules,
     load_sam_template,
     local_code_path,
     resolve_parameters,
@@ -118,3 +120,63 @@ def test_the_sam_transform_yields_the_mappings_and_schedules_that_deploy() -> No
     assert local_code_path(poller["Code"]) == "functions/poller/"
     # Globals merged in by SAM itself.
     assert poller["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "leap-connect-tracker"
+
+
+# --- Rules ------------------------------------------------------------------------------------------
+
+RULE_PARAMETERS = {"Mode": "webhook", "Url": "", "Names": ["a", "b"]}
+
+
+@pytest.mark.parametrize(
+    ("expression", "holds"),
+    [
+        ({"Fn::Equals": [{"Ref": "Mode"}, "webhook"]}, True),
+        ({"Fn::Equals": [{"Ref": "Url"}, "x"]}, False),
+        ({"Fn::Equals": [{"Ref": "Names"}, ["a", "b"]]}, True),
+        ({"Fn::Not": [{"Fn::Equals": [{"Ref": "Url"}, ""]}]}, False),
+        ({"Fn::And": [{"Fn::Equals": ["a", "a"]}, {"Fn::Equals": ["a", "b"]}]}, False),
+        ({"Fn::Or": [{"Fn::Equals": ["a", "b"]}, {"Fn::Equals": ["b", "b"]}]}, True),
+        ({"Fn::Contains": [["webhook", "webhook,topic"], {"Ref": "Mode"}]}, True),
+        ({"Fn::Contains": [["topic"], {"Ref": "Mode"}]}, False),
+        ({"Fn::Contains": [{"Ref": "Names"}, "b"]}, True),
+        ({"Fn::EachMemberEquals": [{"Ref": "Names"}, "a"]}, False),
+        ({"Fn::EachMemberIn": [{"Ref": "Names"}, ["a", "b", "c"]]}, True),
+        ({"Fn::EachMemberIn": [["a", "z"], {"Ref": "Names"}]}, False),
+    ],
+)
+def test_rule_functions(expression: Any, holds: bool) -> None:
+    rules = {"Rules": {"R": {"Assertions": [{"Assert": expression, "AssertDescription": "said no"}]}}}
+
+    assert broken_rules(rules, RULE_PARAMETERS) == ([] if holds else ["R: said no"])
+
+
+def test_a_rule_applies_only_when_its_condition_holds() -> None:
+    def rule(mode: str) -> dict[str, Any]:
+        return {
+            "RuleCondition": {"Fn::Equals": [{"Ref": "Mode"}, mode]},
+            "Assertions": [{"Assert": {"Fn::Equals": ["a", "b"]}}],
+        }
+
+    rules = {"Rules": {"Off": rule("topic"), "On": rule("webhook")}}
+
+    assert broken_rules(rules, RULE_PARAMETERS) == ["On: assertion failed"]
+    with pytest.raises(TemplateError, match="On: assertion failed"):
+        check_rules(rules, RULE_PARAMETERS)
+    check_rules({"Resources": {}}, RULE_PARAMETERS)  # no Rules: nothing to refuse
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ({"Ref": "Mode"}, "must be a boolean"),
+        ({"Fn::Equals": [{"Ref": "Queue"}, "x"]}, "parameters only"),
+        ({"Fn::If": ["IsFifo", True, False]}, "Fn::If in Rules"),
+        ({"Fn::ValueOf": ["Mode", "Tags"]}, "not emulated"),
+        ({"Fn::Contains": ["webhook", {"Ref": "Mode"}]}, "list of strings"),
+    ],
+)
+def test_what_rules_cannot_say_is_an_error(expression: Any, message: str) -> None:
+    rules = {"Rules": {"R": {"Assertions": [{"Assert": expression}]}}}
+
+    with pytest.raises(TemplateError, match=message):
+        broken_rules(rules, RULE_PARAMETERS)

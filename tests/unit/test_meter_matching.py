@@ -11,7 +11,7 @@ import pytest
 from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.meters import schedule
-from leap_tracker.meters.matching import match_meters, search_request, summarize
+from leap_tracker.meters.matching import match_meters, search_request, searchable, summarize
 from leap_tracker.meters.model import MeterWatch
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -60,6 +60,25 @@ def test_search_refuses_more_reference_ids_than_leap_accepts() -> None:
         search_request([watch(f"r{i}") for i in range(wire.METERS_MAX_REFERENCE_IDS + 1)])
     with pytest.raises(ValueError, match="at least one"):
         search_request([])
+
+
+@pytest.mark.parametrize(
+    ("ref_id", "accepted"),
+    [
+        ("abc", True),
+        ("ab", False),  # at least 3 characters
+        ("x" * 256, True),
+        ("x" * 257, False),  # at most 256
+        ("参" * 256, True),  # characters, not bytes (768 bytes)
+        ("Test1012", True),
+        ("unique-reference-id-12345", True),
+        *((f"a{c}b", False) for c in "/\\?][{}!#$%^&*()<>|"),
+    ],
+)
+def test_a_reference_id_is_searchable_as_leaps_partner_reference_schema_allows(
+    ref_id: str, accepted: bool
+) -> None:
+    assert searchable(ref_id) is accepted
 
 
 def test_meters_map_back_to_every_watch_they_name_once_each() -> None:

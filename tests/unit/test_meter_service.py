@@ -20,7 +20,7 @@ from leap_tracker.leap_api import LeapAuthError, LeapRequestError, LeapUnavailab
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.meters.opening import MalformedCompletion, OpenResult, open_watch, watch_from_completion
-from leap_tracker.meters.sweep import run_sweep
+from leap_tracker.meters.sweep import SweepIncomplete, SweepSummary, run_sweep
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 RULES = MeterWatchSettings()
@@ -90,13 +90,17 @@ class FakeMeters:
     meters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     searches: list[tuple[list[str], str | None]] = field(default_factory=list)
     fail_with: Exception | None = None
+    fail_on: set[int] = field(default_factory=set)  # only these searches (0-based) fail; empty: all
 
     def search_by_connection_references(
         self, reference_ids: Sequence[str], created_after: str | None = None
     ) -> Iterator[dict[str, Any]]:
         assert len(reference_ids) <= wire.METERS_MAX_REFERENCE_IDS
+        # Leap refuses the whole search over one Reference ID its PartnerReference schema rejects.
+        if not all(wire.METERS_REFERENCE_ID_PATTERN.fullmatch(ref) for ref in reference_ids):
+            raise LeapRequestError("400: connection_reference_ids")
         self.searches.append((list(reference_ids), created_after))
-        if self.fail_with is not None:
+        if self.fail_with is not None and (not self.fail_on or len(self.searches) - 1 in self.fail_on):
             raise self.fail_with
         for ref_id in reference_ids:
             yield from self.meters.get(ref_id, [])
@@ -162,6 +166,13 @@ def sweep(store: FakeStore, meters: FakeMeters, publisher: FakePublisher, now: d
         now=now,
         remaining_ms=remaining or (lambda: PLENTY_MS),
     )
+
+
+def incomplete_sweep(store: FakeStore, meters: FakeMeters, publisher: FakePublisher, now: datetime):
+    """A sweep that must raise SweepIncomplete: its summary and the exception."""
+    with pytest.raises(SweepIncomplete) as raised:
+        sweep(store, meters, publisher, now)
+    return raised.value.summary, raised.value
 
 
 # --- opening -----------------------------------------------------------------------------------------
@@ -342,7 +353,7 @@ def test_a_watch_whose_event_was_not_published_stays_due_and_is_republished_with
     meters.add("ref-0000", "meter-0")
     failed_id = catalog.event_id("CAISO_u0_ref-0000", 3, catalog.METER_APPEARED, "meter-watch")
 
-    first = sweep(store, meters, publisher, T0 + 24 * HOUR)
+    first, _ = incomplete_sweep(store, meters, publisher, T0 + 24 * HOUR)  # raised after saving the rest
     assert (first.publish_failures, first.checked, first.appeared) == (1, 1, 0)
     assert store.watches["CAISO_u0_ref-0000"].checks == 0  # unchanged: still due
 
@@ -361,7 +372,9 @@ def test_a_watch_changed_by_a_concurrent_sweep_is_left_to_it() -> None:
 
 def test_leap_unavailable_stops_the_sweep_and_leaves_every_unchecked_watch_due() -> None:
     store, meters = seeded(150), FakeMeters(fail_with=LeapUnavailable("503 after retries"))
-    summary = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    summary, raised = incomplete_sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert isinstance(raised.__cause__, LeapUnavailable)
+    assert "1 Meters search(es) failed" in str(raised)
     assert summary.stopped_early
     assert (summary.leap_failures, summary.checked, len(meters.searches)) == (1, 0, 1)
     assert summary.leap_errors == ["LeapUnavailable: 503 after retries"]
@@ -370,15 +383,78 @@ def test_leap_unavailable_stops_the_sweep_and_leaves_every_unchecked_watch_due()
 
 def test_a_refused_search_skips_its_batch_and_goes_on() -> None:
     store, meters = seeded(150), FakeMeters(fail_with=LeapRequestError("400"))
-    summary = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    summary, raised = incomplete_sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert isinstance(raised.__cause__, LeapRequestError)
     assert not summary.stopped_early
     assert (summary.failed_batches, summary.leap_failures, len(meters.searches)) == (2, 2, 2)
 
 
+def test_a_sweep_that_could_not_check_a_batch_does_all_the_rest_then_raises() -> None:
+    store = seeded(250)
+    meters = FakeMeters(fail_with=LeapRequestError("400"), fail_on={1})  # the second batch of 100
+    for n in range(250):
+        meters.add(f"ref-{n:04d}", f"meter-{n}")
+    publisher = FakePublisher()
+    summary, _ = incomplete_sweep(store, meters, publisher, T0 + 24 * HOUR)
+    assert (summary.due, summary.checked, summary.appeared, summary.failed_batches) == (250, 150, 150, 1)
+    assert len(publisher.published) == 150
+    still_due = sorted(w.entry_id for w in store.watches.values() if w.is_open)
+    in_due_order = sorted(a_watch(n).entry_id for n in range(250))  # same due_at: by entry id
+    assert still_due == in_due_order[100:200]  # the refused batch, exactly
+
+
 def test_a_rejected_api_key_fails_the_sweep() -> None:
     store, meters = seeded(1), FakeMeters(fail_with=LeapAuthError("401"))
-    with pytest.raises(LeapAuthError):
-        sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    summary, raised = incomplete_sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)
+    assert isinstance(raised.__cause__, LeapAuthError)
+    assert (summary.leap_failures, summary.checked) == (1, 0)
+
+
+def test_only_time_running_short_or_nothing_due_ends_a_sweep_normally() -> None:
+    store, meters = seeded(150), FakeMeters()
+    short = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR, remaining=lambda: 0)
+    assert short.stopped_early
+    assert short.checked == 0
+    assert not short.incomplete
+    assert sweep(store, meters, FakePublisher(), T0 + 24 * HOUR) == SweepSummary(
+        due=150, checked=150, meter_searches=2
+    )
+
+
+@pytest.mark.parametrize(
+    "ref_id",
+    ["ab", "x" * 257, "参" * 257, "order#17", "a/b/c", "50%"],
+    ids=["too-short", "too-long", "cjk-too-long", "hash", "slash", "percent"],
+)
+def test_a_reference_id_the_meters_search_refuses_is_never_sent_and_poisons_no_batch(ref_id: str) -> None:
+    store = seeded(3)
+    odd = replace(a_watch(1), ref_id=ref_id)
+    store.watches[odd.entry_id] = odd
+    meters = FakeMeters()
+    for n in range(3):
+        meters.add(f"ref-{n:04d}", f"meter-{n}")
+
+    summary = sweep(store, meters, FakePublisher(), T0 + 24 * HOUR)  # FakeMeters would refuse it: 400
+
+    assert [refs for refs, _ in meters.searches] == [["ref-0000", "ref-0002"]]
+    assert (summary.checked, summary.appeared, summary.unsearchable) == (3, 2, 1)
+    checked = store.watches[odd.entry_id]
+    assert (checked.checks, checked.is_open) == (1, True)  # as a check that found nothing: still open
+    assert checked.due_at is not None
+    assert checked.due_at > T0 + 24 * HOUR
+
+
+def test_a_watch_with_an_unsearchable_reference_id_runs_its_course_to_expiry() -> None:
+    store = FakeStore()
+    odd = replace(a_watch(0), ref_id="order#17")
+    store.watches[odd.entry_id], store.connections = odd, {odd.entry_id}
+    publisher, meters = FakePublisher(), FakeMeters()
+    now = T0 + 24 * HOUR
+    while store.watches[odd.entry_id].is_open:
+        sweep(store, meters, publisher, now)
+        now += 6 * HOUR
+    assert publisher.types() == [catalog.METER_OVERDUE, catalog.METER_WATCH_EXPIRED]
+    assert meters.searches == []
 
 
 def test_watches_not_yet_due_are_not_checked() -> None:

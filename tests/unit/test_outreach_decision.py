@@ -403,6 +403,22 @@ def test_the_last_allowed_message_ends_the_follow_ups() -> None:
     assert (result.action, result.attempt, result.follow_up) == (Action.SEND, 3, FollowUpChange(None))
 
 
+@pytest.mark.parametrize(
+    ("history", "trigger"),
+    [(History(), Trigger.EVENT), (sent_before(48, attempts=2), Trigger.FOLLOW_UP)],
+    ids=["first message", "last allowed message"],
+)
+def test_a_message_with_no_channel_is_decided_again_an_hour_later(history: History, trigger: Trigger) -> None:
+    due = decide(STUCK, history, POLICY, NOW, trigger)
+
+    result = d.without_channel(due, NOW)
+
+    assert (result.action, result.because, result.attempt) == (Action.SUPPRESS, Because.NO_CHANNEL, None)
+    assert result.need == due.need
+    # created even for a customer never stored, and kept when the message due was the last allowed one
+    assert result.follow_up == FollowUpChange(NOW + timedelta(hours=1), create=True)
+
+
 def test_a_zero_cooldown_allows_the_next_message_at_once() -> None:
     policy = replace(POLICY, cooldown=timedelta(0))
 

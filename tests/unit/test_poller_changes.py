@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import wire
-from leap_tracker.connect_model import UnknownValue, validate_entry
+from leap_tracker import table, wire
+from leap_tracker.connect_model import MalformedEntry, UnknownValue, validate_entry
 from leap_tracker.poller import (
+    MAX_QUARANTINE_REASON_CHARS,
     QUARANTINE_RETENTION,
     Decision,
     Outcome,
     decide_entry,
     decide_page,
     newest_per_id,
+    quarantine_record,
     validate_page,
 )
 from leap_tracker.poller_ports import StoredState
@@ -102,6 +105,35 @@ def test_a_page_is_validated_entry_by_entry_and_malformed_ones_are_quarantined()
     assert anonymous[0].raw_json == '"garbage"'
     assert all(record.expires_at == T0 + QUARANTINE_RETENTION for record in checked.quarantined)
     assert checked.max_last_interaction == max(entry.last_interaction for entry in checked.valid)
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "keyed_by_id"),
+    [
+        pytest.param("CAISO_u_ok", True, id="fits"),
+        pytest.param("x" * table.MAX_ENTRY_ID_BYTES, True, id="ascii-at-the-limit"),
+        pytest.param("x" * (table.MAX_ENTRY_ID_BYTES + 1), False, id="ascii-one-byte-over"),
+        pytest.param("参" * 700, False, id="700-cjk-characters"),
+        pytest.param("bad\ud800", False, id="lone-surrogate"),
+    ],
+)
+def test_a_quarantine_key_is_the_entry_id_only_when_it_fits(entry_id: str, keyed_by_id: bool) -> None:
+    raw = {**make_entry(), wire.ENTRY_ID: entry_id}
+    record = quarantine_record(raw, MalformedEntry("something", entry_id), T0)
+    assert (record.key == entry_id) is keyed_by_id
+    assert (record.entry_id == entry_id) is keyed_by_id  # the attribute too: it must be valid text
+    if not keyed_by_id:
+        assert record.key.startswith("sha256:")
+        assert record.entry_id is None
+    assert table.entry_id_fits(record.key)
+
+
+def test_a_quarantine_reason_is_storable_text_of_bounded_length() -> None:
+    # A reason may quote a name Leap sent (an agreement's), which may be huge or not valid UTF-8.
+    record = quarantine_record({}, MalformedEntry("agreements.\ud800" + "n" * 500_000), T0)
+    assert len(record.reason) <= MAX_QUARANTINE_REASON_CHARS + 5  # the surrogate's escape
+    assert record.reason.startswith("agreements.\\ud800n")
+    record.reason.encode("utf-8")  # would raise if DynamoDB could not take it
 
 
 def test_unknown_values_are_counted_per_page() -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leap_tracker.config import PollerSettings
+from leap_tracker.connect_model import MAX_REF_ID_BYTES
 from leap_tracker.leap_api import ConnectQuery
 from leap_tracker.poller import InvalidPollRequest, PollMode, PollRequest, parse_request, plan_pass
 from leap_tracker.poller_ports import Checkpoint, PassKind, PassState
@@ -46,7 +47,14 @@ def test_accepted_inputs(event: dict[str, Any], expected: PollRequest) -> None:
         ({"mode": "ref_id", "ref_id": 12}, 'needs a non-empty string "ref_id"'),
         ({"mode": "ref_id", "refId": "x"}, "unexpected key(s) ['refId']"),
         ({"mode": "full", "ref_id": "x"}, "unexpected key(s) ['ref_id'] for mode 'full'"),
-        ({"mode": "ref_id", "ref_id": "x" * 2000}, "longer than"),
+        ({"mode": "ref_id", "ref_id": "x" * (MAX_REF_ID_BYTES + 1)}, "over the 2037-byte limit"),
+        ({"mode": "ref_id", "ref_id": "参" * 700}, "2100 bytes of UTF-8"),  # 700 characters only
+        ({"mode": "ref_id", "ref_id": "🔌" * 510}, "2040 bytes of UTF-8"),
+        ({"mode": "ref_id", "ref_id": "bad\ud800"}, "not valid Unicode text"),
+        # Near misses of EventBridge's scheduled event are not taken for it.
+        ({"detail-type": "Scheduled Event", "source": "my.app"}, "unknown mode None"),
+        ({"detail-type": "Object Created", "source": "aws.events"}, "unknown mode None"),
+        ({"detail-type": "Scheduled Event", "source": "aws.events", "mode": "hourly"}, "unknown mode"),
     ],
 )
 def test_bad_inputs_are_clear_errors(event: Any, message: str) -> None:
@@ -54,6 +62,22 @@ def test_bad_inputs_are_clear_errors(event: Any, message: str) -> None:
         parse_request(event)
     assert message in str(refused.value)
     assert '{"mode": "scheduled"}' in str(refused.value) or "ref_id" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "ref_id",
+    ["r" * MAX_REF_ID_BYTES, "参" * (MAX_REF_ID_BYTES // 3), "🔌" * (MAX_REF_ID_BYTES // 4)],
+    ids=["ascii-at-the-limit", "cjk-at-the-limit", "emoji-a-byte-under-the-limit"],
+)
+def test_a_ref_id_up_to_the_byte_limit_is_accepted(ref_id: str) -> None:
+    assert parse_request({"mode": "ref_id", "ref_id": ref_id}) == PollRequest(PollMode.REF_ID, ref_id)
+
+
+def test_eventbridge_scheduled_event_is_a_scheduled_run() -> None:
+    # Written by `sam local generate-event cloudwatch scheduled-event`: what a classic rule sends.
+    event = json.loads((EVENTS / "eventbridge-scheduled-event.json").read_text())
+    assert (event["detail-type"], event["source"]) == ("Scheduled Event", "aws.events")
+    assert parse_request(event) == PollRequest(PollMode.SCHEDULED)
 
 
 def test_the_sample_events_are_accepted() -> None:

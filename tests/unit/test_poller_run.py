@@ -7,10 +7,18 @@ from datetime import timedelta
 
 import pytest
 
-from leap_tracker import wire
+from leap_tracker import table, wire
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap_api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
-from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunStatus, RunSummary, run_poll
+from leap_tracker.poller import (
+    PollEnvironment,
+    PollFailed,
+    PollMode,
+    PollRequest,
+    RunStatus,
+    RunSummary,
+    run_poll,
+)
 from leap_tracker.poller_ports import PassKind
 from tests.unit.test_poller_fakes import (
     T0,
@@ -159,8 +167,9 @@ def test_a_crash_after_a_pages_writes_replays_that_page_without_writing_it_again
         saves(checkpoint, owner, now)
 
     harness.store.save_checkpoint = crash_on_second_checkpoint  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
+    with pytest.raises(PollFailed) as failed:
         harness.run()
+    assert isinstance(failed.value.__cause__, RuntimeError)
     assert harness.store.lease is None  # released even so
     assert harness.metrics.total("PollFailed") == 1
     harness.store.save_checkpoint = saves  # type: ignore[method-assign]
@@ -198,7 +207,9 @@ def test_a_lost_lease_stops_the_run_before_it_writes(harness: Harness) -> None:
         renew(owner, until)
 
     harness.store.renew_lease = taken_over_after_first_page  # type: ignore[method-assign]
-    summary = harness.run()
+    with pytest.raises(PollFailed) as failed:  # the work was not done: a failure the platform counts
+        harness.run()
+    summary = failed.value.summary
     assert summary.status is RunStatus.LEASE_LOST
     assert summary.pages == 1
     assert len(harness.store.written) == 10
@@ -209,11 +220,12 @@ def test_an_auth_error_ends_the_run_clearly_and_releases_the_lease(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     harness.source.errors[1] = LeapAuthError("Leap rejected the API key (401) for the staging environment")
-    with caplog.at_level(logging.ERROR), pytest.raises(LeapAuthError):
+    with caplog.at_level(logging.ERROR), pytest.raises(PollFailed) as failed:
         harness.run()
-    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
-    assert len(errors) == 1
-    assert "rejected the API key (401)" in errors[0].getMessage()
+    assert isinstance(failed.value.__cause__, LeapAuthError)
+    assert "rejected the API key (401)" in str(failed.value)
+    assert failed.value.summary.status is RunStatus.FAILED
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []  # the handler logs it, once
     assert harness.store.lease is None
     assert harness.store.checkpoint.pending is not None  # page 1 done: the next run resumes at page 2
     assert harness.metrics.total("PollFailed") == 1
@@ -221,16 +233,26 @@ def test_an_auth_error_ends_the_run_clearly_and_releases_the_lease(
 
 def test_a_refused_request_is_a_configuration_error(harness: Harness) -> None:
     harness.source.errors[0] = LeapRequestError("Leap refused the request (400 Bad Request)")
-    with pytest.raises(LeapRequestError):
+    with pytest.raises(PollFailed) as failed:
         harness.run()
+    assert isinstance(failed.value.__cause__, LeapRequestError)
     assert harness.store.lease is None
 
 
-def test_leap_unavailable_ends_the_run_and_the_next_resumes_from_the_checkpoint(harness: Harness) -> None:
+def test_leap_unavailable_fails_the_run_and_the_next_resumes_from_the_checkpoint(harness: Harness) -> None:
     harness.source.errors[2] = LeapUnavailable("Leap still answered 503 when retries ran out")
-    failed = harness.run()
+    with pytest.raises(PollFailed) as raised:
+        harness.run()
+    failed = raised.value.summary
     assert failed.status is RunStatus.FAILED
+    assert (failed.pages, failed.pass_pages_done) == (2, 2)
     assert "LeapUnavailable" in str(failed.error)
+    assert str(raised.value) == (
+        "poll failed: LeapUnavailable: Leap still answered 503 when retries ran out "
+        "(2 page(s) stored by this run; the next run resumes from the checkpoint)"
+    )
+    assert harness.metrics.total("PollFailed") == 1
+    assert harness.store.lease is None
     assert harness.store.checkpoint.pending is not None
     assert harness.store.checkpoint.pending.page_token == "tok+/2="
     resumed = harness.run()
@@ -260,8 +282,9 @@ def test_a_second_expired_token_in_one_run_fails_the_run(harness: Harness) -> No
     harness.run(remaining=PageBudget(1))
     harness.source.errors[1] = LeapPageTokenExpired("refused")
     harness.source.errors[0] = LeapPageTokenExpired("refused again")  # impossible for Leap; bounds the loop
-    summary = harness.run()
-    assert summary.status is RunStatus.FAILED
+    with pytest.raises(PollFailed) as failed:
+        harness.run()
+    assert failed.value.summary.status is RunStatus.FAILED
 
 
 def test_a_malformed_entry_is_quarantined_and_the_rest_of_its_page_stored(harness: Harness) -> None:
@@ -274,6 +297,71 @@ def test_a_malformed_entry_is_quarantined_and_the_rest_of_its_page_stored(harnes
     assert record.key == broken[wire.ENTRY_ID]
     assert "connection_status is missing" in record.reason
     assert harness.metrics.total("EntriesInvalid") == 1
+
+
+@pytest.mark.parametrize(
+    ("unstorable", "keyed_by_id"),
+    [
+        pytest.param({wire.ENTRY_ID: "CAISO_u_" + "参" * 700}, False, id="id-of-700-cjk-characters"),
+        pytest.param({wire.ENTRY_ID: "CAISO_u_\ud800"}, False, id="id-with-a-lone-surrogate"),
+        pytest.param({wire.ENTRY_REF_ID: "参" * 700}, True, id="ref-id-of-700-cjk-characters"),
+    ],
+)
+def test_an_entry_that_no_key_can_hold_is_quarantined_and_the_run_completes(
+    harness: Harness, unstorable: dict[str, str], keyed_by_id: bool
+) -> None:
+    harness.source.pages[0][0] = {**harness.source.pages[0][0], **unstorable}
+    summary = harness.run()
+    assert summary.status is RunStatus.COMPLETED
+    assert (summary.invalid, summary.changed) == (1, 24)
+    [record] = harness.store.quarantine
+    assert table.entry_id_fits(record.key)  # what DynamoDB would refuse never reaches a key
+    expected_key = harness.source.pages[0][0][wire.ENTRY_ID] if keyed_by_id else record.key
+    assert record.key == expected_key
+    assert record.key.startswith("sha256:") is not keyed_by_id
+    assert harness.store.checkpoint.pending is None
+
+
+def test_a_table_that_refuses_writes_fails_the_run_after_checkpointing_the_pages_before(
+    harness: Harness,
+) -> None:
+    write = harness.store.write_changes
+
+    def refused_on_the_third_page(snapshots, quarantined, now):  # type: ignore[no-untyped-def]
+        if harness.store.write_calls == 2:
+            raise RuntimeError("ValidationException: the table refused the batch")
+        write(snapshots, quarantined, now)
+
+    harness.store.write_changes = refused_on_the_third_page  # type: ignore[method-assign]
+    with pytest.raises(PollFailed) as failed:
+        harness.run()
+    assert failed.value.summary.pages == 2
+    assert harness.store.checkpoint.pending.page_token == "tok+/2="  # type: ignore[union-attr]
+    assert harness.store.lease is None
+
+
+def test_a_table_that_refuses_the_lease_fails_the_run(harness: Harness) -> None:
+    def refused(owner, now, until):  # type: ignore[no-untyped-def]
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    harness.store.acquire_lease = refused  # type: ignore[method-assign]
+    with pytest.raises(PollFailed, match="ProvisionedThroughputExceededException"):
+        harness.run()
+    assert harness.source.requests == []
+    assert harness.metrics.total("PollFailed") == 1
+
+
+def test_a_failed_ref_id_poll_says_to_ask_again_and_its_log_form_hides_the_reference_id(
+    harness: Harness,
+) -> None:
+    harness.source.errors[0] = LeapUnavailable("503")
+    with pytest.raises(PollFailed) as failed:
+        harness.run(PollRequest(PollMode.REF_ID, "Customer-42"))
+    assert str(failed.value).endswith("poll it again)")
+    logged = failed.value.summary.for_log()
+    assert "Customer-42" not in str(logged)
+    assert logged["query"] == {"ref_id": "<redacted>"}
+    assert "Customer-42" in str(failed.value.summary.as_dict())  # the caller's own answer keeps it
 
 
 def test_unknown_values_are_counted_not_refused(harness: Harness) -> None:

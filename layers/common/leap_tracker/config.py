@@ -47,6 +47,7 @@ class PollerSettings:
     time_margin_seconds: int = 60  # stop taking new pages when less than this is left
 
 
+DEFAULT_OUTREACH_CHANNELS = ("topic",)
 DEFAULT_CONNECT_URL_PATTERN = "https://connect.leap.energy/?refId={ref_id}&requestedUtilities={utilities}"
 
 
@@ -54,7 +55,9 @@ DEFAULT_CONNECT_URL_PATTERN = "https://connect.leap.energy/?refId={ref_id}&reque
 class OutreachSettings:
     """Outreach channels and pacing (docs/outreach.md)."""
 
-    channels: tuple[str, ...] = ("webhook",)  # any of: webhook, topic
+    # any of: webhook, topic. The topic is the default: the stack's queue keeps every request for the
+    # partner, so a default deploy never sends outreach nowhere (the webhook needs a URL and a secret).
+    channels: tuple[str, ...] = DEFAULT_OUTREACH_CHANNELS
     webhook_url: str = ""
     webhook_secret_arn: str = ""
     webhook_secret: str = field(default="", repr=False)  # OUTREACH_WEBHOOK_SECRET: local runs only
@@ -117,7 +120,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         time_margin_seconds=env.int("POLLER_TIME_MARGIN_SECONDS", 60, low=1),
     )
     outreach = OutreachSettings(
-        channels=env.csv("OUTREACH_CHANNELS", ("webhook",), allowed={"webhook", "topic"}),
+        channels=env.csv("OUTREACH_CHANNELS", DEFAULT_OUTREACH_CHANNELS, allowed={"webhook", "topic"}),
         webhook_url=env.str("OUTREACH_WEBHOOK_URL", ""),
         webhook_secret_arn=env.str("OUTREACH_WEBHOOK_SECRET_ARN", ""),
         webhook_secret=env.str("OUTREACH_WEBHOOK_SECRET", ""),

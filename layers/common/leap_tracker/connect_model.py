@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leap_tracker import wire
+from leap_tracker import table, wire
 
-# DynamoDB limits: a key attribute holds at most 2048 bytes and an item at most 400 KB. Entries near
-# either limit cannot be stored, so they are quarantined instead of failing the page's batch write.
-MAX_ID_LENGTH = 1024
+# What the table can hold (an item is at most 400 KB; key limits in leap_tracker.table). An entry past
+# a limit is quarantined instead of failing the page's batch write. Limits are in bytes of UTF-8, what
+# DynamoDB counts: 700 CJK characters are 2,100 bytes.
+MAX_ENTRY_ID_BYTES = table.MAX_ENTRY_ID_BYTES  # the id is in every key: CONN#, OUTREACH#, WATCH#, ...
+# Leap's entry id embeds the Reference ID (CAISO_<uuid>_<ref_id>): a longer one can never come with an
+# id that fits a key. The same bound applies to a Reference ID asked for on demand (poller.parse_request).
+MAX_REF_ID_BYTES = table.MAX_ENTRY_ID_BYTES
 MAX_ENTRY_JSON_BYTES = 350_000
 # RFC 3339 date-time (what the published schemas' "date-time" format means): an offset is required.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z")
@@ -130,8 +134,8 @@ def validate_entry(raw: Any, known: KnownValues = DEFAULT_KNOWN_VALUES) -> Valid
     if not isinstance(raw, dict):
         raise MalformedEntry(f"entry is {_type_name(raw)}, not an object")
     try:
-        entry_id = _identifier(raw, wire.ENTRY_ID)
-    except MalformedEntry as problem:
+        entry_id = _identifier(raw, wire.ENTRY_ID, MAX_ENTRY_ID_BYTES)
+    except MalformedEntry as problem:  # no usable id: the quarantine key will be a hash
         raise MalformedEntry(problem.reason) from None
     try:
         return _validated(raw, known, entry_id)
@@ -140,7 +144,7 @@ def validate_entry(raw: Any, known: KnownValues = DEFAULT_KNOWN_VALUES) -> Valid
 
 
 def _validated(raw: dict[str, Any], known: KnownValues, entry_id: str) -> ValidEntry:
-    ref_id = _identifier(raw, wire.ENTRY_REF_ID)
+    ref_id = _identifier(raw, wire.ENTRY_REF_ID, MAX_REF_ID_BYTES)
     status = _required_text(raw, wire.ENTRY_CONNECTION_STATUS)
     last_text = _required_text(raw, wire.ENTRY_LAST_INTERACTION)
     last_interaction = _instant(last_text, wire.ENTRY_LAST_INTERACTION)
@@ -209,10 +213,21 @@ def _check_agreements(value: Any, known: KnownValues, unknown: list[UnknownValue
             unknown.append(UnknownValue(where, name))
 
 
-def _identifier(raw: Mapping[str, Any], name: str) -> str:
+def identifier_problem(text: str, max_bytes: int) -> str | None:
+    """Why ``text`` cannot be stored as an identifier within ``max_bytes`` of UTF-8 (None: it can)."""
+    size = table.utf8_length(text)
+    if size is None:
+        return "is not valid Unicode text (a lone surrogate)"
+    if size > max_bytes:
+        return f"is {size} bytes of UTF-8, over the {max_bytes}-byte limit"
+    return None
+
+
+def _identifier(raw: Mapping[str, Any], name: str, max_bytes: int) -> str:
     text = _required_text(raw, name)
-    if len(text) > MAX_ID_LENGTH:
-        raise MalformedEntry(f"{name} is {len(text)} characters, over the {MAX_ID_LENGTH} limit")
+    problem = identifier_problem(text, max_bytes)
+    if problem:
+        raise MalformedEntry(f"{name} {problem}")  # never the value: it names a customer
     return text
 
 

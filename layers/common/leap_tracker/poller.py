@@ -7,7 +7,8 @@ Three parts, each testable alone:
 - the run: :func:`run_poll` drives a ``ConnectSource`` and a ``PollerStore`` under the lease, page by
   page: validate, read stored hashes, renew the lease, write the changes, then checkpoint. A page is
   checkpointed only after its writes succeeded, so a crash replays at most one page, and the replay
-  writes nothing because the hashes then match.
+  writes nothing because the hashes then match. A run that cannot do its work raises
+  :class:`PollFailed` (after checkpointing what it did), so the platform counts and retries it.
 """
 
 from __future__ import annotations
@@ -24,24 +25,19 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from leap_tracker import table
 from leap_tracker.config import PollerSettings
 from leap_tracker.connect_model import (
     DEFAULT_KNOWN_VALUES,
+    MAX_REF_ID_BYTES,
     KnownValues,
     MalformedEntry,
     UnknownValue,
     ValidEntry,
+    identifier_problem,
     validate_entry,
 )
-from leap_tracker.leap_api import (
-    ConnectPage,
-    ConnectQuery,
-    ConnectSource,
-    LeapAuthError,
-    LeapError,
-    LeapPageTokenExpired,
-    LeapRequestError,
-)
+from leap_tracker.leap_api import ConnectPage, ConnectQuery, ConnectSource, LeapPageTokenExpired
 from leap_tracker.poller_ports import (
     Checkpoint,
     LeaseHeld,
@@ -59,6 +55,7 @@ logger = Logger(child=True)
 
 QUARANTINE_RETENTION = timedelta(days=30)
 MAX_QUARANTINED_JSON_CHARS = 100_000  # keeps a quarantine item far below DynamoDB's 400 KB
+MAX_QUARANTINE_REASON_CHARS = 1_000  # a reason may quote a name Leap sent (an agreement's): bounded too
 # The schedule fires at about the same minute every hour. Without this slack a full pass that started
 # a few seconds later one day would not be "due" 24 h later and would slip a whole hour.
 SCHEDULE_SLACK = timedelta(minutes=15)
@@ -85,16 +82,22 @@ class PollRequest:
     ref_id: str | None = None
 
 
-MAX_REF_ID_LENGTH = 1024
 _ACCEPTED_INPUTS = (
-    '{"mode": "scheduled"}, {"mode": "incremental"}, {"mode": "full"} or {"mode": "ref_id", "ref_id": "..."}'
+    '{"mode": "scheduled"}, {"mode": "incremental"}, {"mode": "full"}, {"mode": "ref_id", "ref_id": "..."} '
+    'or an EventBridge "Scheduled Event"'
 )
+# What a classic EventBridge schedule rule sends (`sam local generate-event cloudwatch scheduled-event`
+# prints it): no input of ours, so it can only mean the hourly run.
+EVENTBRIDGE_SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events"}
 
 
 def parse_request(event: Any) -> PollRequest:
-    """The invocation input (an EventBridge Scheduler target receives its Input JSON as is)."""
+    """The invocation input: what the schedule's Input says (EventBridge Scheduler passes it as is),
+    or EventBridge's own "Scheduled Event" (a classic rule), which is a scheduled run."""
     if not isinstance(event, dict):
         raise InvalidPollRequest(f"the input is {type(event).__name__}; expected {_ACCEPTED_INPUTS}")
+    if _is_eventbridge_schedule(event):
+        return PollRequest(PollMode.SCHEDULED)
     raw_mode = event.get("mode")
     try:
         mode = PollMode(raw_mode)
@@ -111,9 +114,15 @@ def parse_request(event: Any) -> PollRequest:
     ref_id = event.get("ref_id")
     if not isinstance(ref_id, str) or not ref_id.strip():
         raise InvalidPollRequest('mode "ref_id" needs a non-empty string "ref_id"')
-    if len(ref_id) > MAX_REF_ID_LENGTH:
-        raise InvalidPollRequest(f'"ref_id" is longer than {MAX_REF_ID_LENGTH} characters')
-    return PollRequest(mode, ref_id.strip())
+    ref_id = ref_id.strip()
+    problem = identifier_problem(ref_id, MAX_REF_ID_BYTES)
+    if problem:
+        raise InvalidPollRequest(f'"ref_id" {problem}')
+    return PollRequest(mode, ref_id)
+
+
+def _is_eventbridge_schedule(event: dict[str, Any]) -> bool:
+    return "mode" not in event and all(event.get(k) == v for k, v in EVENTBRIDGE_SCHEDULED_EVENT.items())
 
 
 # --- the pass plan (pure) -----------------------------------------------------------------------
@@ -246,16 +255,23 @@ def validate_page(
 
 
 def quarantine_record(raw: Any, problem: MalformedEntry, now: datetime) -> QuarantineRecord:
-    raw_json = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    key = problem.entry_id or "sha256:" + hashlib.sha256(raw_json.encode()).hexdigest()
+    """The item that keeps a malformed entry aside. Its key is the entry id when that fits a key,
+    else a hash of the raw entry: the quarantine item itself must never be what fails the page."""
+    raw_json = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)  # ASCII
+    entry_id = problem.entry_id if problem.entry_id and table.entry_id_fits(problem.entry_id) else None
     return QuarantineRecord(
-        key=key,
-        reason=problem.reason,
+        key=entry_id or "sha256:" + hashlib.sha256(raw_json.encode()).hexdigest(),
+        reason=_storable_text(problem.reason[:MAX_QUARANTINE_REASON_CHARS]),
         raw_json=raw_json[:MAX_QUARANTINED_JSON_CHARS],
         received_at=now,
         expires_at=now + QUARANTINE_RETENTION,
-        entry_id=problem.entry_id,
+        entry_id=entry_id,
     )
+
+
+def _storable_text(text: str) -> str:
+    """``text`` with any lone surrogate escaped: a DynamoDB string must be valid UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +320,8 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"  # the pass (or the ref_id poll) read its last page
     INTERRUPTED = "interrupted"  # stopped near the time limit; the next run resumes from the checkpoint
     SKIPPED = "skipped"  # another run holds the lease; nothing was touched
-    FAILED = "failed"  # Leap unavailable or answered garbage; the next run resumes from the checkpoint
+    # The two below are raised (PollFailed), never returned: the run could not do its work.
+    FAILED = "failed"  # Leap unavailable/refusing, the table refusing writes; resumes from the checkpoint
     LEASE_LOST = "lease_lost"  # the lease was taken over; this run stopped without writing
 
 
@@ -361,6 +378,32 @@ class RunSummary:
             result["entries"] = self.entries
         return result
 
+    def for_log(self) -> dict[str, Any]:
+        """:meth:`as_dict` without the Reference ID and entry ids of a ref_id run: they name a customer."""
+        result = self.as_dict()
+        result.pop("entries", None)
+        if self.query.get("ref_id"):
+            result["query"] = {**self.query, "ref_id": "<redacted>"}
+        return result
+
+    def failure_message(self) -> str:
+        then = "poll it again" if self.mode is PollMode.REF_ID else "the next run resumes from the checkpoint"
+        return f"poll {self.status.value}: {self.error} ({self.pages} page(s) stored by this run; {then})"
+
+
+class PollFailed(Exception):
+    """The run could not do its work: Leap stayed unavailable after the client's retries or refused the
+    key or the request, the table refused a read or write, or the lease was taken over.
+
+    Raised after the lease is released and with every finished page checkpointed, so that Lambda
+    counts an error, its asynchronous retries resume from the checkpoint, and the last failure lands
+    in the failure destination. ``summary`` says how far the run got; the cause is ``__cause__``.
+    """
+
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__(summary.failure_message())
+        self.summary = summary
+
 
 def run_poll(
     request: PollRequest,
@@ -369,8 +412,9 @@ def run_poll(
     settings: PollerSettings,
     known: KnownValues = DEFAULT_KNOWN_VALUES,
 ) -> RunSummary:
-    """One poller run under the lease. Returns its summary; raises only on configuration errors
-    (Leap refused the key or the request) and store failures, after releasing the lease."""
+    """One poller run under the lease. Returns its summary when the run did its work (completed), was
+    cut short by the time limit (interrupted) or found the lease held (skipped); raises
+    :class:`PollFailed` otherwise, after releasing the lease."""
     return _Run(request, run_id, env, settings, known).execute()
 
 
@@ -395,49 +439,50 @@ class _Run:
     def execute(self) -> RunSummary:
         summary = self.summary
         try:
-            now = self.env.now()
-            try:
-                self.env.store.acquire_lease(self.run_id, now, now + self.lease_duration)
-            except LeaseHeld as held:
-                summary.status, summary.reason = RunStatus.SKIPPED, str(held)
-                logger.info("poll skipped: another run holds the lease", extra=summary.as_dict())
+            if not self._take_lease():
                 return summary
             try:
                 self._poll()
             finally:
                 if not self.env.store.release_lease(self.run_id):
                     logger.warning("the lease was no longer ours at release", extra={"run_id": self.run_id})
-            logger.info("poll finished", extra=summary.as_dict())
+            logger.info("poll finished", extra=summary.for_log())
             return summary
         finally:
             summary.retries = self.env.retry_count() - self.retries_before
             self._emit_metrics()
 
+    def _take_lease(self) -> bool:
+        now = self.env.now()
+        try:
+            self.env.store.acquire_lease(self.run_id, now, now + self.lease_duration)
+        except LeaseHeld as held:
+            self.summary.status, self.summary.reason = RunStatus.SKIPPED, str(held)
+            logger.info("poll skipped: another run holds the lease", extra=self.summary.for_log())
+            return False
+        except Exception as exc:  # the table refused: nothing was done, and nothing to release
+            raise self._failed(RunStatus.FAILED, exc) from exc
+        return True
+
     def _poll(self) -> None:
-        summary = self.summary
+        """The run's work; every way it can stop short, except the time limit, becomes PollFailed.
+
+        Leap's errors reach here after the client's own retries; a page in hand when it failed was not
+        checkpointed, the pages before it were. Logging the failure is the caller's (the handler's).
+        """
         try:
             if self.request.mode is PollMode.REF_ID:
                 self._poll_ref_id(str(self.request.ref_id))
             else:
                 self._poll_pass()
-        except LeaseLost as lost:
-            summary.status, summary.error = RunStatus.LEASE_LOST, str(lost)
-            logger.warning("lease lost: stopped without writing this page", extra=summary.as_dict())
-        except (LeapAuthError, LeapRequestError) as exc:  # configuration errors: raised, after one line
-            summary.status, summary.error = RunStatus.FAILED, type(exc).__name__
-            what = "" if isinstance(exc, LeapAuthError) else ", Leap refused the request"
-            logger.error(f"poll stopped{what}: {exc}", extra={"run_id": self.run_id, "pages": summary.pages})
-            raise
-        except LeapError as exc:
-            summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            summary.reason = "Leap failed; the next run resumes from the checkpoint"
-            logger.warning("poll stopped: Leap failed", extra=summary.as_dict())
-        except Exception as exc:  # the store or a bug: the page in hand was not checkpointed
-            summary.status, summary.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            logger.exception(
-                "poll failed; the next run resumes from the checkpoint", extra={"run_id": self.run_id}
-            )
-            raise
+        except LeaseLost as lost:  # the work was not done: a failure, though the new holder goes on
+            raise self._failed(RunStatus.LEASE_LOST, lost) from lost
+        except Exception as exc:  # Leap (unavailable, auth, request, garbage), the table, or a bug
+            raise self._failed(RunStatus.FAILED, exc) from exc
+
+    def _failed(self, status: RunStatus, exc: Exception) -> PollFailed:
+        self.summary.status, self.summary.error = status, f"{type(exc).__name__}: {exc}"
+        return PollFailed(self.summary)
 
     # --- the two kinds of run ---------------------------------------------------------------
 
@@ -565,8 +610,11 @@ class _Run:
                 {"id": entry_id, "outcome": d.outcome.value, "sequence": d.sequence}
                 for entry_id, d in changes.outcomes.items()
             )
-        for record in checked.quarantined:
-            logger.warning("entry quarantined", extra={"quarantine_key": record.key, "reason": record.reason})
+        for record in checked.quarantined:  # the key is (or holds) the entry id: not logged
+            logger.warning(
+                "entry quarantined",
+                extra={"reason": record.reason, "received_at": format_instant(record.received_at)},
+            )
         extra: dict[str, Any] = {"run_id": self.run_id, "page": summary.pages, **page_counts}
         if checked.unknown_values:
             extra["unknown_enum_values"] = {

@@ -12,6 +12,9 @@ One DynamoDB table, partition key ``pk`` and sort key ``sk`` (both strings):
 | outreach suppression     | ``OUTREACH#<entry id>``  | ``SUPPRESSED#<key>``       |
 | meter watch              | ``WATCH#<entry id>``     | ``METER``                  |
 
+Every value Leap controls that goes into a key is an entry id (``<prefix><entry id>``); the key limits
+and the longest entry id they allow are below (:data:`MAX_ENTRY_ID_BYTES`), next to the prefixes.
+
 Only connection snapshots reach the emitter (the stream's filter matches ``pk`` prefix ``CONN#``).
 The sparse GSI ``due-index`` (``watch_due_bucket``, ``due_at``) lists "due work" in time order, one
 bucket (partition) per kind of work: an item carries ``watch_due_bucket`` only while it waits for its
@@ -39,11 +42,36 @@ OUTREACH_SUPPRESSED_PREFIX = "SUPPRESSED#"
 WATCH_PREFIX = "WATCH#"
 WATCH_SK = "METER"
 
+# DynamoDB's key limits, in bytes of UTF-8 (the table's keys and a GSI's key attributes alike): a
+# partition key value holds at most 2048, a sort key value at most 1024. A longer value makes the
+# whole BatchWriteItem fail with a ValidationException, so ids are checked before any write.
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+# Every prefix put in front of an entry id in a partition key. The longest sets the limit on entry ids:
+# an id that fits here fits every key built from it (tests/unit/test_table_keys.py proves it).
+ENTRY_ID_KEY_PREFIXES = (CONNECTION_PREFIX, OUTREACH_PREFIX, WATCH_PREFIX, QUARANTINE_PREFIX)
+MAX_ENTRY_ID_BYTES = MAX_PARTITION_KEY_BYTES - max(len(prefix.encode()) for prefix in ENTRY_ID_KEY_PREFIXES)
+
 DUE_INDEX = "due-index"
 DUE_BUCKET_ATTRIBUTE = "watch_due_bucket"
 DUE_AT_ATTRIBUTE = "due_at"
 METER_WATCH_BUCKET = "METER_WATCH"  # open meter watches (leap_tracker.meters)
 OUTREACH_FOLLOW_UP_BUCKET = "OUTREACH_FOLLOW_UP"  # customers due a follow-up look (leap_tracker.outreach)
+
+
+def utf8_length(text: str) -> int | None:
+    """How many bytes DynamoDB counts for ``text``; None when it is not valid Unicode text (a lone
+    surrogate, which JSON can carry as an escape but no UTF-8 encoder can write)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def entry_id_fits(entry_id: str) -> bool:
+    """Whether every key built from this entry id (any prefix above) is within DynamoDB's limits."""
+    size = utf8_length(entry_id)
+    return size is not None and 0 < size <= MAX_ENTRY_ID_BYTES
 
 
 def connection_key(entry_id: str) -> dict[str, str]:

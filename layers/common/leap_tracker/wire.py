@@ -13,6 +13,7 @@ keeps any unknown value as it came, counting it, instead of failing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -107,6 +108,9 @@ METERS_REQ_CREATED_AFTER = "created_after_date_time"
 METERS_REQ_CONNECTION_REFERENCE_IDS = "connection_reference_ids"
 METERS_MAX_PAGE_SIZE = 500
 METERS_MAX_REFERENCE_IDS = 100
+# Each of them is a PartnerReference: 3 to 256 characters, none of / \ ? ] [ { } ! # $ % ^ & * ( ) < > |.
+# Leap refuses a whole search (400) over one Reference ID outside it.
+METERS_REFERENCE_ID_PATTERN = re.compile(r"[^/\\?\]\[{}!#$%^&*()<>|]{3,256}")
 METERS_RESP_NEXT_PAGE_TOKEN = "next_page_token"
 METERS_RESP_METERS = "meters"
 METER_ID = "meter_id"

@@ -25,8 +25,13 @@ class MatchResult:
     malformed: int = 0  # meters without a usable meter_id: skipped, counted
 
 
+def searchable(ref_id: str) -> bool:
+    """Whether the Meters search takes this Reference ID (Leap refuses the whole search otherwise)."""
+    return wire.METERS_REFERENCE_ID_PATTERN.fullmatch(ref_id) is not None
+
+
 def search_request(watches: Sequence[MeterWatch]) -> SearchRequest:
-    """The one search for a batch of watches.
+    """The one search for a batch of watches (the caller leaves out any not :func:`searchable`).
 
     The API takes a single created_after_date_time per call. The EARLIEST completion of the batch is
     the only value that cuts off none of its watches' meters; :func:`match_meters` then holds each

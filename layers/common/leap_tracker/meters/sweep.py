@@ -11,6 +11,14 @@ Publishing before saving means a crash in between re-checks those watches next t
 events with the same deterministic ids (consumers deduplicate), instead of losing them. The
 conditional write (on the watch's checks count) makes a concurrent sweep's work count once.
 
+A watch whose Reference ID the Meters search cannot take (see ``wire.METERS_REFERENCE_ID_PATTERN``)
+is never sent, since Leap would refuse the whole batch for it: it is checked as finding no meter, so
+it runs the normal course to ``meter.overdue`` and ``meter.watch_expired``, and is counted.
+
+A sweep that could not check every due watch it took (Leap failed or refused, SNS did not take some
+events) raises :class:`SweepIncomplete` once everything else is done and saved: the platform counts
+the failure and retries, and what was not checked is still due.
+
 Nothing is checked twice in one sweep: the due-index is read once, in order, up to a fixed ``now``;
 a checked watch is rescheduled strictly after ``now`` so that read can never meet it again (and a
 stale index copy is skipped by entry id). Nearing the time limit, the sweep stops between batches:
@@ -29,6 +37,7 @@ from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import OutgoingMessage, to_message
 from leap_tracker.leap_api import (
+    LeapAuthError,
     LeapInvalidResponse,
     LeapPageTokenExpired,
     LeapRequestError,
@@ -37,13 +46,14 @@ from leap_tracker.leap_api import (
 )
 from leap_tracker.meters import schedule
 from leap_tracker.meters.events import watch_event
-from leap_tracker.meters.matching import match_meters, search_request
+from leap_tracker.meters.matching import MatchResult, match_meters, search_request, searchable
 from leap_tracker.meters.model import MeterWatch
 from leap_tracker.meters.ports import EventPublisher, WatchStore
 from leap_tracker.timeutil import format_instant
 
-# Leap is unwell (retries already spent inside the client): stop, the next sweep starts over.
-_STOPPING_ERRORS = (LeapUnavailable, LeapInvalidResponse, LeapPageTokenExpired)
+# Leap is unwell (retries already spent inside the client) or refuses the key: every later search
+# would fail the same way, so stop; what was not checked stays due.
+_STOPPING_ERRORS = (LeapUnavailable, LeapInvalidResponse, LeapPageTokenExpired, LeapAuthError)
 _MAX_ERRORS_KEPT = 5
 
 
@@ -58,6 +68,7 @@ class SweepSummary:
     conflicts: int = 0  # changed by someone else first (a concurrent sweep): left to them
     meter_searches: int = 0  # one per batch of up to 100 Reference IDs (the client counts HTTP calls)
     malformed_meters: int = 0  # meters without a usable meter_id: skipped
+    unsearchable: int = 0  # checked without a search: Leap's Meters search refuses their Reference ID
     failed_batches: int = 0  # Leap refused the search (4xx): those watches stay due
     publish_failures: int = 0  # events SNS did not accept: their watches stay due, republished next time
     stopped_early: bool = False  # due watches were left (time limit near, Leap unavailable): still due
@@ -66,6 +77,26 @@ class SweepSummary:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @property
+    def incomplete(self) -> bool:
+        """Some due watches could not be checked, or their events not published (not a time stop)."""
+        return bool(self.leap_failures or self.publish_failures)
+
+
+class SweepIncomplete(Exception):
+    """Raised at the end of a sweep that could not check every watch it took: Leap failed, refused
+    the key or a search, or SNS did not accept some events. Everything else was done and saved, and
+    the watches concerned stay due. ``summary`` says what happened; the first Leap error is the cause.
+    """
+
+    def __init__(self, summary: SweepSummary) -> None:
+        first = f": {summary.leap_errors[0]}" if summary.leap_errors else ""
+        super().__init__(
+            f"meter sweep incomplete: {summary.leap_failures} Meters search(es) failed, "
+            f"{summary.publish_failures} event(s) not published; those watches stay due{first}"
+        )
+        self.summary = summary
 
 
 _COUNTER_BY_EVENT = {
@@ -86,13 +117,15 @@ def run_sweep(
 ) -> SweepSummary:
     """Check the watches due at ``now`` until none is left or time runs short (see module doc).
 
-    Raises :class:`~leap_tracker.leap_api.LeapAuthError` (a wrong key fails every call) and table
-    errors; what was saved before stays saved, what was not stays due.
+    Returns the summary when every watch it took was checked (time running short is not a failure:
+    the rest stays due). Raises :class:`SweepIncomplete` after doing all it could otherwise, and
+    table errors as they come; what was saved before stays saved, what was not stays due.
     """
     now = now.replace(microsecond=0)  # the table holds instants to the second
     summary = SweepSummary()
     margin_ms = settings.sweep_time_margin_seconds * 1000
     due = _once_each(store.due_watches(now))
+    first_error: Exception | None = None
     while batch := list(islice(due, wire.METERS_MAX_REFERENCE_IDS)):
         if remaining_ms() < margin_ms:
             summary.stopped_early = True  # this batch and the rest stay due, untouched
@@ -101,12 +134,16 @@ def run_sweep(
         try:
             _sweep_batch(batch, store, meters, publisher, settings, now, summary)
         except _STOPPING_ERRORS as exc:
+            first_error = first_error or exc
             _note_error(summary, exc)
             summary.stopped_early = True
             break
         except LeapRequestError as exc:
+            first_error = first_error or exc
             _note_error(summary, exc)
             summary.failed_batches += 1
+    if summary.incomplete:
+        raise SweepIncomplete(summary) from first_error
     return summary
 
 
@@ -125,13 +162,9 @@ def _sweep_batch(
     live = [watch for watch in batch if watch.entry_id in alive]
     if not live:
         return
-    request = search_request(live)
-    summary.meter_searches += 1
-    found = match_meters(
-        meters.search_by_connection_references(request.reference_ids, format_instant(request.created_after)),
-        live,
-    )
-    summary.malformed_meters += found.malformed
+    to_search = [watch for watch in live if searchable(watch.ref_id)]
+    summary.unsearchable += len(live) - len(to_search)
+    found = _search(meters, to_search, summary) if to_search else MatchResult()
     outcomes: list[tuple[MeterWatch, schedule.CheckOutcome, OutgoingMessage | None]] = []
     for watch in live:
         watch_meters = found.meters_by_entry.get(watch.entry_id, [])
@@ -151,6 +184,17 @@ def _sweep_batch(
         counter = _COUNTER_BY_EVENT.get(outcome.publish) if outcome.publish else None
         if _save(store, before, outcome.watch, summary, counter=counter):
             summary.checked += 1
+
+
+def _search(meters: MeterSource, watches: list[MeterWatch], summary: SweepSummary) -> MatchResult:
+    request = search_request(watches)
+    summary.meter_searches += 1
+    found = match_meters(
+        meters.search_by_connection_references(request.reference_ids, format_instant(request.created_after)),
+        watches,
+    )
+    summary.malformed_meters += found.malformed
+    return found
 
 
 def _save(

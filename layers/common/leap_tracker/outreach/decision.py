@@ -59,6 +59,10 @@ ALL_REASONS: tuple[str, ...] = (
 )
 
 
+# A message due with no channel configured is looked at again this much later (the sweep is hourly).
+NO_CHANNEL_RETRY = timedelta(hours=1)
+
+
 class Because(StrEnum):
     """Why no message was sent (``outreach.suppressed`` carries it as ``suppressed_because``)."""
 
@@ -160,6 +164,7 @@ class FollowUpChange:
     """Move the customer's next sweep to ``at`` (None: take the customer out of the sweep)."""
 
     at: datetime | None
+    create: bool = False  # also for a customer outreach has stored nothing for yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +331,18 @@ def decide(
         attempt=attempt,
         state_sends=state_sends,
         follow_up=FollowUpChange(now + policy.cooldown if attempt < policy.max_attempts else None),
+    )
+
+
+def without_channel(decision: Decision, now: datetime) -> Decision:
+    """A SEND with nowhere to go: suppressed ``no_channel``, and the sweep decides again
+    :data:`NO_CHANNEL_RETRY` later, so the customer is messaged once a channel exists. No attempt is
+    used, and the customer enters the sweep even when this was their first message."""
+    return Decision(
+        Action.SUPPRESS,
+        decision.need,
+        because=Because.NO_CHANNEL,
+        follow_up=FollowUpChange(now + NO_CHANNEL_RETRY, create=True),
     )
 
 

@@ -34,6 +34,7 @@ from leap_tracker.outreach.decision import (
     Snapshot,
     Trigger,
     decide,
+    without_channel,
 )
 from leap_tracker.outreach.ledger import Claim, Reservation
 from leap_tracker.outreach.ports import Channel, EventTopic, OutreachStore
@@ -125,7 +126,7 @@ class Outreach:
         decision = decide(snapshot, history, self.policy, now, trigger)
         if decision.action is Action.SEND:
             if not self.channels:
-                return self._suppress(snapshot, history, _no_channel(decision), now)
+                return self._suppress(snapshot, history, without_channel(decision, now), now)
             return self._send(snapshot, history, decision, now, lease_until)
         if decision.action is Action.DEFER:
             self._apply_follow_up(entry_id, decision)
@@ -152,7 +153,7 @@ class Outreach:
 
     def _apply_follow_up(self, entry_id: str, decision: Decision) -> None:
         if decision.follow_up is not None:
-            self.store.set_follow_up(entry_id, decision.follow_up.at)
+            self.store.set_follow_up(entry_id, decision.follow_up.at, create=decision.follow_up.create)
 
     # --- send -----------------------------------------------------------------------------------
 
@@ -214,8 +215,3 @@ def _reservation(snapshot: Snapshot, decision: Decision, channels: tuple[str, ..
         state_sends=int(decision.state_sends or 1),
         channels=channels,
     )
-
-
-def _no_channel(decision: Decision) -> Decision:
-    """A SEND with nowhere to go: audited as suppressed; sent once a channel is configured."""
-    return Decision(Action.SUPPRESS, decision.need, because=Because.NO_CHANNEL)

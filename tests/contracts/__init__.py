@@ -1,0 +1,1 @@
+"""The project's own descriptions of the Leap contracts it relies on, and their checks."""

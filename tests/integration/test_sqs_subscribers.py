@@ -1,0 +1,206 @@
+"""Every SQS subscriber (meter_watch, outreach) on poison messages, in moto.
+
+A poison record is reported alone in a partial batch response, even when every record of the batch is
+poison (Powertools would raise by default), and leaves one log line naming its message id and why,
+never its body. The poison record is ``events/sqs-receive-message.json``, exactly what
+``sam local generate-event sqs receive-message`` prints (its body is not a CloudEvent).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+import time_machine
+from moto import mock_aws
+
+from devtools.local_runner.shapes import sqs_record
+from functions.meter_watch import app as watch_app
+from functions.outreach import app as outreach_app
+from leap_tracker.adapters.dynamo_store import snapshot_item
+from leap_tracker.connect_model import validate_entry
+from leap_tracker.events.diff import change_events
+from leap_tracker.poller_ports import SnapshotWrite
+from tests.fakes import FakeLambdaContext
+from tests.integration.test_meter_moto import TABLE, create_connections_table
+from tests.integration.test_poller_handler import emf_metrics
+from tests.unit.test_outreach_support import LAST_INTERACTION, stalled_examples
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+REGION = "us-east-1"
+POISON_REF_ID = "PoisonRef42"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+POISON = sample("sqs-receive-message.json")["Records"][0]
+POISON_BODIES = [
+    POISON["body"],  # "Hello from SQS!": not JSON
+    "[1, 2]",  # JSON, not an event
+    json.dumps({"type": "connection.completed", "subject": POISON_REF_ID, "data": {"connection": {}}}),
+]
+
+
+def poison(message_id: str, body: str) -> dict[str, Any]:
+    return {**copy.deepcopy(POISON), "messageId": message_id, "body": body}
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    app: ModuleType
+    failed_metric: str
+    good_sample: str  # a sample record the subscriber handles without failing
+
+    def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.app.lambda_handler({"Records": records}, FakeLambdaContext())
+
+
+METER_WATCH = Subscriber(watch_app, "MeterWatchRecordsFailed", "sqs-meter-watch-completed.json")
+# No snapshot is stored for the sample's customer: outreach suppresses it, a success.
+OUTREACH = Subscriber(outreach_app, "OutreachRecordsFailed", "sqs-outreach-agreement-pending.json")
+SUBSCRIBERS = pytest.mark.parametrize("subscriber", [METER_WATCH, OUTREACH], ids=["meter_watch", "outreach"])
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with time_machine.travel(LAST_INTERACTION + timedelta(minutes=30), tick=False), mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_connections_table(dynamodb)
+        monkeypatch.setenv("CONNECTIONS_TABLE", TABLE)
+        sns = boto3.client("sns", region_name=REGION)
+        monkeypatch.setenv("EVENTS_TOPIC_ARN", sns.create_topic(Name="events")["TopicArn"])
+        monkeypatch.setenv("OUTREACH_CHANNELS", "topic")
+        monkeypatch.setenv("OUTREACH_TOPIC_ARN", sns.create_topic(Name="outreach")["TopicArn"])
+        watch_app.dependencies.cache_clear()
+        outreach_app.dependencies.cache_clear()
+        yield dynamodb
+    watch_app.dependencies.cache_clear()
+    outreach_app.dependencies.cache_clear()
+
+
+@contextmanager
+def logs_in_capture(subscriber: Subscriber) -> Iterator[None]:
+    """Point the handler's log stream (bound to stdout at import) at the test's captured stdout."""
+    handler = subscriber.app.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.stream
+    handler.setStream(sys.stdout)
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
+def output(capsys: pytest.CaptureFixture[str]) -> tuple[str, list[dict[str, Any]]]:
+    text = capsys.readouterr().out
+    return text, [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def rejections(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["message_id"]: line for line in lines if line.get("message") == "record rejected"}
+
+
+def failed_ids(response: dict[str, Any]) -> list[str]:
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+@SUBSCRIBERS
+def test_the_generated_sqs_event_is_reported_and_logged_without_its_body(
+    aws: Any, subscriber: Subscriber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = sample("sqs-receive-message.json")
+
+    with logs_in_capture(subscriber):
+        response = subscriber.app.lambda_handler(event, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": POISON["messageId"]}]}
+    text, lines = output(capsys)
+    line = rejections(lines)[POISON["messageId"]]
+    assert line["level"] == "WARNING"
+    assert line["exception_type"] == "JSONDecodeError"
+    assert line["reason"] == "Expecting value: line 1 column 1 (char 0)"
+    assert line["receive_count"] == 1
+    assert POISON["body"] not in text
+    assert emf_metrics(lines)[subscriber.failed_metric] == [1]
+
+
+@SUBSCRIBERS
+def test_a_batch_of_poison_only_is_reported_record_by_record(
+    aws: Any, subscriber: Subscriber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [poison(f"poison-{n}", body) for n, body in enumerate(POISON_BODIES)]
+
+    with logs_in_capture(subscriber):
+        response = subscriber.invoke(records)
+
+    assert failed_ids(response) == ["poison-0", "poison-1", "poison-2"]
+    text, lines = output(capsys)
+    assert sorted(rejections(lines)) == ["poison-0", "poison-1", "poison-2"]
+    assert POISON["body"] not in text
+    assert POISON_REF_ID not in text
+    assert emf_metrics(lines)[subscriber.failed_metric] == [3]
+
+
+@SUBSCRIBERS
+def test_in_a_mixed_batch_only_the_poison_record_is_reported(
+    aws: Any, subscriber: Subscriber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (good,) = sample(subscriber.good_sample)["Records"]
+
+    with logs_in_capture(subscriber):
+        response = subscriber.invoke([good, POISON])
+
+    assert failed_ids(response) == [POISON["messageId"]]
+    _, lines = output(capsys)
+    assert list(rejections(lines)) == [POISON["messageId"]]
+    assert emf_metrics(lines)[subscriber.failed_metric] == [1]
+
+
+def test_meter_watch_opens_the_good_record_of_a_mixed_batch(aws: Any) -> None:
+    (good,) = sample(METER_WATCH.good_sample)["Records"]
+    entry_id = json.loads(good["body"])["data"]["connection"]["id"]
+
+    METER_WATCH.invoke([POISON, good])
+
+    assert watch_app.dependencies().store.get(entry_id) is not None
+
+
+def test_an_outreach_deferral_is_a_reported_failure_but_not_a_rejection(
+    aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = stalled_examples()["not_started"]  # last interaction 30 min ago: not actionable yet
+    stored = snapshot_item(SnapshotWrite(validate_entry(raw), 1), datetime.now(UTC))
+    aws.put_item(TableName=TABLE, Item=stored)
+    deferred = enqueued_record(change_events(None, raw, 1)[0])
+
+    with logs_in_capture(OUTREACH):
+        response = OUTREACH.invoke([deferred, POISON])
+
+    assert failed_ids(response) == [deferred["messageId"], POISON["messageId"]]
+    _, lines = output(capsys)
+    assert list(rejections(lines)) == [POISON["messageId"]]  # the deferral is no warning
+    metrics = emf_metrics(lines)
+    assert (metrics["OutreachDeferred"], metrics["OutreachRecordsFailed"]) == ([1], [1])
+
+
+def enqueued_record(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` sent to and received from a real (moto) queue: deferring changes its visibility."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="outreach-queue")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+    (message,) = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+    return sqs_record(message, arn, REGION)
