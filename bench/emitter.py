@@ -28,10 +28,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]  # run as a script f
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord  # noqa: E402
 
 from devtools import event_samples  # noqa: E402
-from leap_tracker import wire  # noqa: E402
 from leap_tracker.adapters.sns_publisher import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES  # noqa: E402
+from leap_tracker.emitter.stream import record_messages  # noqa: E402
 from leap_tracker.events.publishing import OutgoingMessage, publish_in_order  # noqa: E402
-from leap_tracker.events.stream import record_messages  # noqa: E402
+from leap_tracker.leap import wire  # noqa: E402
 
 
 class CountingPublisher:

@@ -56,20 +56,18 @@ from moto import mock_aws  # noqa: E402
 
 from devtools.leap_simulator import LeapSimulator  # noqa: E402
 from devtools.template_tables import create_connections_table  # noqa: E402
-from leap_tracker import table, wire  # noqa: E402
+from leap_tracker import table  # noqa: E402
 from leap_tracker.adapters.aws import aws_client  # noqa: E402
-from leap_tracker.adapters.dynamo_store import DynamoPollerStore, snapshot_item, write_units  # noqa: E402
 from leap_tracker.adapters.leap_http import LeapHttpClient  # noqa: E402
+from leap_tracker.adapters.poller_store import DynamoPollerStore, snapshot_item, write_units  # noqa: E402
 from leap_tracker.config import LeapApiSettings, PollerSettings  # noqa: E402
-from leap_tracker.connect_model import canonical_json, decode_stored_entry, validate_entry  # noqa: E402
-from leap_tracker.leap_api import ConnectPage, ConnectQuery  # noqa: E402
-from leap_tracker.poller import PollEnvironment, PollMode, PollRequest, RunSummary, run_poll  # noqa: E402
-from leap_tracker.poller_ports import (  # noqa: E402
-    Checkpoint,
-    QuarantineRecord,
-    SnapshotWrite,
-    StoredState,
-)
+from leap_tracker.leap import wire  # noqa: E402
+from leap_tracker.leap.api import ConnectPage, ConnectQuery  # noqa: E402
+from leap_tracker.leap.connect_model import canonical_json, validate_entry  # noqa: E402
+from leap_tracker.poller.ports import Checkpoint, QuarantineRecord, SnapshotWrite, StoredState  # noqa: E402
+from leap_tracker.poller.request import PollMode, PollRequest  # noqa: E402
+from leap_tracker.poller.run import PollEnvironment, RunSummary, run_poll  # noqa: E402
+from leap_tracker.table import decode_stored_entry  # noqa: E402
 
 SEED = 2025
 DAYS = 20  # every customer has clicked (the click window is 14 days)

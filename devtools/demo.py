@@ -40,11 +40,12 @@ from devtools.leap_simulator import DEFAULT_START as CAMPAIGN_START
 from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud, PartnerMessage
 from devtools.webhook_receiver import Delivery, WebhookReceiver
-from leap_tracker import table, wire
+from leap_tracker import table
 from leap_tracker.config import MeterWatchSettings, Settings, load_settings
-from leap_tracker.connect_model import decode_stored_entry
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import DiffRules, change_events
+from leap_tracker.leap import wire
+from leap_tracker.table import decode_stored_entry
 from leap_tracker.timeutil import format_instant, parse_instant
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

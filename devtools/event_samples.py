@@ -14,10 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 from devtools.local_runner.shapes import as_lambda_json
-from leap_tracker import table, wire
-from leap_tracker.adapters.dynamo_store import snapshot_item
-from leap_tracker.connect_model import validate_entry
-from leap_tracker.poller_ports import SnapshotWrite
+from leap_tracker import table
+from leap_tracker.adapters.poller_store import snapshot_item
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import validate_entry
+from leap_tracker.poller.ports import SnapshotWrite
 from leap_tracker.timeutil import parse_instant
 
 STREAM_ARN = (

@@ -22,12 +22,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from devtools import event_samples
-from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings, OutreachSettings
-from leap_tracker.connect_model import canonical_json, content_hash
+from leap_tracker.emitter.stream import record_messages
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import OutgoingMessage, to_message
-from leap_tracker.events.stream import record_messages
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import canonical_json, content_hash
 from leap_tracker.meters.events import watch_event
 from leap_tracker.meters.model import MeterSummary, MeterWatch
 from leap_tracker.outreach.decision import History, OutreachPolicy, Snapshot, Trigger, decide

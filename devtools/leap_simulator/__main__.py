@@ -7,7 +7,7 @@ import contextlib
 import threading
 
 from devtools.leap_simulator.simulator import DEFAULT_API_KEY, LeapSimulator
-from leap_tracker import wire
+from leap_tracker.leap import wire
 
 
 def main() -> None:

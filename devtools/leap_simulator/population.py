@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 
 HOUR = 3600
 DAY = 24 * HOUR

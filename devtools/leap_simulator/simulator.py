@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 from devtools.leap_simulator.faults import Fault, FaultKind, FaultPlan
 from devtools.leap_simulator.population import Population, Timeline, wire_instant
 from devtools.leap_simulator.tokens import CONNECT, METERS, BadPageToken, Cursor, PageTokens, query_digest
-from leap_tracker import wire
+from leap_tracker.leap import wire
 from leap_tracker.timeutil import parse_instant
 
 DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)

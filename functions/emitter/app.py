@@ -1,9 +1,9 @@
 """Emitter: the table stream's connection changes -> typed CloudEvents on the events topic.
 
-Thin: each record's images become messages (``leap_tracker.events.stream``, pure), then one ordered
+Thin: each record's images become messages (``leap_tracker.emitter.stream``, pure), then one ordered
 publishing pass sends them, 10 per PublishBatch call. A record whose events did not all publish, and
 every record after it, is reported failed so the stream retries them in order (see
-``leap_tracker.events.stream_processor``).
+``leap_tracker.emitter.processor``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.sns_publisher import SnsPublisher
 from leap_tracker.config import load_settings, require
+from leap_tracker.emitter.processor import InOrderStreamProcessor
+from leap_tracker.emitter.stream import record_messages
 from leap_tracker.events.diff import DiffRules
 from leap_tracker.events.publishing import OutgoingMessage, publish_in_order
-from leap_tracker.events.stream import record_messages
-from leap_tracker.events.stream_processor import InOrderStreamProcessor
 
 logger = Logger()
 metrics = Metrics()

@@ -23,7 +23,7 @@ from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.sns_publisher import SnsPublisher
 from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.config import MeterWatchSettings, load_settings, require
-from leap_tracker.meters.sweep import SweepIncomplete, SweepSummary, run_sweep
+from leap_tracker.meters.sweep import MeterSweepSummary, SweepIncomplete, run_sweep
 from leap_tracker.timeutil import parse_instant, utc_now
 
 logger = Logger()
@@ -92,7 +92,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return result
 
 
-def _report(summary: SweepSummary, api_calls: int) -> dict[str, Any]:
+def _report(summary: MeterSweepSummary, api_calls: int) -> dict[str, Any]:
     """The summary as returned and logged, with its metrics added."""
     for name, value in (
         ("WatchesChecked", summary.checked),

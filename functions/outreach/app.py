@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
-from leap_tracker.adapters.outreach_store import OutreachDynamoStore
+from leap_tracker.adapters.outreach_store import DynamoOutreachStore
 from leap_tracker.adapters.secrets import secret_provider
 from leap_tracker.adapters.sns_publisher import SnsPublisher
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
@@ -36,7 +36,7 @@ from leap_tracker.config import OutreachSettings, load_settings, require
 from leap_tracker.outreach import deferral
 from leap_tracker.outreach.decision import Action, Because, OutreachPolicy
 from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
-from leap_tracker.outreach.service import Outcome, Outreach
+from leap_tracker.outreach.service import Outreach, OutreachResult
 from leap_tracker.outreach.templates import check_connect_url_pattern, load_templates
 from leap_tracker.timeutil import utc_now
 
@@ -72,7 +72,7 @@ def dependencies() -> Dependencies:
     events_topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
     sns = aws_client("sns")
     outreach = Outreach(
-        store=OutreachDynamoStore(aws_client("dynamodb"), table_name),
+        store=DynamoOutreachStore(aws_client("dynamodb"), table_name),
         channels=build_channels(settings.outreach, sns),
         audit=EventTopic(SnsPublisher(sns, events_topic_arn, fifo=settings.events_topic_fifo)),
         templates=load_templates(settings.outreach.templates_file),
@@ -179,7 +179,7 @@ def _warn_without_channel() -> None:
         )
 
 
-def _log(outcome: Outcome) -> None:
+def _log(outcome: OutreachResult) -> None:
     metric = {Action.SEND: "OutreachSent", Action.SUPPRESS: "OutreachSuppressed"}.get(outcome.action)
     if metric:
         metrics.add_metric(metric, MetricUnit.Count, 1)

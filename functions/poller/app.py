@@ -19,10 +19,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
-from leap_tracker.adapters.dynamo_store import DynamoPollerStore
 from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.adapters.poller_store import DynamoPollerStore
 from leap_tracker.config import Settings, load_settings, require
-from leap_tracker.poller import InvalidPollRequest, PollEnvironment, PollFailed, parse_request, run_poll
+from leap_tracker.poller.request import InvalidPollRequest, parse_request
+from leap_tracker.poller.run import PollEnvironment, PollFailed, run_poll
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()

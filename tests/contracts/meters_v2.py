@@ -2,7 +2,7 @@
 
 The description is JSON Schema (draft 2020-12) for the search request the client sends and for every
 answer it must understand. It states only what the product and the Leap simulator use, nothing more
-of Leap's API. The names are spelled out here rather than taken from ``leap_tracker.wire``: this is the
+of Leap's API. The names are spelled out here rather than taken from ``leap_tracker.leap.wire``: this is the
 reference the client and the simulator are tested against, so it must not move when they do.
 ``check_against_openapi`` checks that it still agrees with Leap's published OpenAPI file.
 """

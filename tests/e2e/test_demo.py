@@ -11,9 +11,9 @@ import pytest
 
 from devtools import demo
 from devtools.local_runner import PartnerMessage
-from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events.diff import DEFAULT_RULES, change_events
+from leap_tracker.leap import wire
 
 # 25 customers, 2 simulated days, joining the campaign 2 days in: seed 99 gives meters appearing for 8
 # customers (6 early enough that a sweep must find them) and 2 meter.overdue, so every check has

@@ -20,9 +20,10 @@ from jsonschema import Draft202012Validator
 from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud, PartnerMessage
 from functions.emitter import app as emitter_app
-from leap_tracker import table, wire
+from leap_tracker import table
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
+from leap_tracker.leap import wire
 from tests.integration.test_schemas_filter_policies import CLAIMS, doc_policies
 
 POLL_EVERY = timedelta(hours=8)

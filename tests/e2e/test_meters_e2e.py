@@ -18,10 +18,11 @@ from jsonschema import Draft202012Validator
 
 from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud, PartnerMessage
-from leap_tracker import table, wire
+from leap_tracker import table
 from leap_tracker.adapters.watch_store import item_from_watch
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
+from leap_tracker.leap import wire
 from leap_tracker.meters import schedule
 from leap_tracker.timeutil import format_instant
 from tests.e2e.conftest import E2E_START

@@ -20,8 +20,8 @@ from jsonschema import Draft202012Validator
 from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud
 from devtools.webhook_receiver import Delivery, WebhookReceiver
-from leap_tracker import wire
 from leap_tracker.events import catalog
+from leap_tracker.leap import wire
 from leap_tracker.outreach.decision import assess
 from leap_tracker.timeutil import format_instant, parse_instant
 

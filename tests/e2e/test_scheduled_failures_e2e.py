@@ -15,10 +15,11 @@ from boto3.dynamodb.types import TypeSerializer
 
 from devtools.leap_simulator import LeapSimulator, http_error, server_error, slow
 from devtools.local_runner import LocalCloud, PartnerMessage
-from leap_tracker import table, wire
-from leap_tracker.adapters.dynamo_store import checkpoint_from_item
+from leap_tracker import table
+from leap_tracker.adapters.poller_store import checkpoint_from_item
 from leap_tracker.adapters.watch_store import item_from_watch
 from leap_tracker.config import MeterWatchSettings
+from leap_tracker.leap import wire
 from leap_tracker.meters import schedule
 
 FAILURES = "ScheduledRunFailureQueue"

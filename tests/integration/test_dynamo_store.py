@@ -19,7 +19,7 @@ from moto import mock_aws
 from devtools.template_tables import CONNECTIONS_TABLE_ID, create_connections_table, resource_properties
 from leap_tracker import table
 from leap_tracker.adapters.aws import aws_client
-from leap_tracker.adapters.dynamo_store import (
+from leap_tracker.adapters.poller_store import (
     BATCH_GET_LIMIT,
     BATCH_WRITE_LIMIT,
     BatchRetryPolicy,
@@ -30,10 +30,10 @@ from leap_tracker.adapters.dynamo_store import (
     snapshot_item,
     write_units,
 )
-from leap_tracker.connect_model import decode_stored_entry, validate_entry
-from leap_tracker.leap_api import ConnectQuery
-from leap_tracker.poller import QUARANTINE_RETENTION, validate_page
-from leap_tracker.poller_ports import (
+from leap_tracker.leap.api import ConnectQuery
+from leap_tracker.leap.connect_model import validate_entry
+from leap_tracker.poller.changes import QUARANTINE_RETENTION, validate_page
+from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
@@ -42,6 +42,7 @@ from leap_tracker.poller_ports import (
     SnapshotWrite,
     StoredState,
 )
+from leap_tracker.table import decode_stored_entry
 from tests.unit.test_poller_fakes import T0, MemoryStore, make_entries, make_entry
 
 _SESSION = boto3.session.Session(region_name="us-east-1")  # reused: loading the service model is slow

@@ -22,8 +22,8 @@ from devtools import event_samples as samples
 from devtools.generate_schemas import SAMPLE_STREAM_EVENT
 from functions.emitter import app
 from leap_tracker.config import ConfigError
-from leap_tracker.connect_model import decode_stored_entry
 from leap_tracker.events import catalog
+from leap_tracker.table import decode_stored_entry
 from tests.fakes import FakeLambdaContext
 
 
@@ -213,7 +213,7 @@ def test_a_failed_publish_fails_that_record_and_every_later_one(topic: Topic) ->
 def events_of(record: dict[str, Any]) -> list[dict[str, Any]]:
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-    from leap_tracker.events.stream import record_messages
+    from leap_tracker.emitter.stream import record_messages
 
     parsed = DynamoDBRecord(record)
     return [json.loads(m.body) for m in record_messages(parsed.dynamodb.old_image, parsed.dynamodb.new_image)]

@@ -24,9 +24,9 @@ from devtools.leap_simulator import (
     truncated_body,
 )
 from devtools.leap_simulator.population import Population
-from leap_tracker import wire
 from leap_tracker.adapters.leap_http import LeapHttpClient
-from leap_tracker.leap_api import ConnectQuery
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import ConnectQuery
 from leap_tracker.timeutil import format_instant, parse_instant
 
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path

@@ -20,11 +20,12 @@ from devtools.leap_simulator import LeapSimulator, server_error
 from devtools.template_tables import create_connections_table as create_table_as_declared
 from functions.meter_sweep import app as sweep_app
 from functions.meter_watch import app as watch_app
-from leap_tracker import table, wire
+from leap_tracker import table
 from leap_tracker.adapters.watch_store import DUE_PAGE_SIZE, DynamoWatchStore, item_from_watch
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
-from leap_tracker.leap_api import LeapUnavailable
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import LeapUnavailable
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.meters.sweep import SweepIncomplete

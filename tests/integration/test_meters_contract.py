@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from devtools.leap_simulator import LeapSimulator, server_error
-from leap_tracker import wire
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.config import LeapApiSettings
+from leap_tracker.leap import wire
 from tests.contracts.meters_v2 import ContractViolation, check_search, check_search_answer
 
 SEARCH = wire.METERS_SEARCH_PATH

@@ -22,14 +22,16 @@ from moto import mock_aws
 from devtools.local_runner.shapes import sqs_record
 from devtools.webhook_receiver import WebhookReceiver
 from functions.outreach import app
-from leap_tracker import table, wire
-from leap_tracker.adapters.dynamo_store import snapshot_item
-from leap_tracker.adapters.outreach_store import OutreachDynamoStore
+from leap_tracker import table
+from leap_tracker.adapters.outreach_store import DynamoOutreachStore
+from leap_tracker.adapters.poller_store import snapshot_item
 from leap_tracker.config import ConfigError
-from leap_tracker.connect_model import decode_stored_entry, validate_entry
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
-from leap_tracker.poller_ports import SnapshotWrite
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import validate_entry
+from leap_tracker.poller.ports import SnapshotWrite
+from leap_tracker.table import decode_stored_entry
 from leap_tracker.timeutil import format_instant
 from tests.fakes import FakeLambdaContext
 from tests.integration.test_meter_moto import create_connections_table
@@ -307,12 +309,12 @@ def test_a_crash_after_delivery_resumes_with_the_same_webhook_id(
         raise RuntimeError("the sandbox died")
 
     with monkeypatch.context() as crash:  # delivered, then neither marked nor released
-        crash.setattr(OutreachDynamoStore, "mark_sent", die)
-        crash.setattr(OutreachDynamoStore, "release", die)
+        crash.setattr(DynamoOutreachStore, "mark_sent", die)
+        crash.setattr(DynamoOutreachStore, "release", die)
         assert len(env.invoke(env.receive())) == 1
 
     env.at(ACTIONABLE + timedelta(minutes=1))  # the claim's lease still runs: someone may be sending
-    store = OutreachDynamoStore(env.dynamodb, TABLE)
+    store = DynamoOutreachStore(env.dynamodb, TABLE)
     assert store.load(raw["id"])[1].attempts == 0
     env.sqs.send_message(QueueUrl=env.queue_url, MessageBody=json.dumps(env_event(raw)))
     assert len(env.invoke(env.receive())) == 1  # in flight: retried later
@@ -481,7 +483,7 @@ def test_a_failed_topic_publish_fails_the_record_and_uses_no_attempt(env: Env) -
 
 def _due_now(env: Env, *names: str) -> list[str]:
     """Stalled customers stored and due in the sweep at ACTIONABLE (as a handed-over deferral is)."""
-    store = OutreachDynamoStore(env.dynamodb, TABLE)
+    store = DynamoOutreachStore(env.dynamodb, TABLE)
     raws = [stalled_examples()[name] for name in names]
     for raw in raws:
         env.store(raw)

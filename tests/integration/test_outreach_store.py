@@ -11,11 +11,11 @@ import pytest
 from moto import mock_aws
 
 from leap_tracker import table
-from leap_tracker.adapters.dynamo_store import snapshot_item
-from leap_tracker.adapters.outreach_store import ClaimLost, OutreachDynamoStore
-from leap_tracker.connect_model import validate_entry
+from leap_tracker.adapters.outreach_store import ClaimLost, DynamoOutreachStore
+from leap_tracker.adapters.poller_store import snapshot_item
+from leap_tracker.leap.connect_model import validate_entry
 from leap_tracker.outreach.ledger import Claim, LedgerStatus, Reservation
-from leap_tracker.poller_ports import SnapshotWrite
+from leap_tracker.poller.ports import SnapshotWrite
 from tests.integration.test_meter_moto import create_connections_table
 from tests.unit.test_outreach_support import stalled_examples
 
@@ -27,12 +27,12 @@ ENTRY_ID = RAW["id"]
 
 
 @pytest.fixture
-def store() -> Iterator[OutreachDynamoStore]:
+def store() -> Iterator[DynamoOutreachStore]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_connections_table(client)
         client.put_item(TableName=TABLE, Item=snapshot_item(SnapshotWrite(validate_entry(RAW), 3), NOW))
-        yield OutreachDynamoStore(client, TABLE)
+        yield DynamoOutreachStore(client, TABLE)
 
 
 def reservation(
@@ -41,12 +41,12 @@ def reservation(
     return Reservation(ENTRY_ID, "NotConnected1", key, "utility_not_connected", "h", 3, attempt, 1, channels)
 
 
-def raw_item(store: OutreachDynamoStore, key: dict[str, str]) -> dict[str, Any]:
+def raw_item(store: DynamoOutreachStore, key: dict[str, str]) -> dict[str, Any]:
     item = store._client.get_item(TableName=TABLE, Key={k: {"S": v} for k, v in key.items()}).get("Item", {})
     return {name: next(iter(value.values())) for name, value in item.items()}
 
 
-def test_load_reads_the_snapshot_and_an_empty_history(store: OutreachDynamoStore) -> None:
+def test_load_reads_the_snapshot_and_an_empty_history(store: DynamoOutreachStore) -> None:
     snapshot, history = store.load(ENTRY_ID)
 
     assert snapshot is not None
@@ -58,7 +58,7 @@ def test_load_reads_the_snapshot_and_an_empty_history(store: OutreachDynamoStore
 
 
 def test_a_claimed_then_sent_message_is_recorded_and_cannot_be_claimed_again(
-    store: OutreachDynamoStore,
+    store: DynamoOutreachStore,
 ) -> None:
     first = reservation()
 
@@ -82,7 +82,7 @@ def test_a_claimed_then_sent_message_is_recorded_and_cannot_be_claimed_again(
     assert store.claim(first, 1, NOW, LEASE).claim is Claim.ALREADY_SENT
 
 
-def test_a_claim_in_flight_blocks_others_until_its_lease_ends(store: OutreachDynamoStore) -> None:
+def test_a_claim_in_flight_blocks_others_until_its_lease_ends(store: DynamoOutreachStore) -> None:
     first = reservation()
     other = reservation("agreement_pending#h2#1")
     store.claim(first, 0, NOW, LEASE)
@@ -95,7 +95,7 @@ def test_a_claim_in_flight_blocks_others_until_its_lease_ends(store: OutreachDyn
     assert (resumed.claim, resumed.reserved_at, resumed.delivered) == (Claim.RESUMED, NOW, frozenset())
 
 
-def test_a_claim_needs_the_attempts_the_decision_saw(store: OutreachDynamoStore) -> None:
+def test_a_claim_needs_the_attempts_the_decision_saw(store: DynamoOutreachStore) -> None:
     store.claim(reservation(), 0, NOW, LEASE)
     store.mark_sent(reservation(), NOW, None, LEASE)
 
@@ -103,14 +103,14 @@ def test_a_claim_needs_the_attempts_the_decision_saw(store: OutreachDynamoStore)
     assert store.claim(reservation("x#h#1", attempt=2), 1, NOW, LEASE).claim is Claim.NEW
 
 
-def test_nothing_can_be_claimed_after_completion(store: OutreachDynamoStore) -> None:
+def test_nothing_can_be_claimed_after_completion(store: DynamoOutreachStore) -> None:
     store.mark_completed(ENTRY_ID, "NotConnected1", NOW)
 
     assert store.claim(reservation(), 0, NOW, LEASE).claim is Claim.CONFLICT
     assert store.load(ENTRY_ID)[1].completed_at == NOW
 
 
-def test_release_without_delivery_forgets_the_claim(store: OutreachDynamoStore) -> None:
+def test_release_without_delivery_forgets_the_claim(store: DynamoOutreachStore) -> None:
     first = reservation()
     store.claim(first, 0, NOW, LEASE)
 
@@ -121,7 +121,7 @@ def test_release_without_delivery_forgets_the_claim(store: OutreachDynamoStore) 
     assert store.claim(first, 0, NOW, LEASE).claim is Claim.NEW
 
 
-def test_release_after_a_partial_delivery_keeps_it_for_the_retry(store: OutreachDynamoStore) -> None:
+def test_release_after_a_partial_delivery_keeps_it_for_the_retry(store: DynamoOutreachStore) -> None:
     both = reservation(channels=("topic", "webhook"))
     store.claim(both, 0, NOW, LEASE)
 
@@ -131,7 +131,7 @@ def test_release_after_a_partial_delivery_keeps_it_for_the_retry(store: Outreach
     assert (retry.claim, retry.delivered, retry.reserved_at) == (Claim.RESUMED, frozenset({"topic"}), NOW)
 
 
-def test_only_the_current_holder_can_mark_or_release(store: OutreachDynamoStore) -> None:
+def test_only_the_current_holder_can_mark_or_release(store: DynamoOutreachStore) -> None:
     first = reservation()
     store.claim(first, 0, NOW, LEASE)
     later = LEASE + timedelta(seconds=1)
@@ -148,7 +148,7 @@ def test_only_the_current_holder_can_mark_or_release(store: OutreachDynamoStore)
         store.mark_sent(reservation("never#claimed#1"), NOW, None, LEASE)
 
 
-def test_follow_ups_come_due_in_order_and_leave_the_index(store: OutreachDynamoStore) -> None:
+def test_follow_ups_come_due_in_order_and_leave_the_index(store: DynamoOutreachStore) -> None:
     ids = [f"E{n}" for n in range(3)]
     for n, entry_id in enumerate(ids):
         store.set_follow_up(entry_id, NOW + timedelta(hours=n), create=True)
@@ -161,7 +161,7 @@ def test_follow_ups_come_due_in_order_and_leave_the_index(store: OutreachDynamoS
     assert raw_item(store, table.outreach_state_key("no-state-item")) == {}
 
 
-def test_suppression_markers(store: OutreachDynamoStore) -> None:
+def test_suppression_markers(store: DynamoOutreachStore) -> None:
     assert not store.suppression_published(ENTRY_ID, "cooldown#r#h")
 
     store.record_suppression(ENTRY_ID, "cooldown#r#h", "cooldown", "r", "h", NOW)

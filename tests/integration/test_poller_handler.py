@@ -15,8 +15,9 @@ import pytest
 from devtools.leap_simulator import LeapSimulator, server_error
 from functions.poller import app
 from leap_tracker import table
-from leap_tracker.leap_api import LeapAuthError, LeapUnavailable
-from leap_tracker.poller import InvalidPollRequest, PollFailed
+from leap_tracker.leap.api import LeapAuthError, LeapUnavailable
+from leap_tracker.poller.request import InvalidPollRequest
+from leap_tracker.poller.run import PollFailed
 from tests.fakes import FakeLambdaContext
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import scan_items, stored_connections

@@ -12,21 +12,16 @@ from typing import Any
 import pytest
 
 from devtools.leap_simulator import Fault, LeapSimulator, http_error, rate_limited, server_error
-from leap_tracker import table, wire
-from leap_tracker.adapters.dynamo_store import DynamoPollerStore
+from leap_tracker import table
 from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.adapters.poller_store import DynamoPollerStore
 from leap_tracker.config import LeapApiSettings, PollerSettings
-from leap_tracker.connect_model import canonical_json, decode_stored_entry
-from leap_tracker.leap_api import ConnectPage, ConnectQuery, LeapAuthError, LeapUnavailable
-from leap_tracker.poller import (
-    PollEnvironment,
-    PollFailed,
-    PollMode,
-    PollRequest,
-    RunStatus,
-    RunSummary,
-    run_poll,
-)
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import ConnectPage, ConnectQuery, LeapAuthError, LeapUnavailable
+from leap_tracker.leap.connect_model import canonical_json
+from leap_tracker.poller.request import PollMode, PollRequest
+from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
+from leap_tracker.table import decode_stored_entry
 from tests.integration import test_dynamo_store as dynamo_fixtures
 from tests.integration.test_dynamo_store import RequestCounter, scan_items, stored_connections
 from tests.unit.test_poller_fakes import PageBudget, RecordingMetrics

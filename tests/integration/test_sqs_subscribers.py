@@ -28,10 +28,10 @@ from moto import mock_aws
 from devtools.local_runner.shapes import sqs_record
 from functions.meter_watch import app as watch_app
 from functions.outreach import app as outreach_app
-from leap_tracker.adapters.dynamo_store import snapshot_item
-from leap_tracker.connect_model import validate_entry
+from leap_tracker.adapters.poller_store import snapshot_item
 from leap_tracker.events.diff import change_events
-from leap_tracker.poller_ports import SnapshotWrite
+from leap_tracker.leap.connect_model import validate_entry
+from leap_tracker.poller.ports import SnapshotWrite
 from tests.fakes import FakeLambdaContext
 from tests.integration.test_meter_moto import TABLE, create_connections_table
 from tests.integration.test_poller_handler import emf_metrics

@@ -8,9 +8,9 @@ import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
 from devtools import event_samples as samples
-from leap_tracker import wire
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
+from leap_tracker.leap import wire
 
 
 def validator(event_type: str) -> Draft202012Validator:

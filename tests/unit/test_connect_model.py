@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import wire
-from leap_tracker.connect_model import (
+from leap_tracker.events.catalog import CONNECTION_SCHEMA
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import (
     MAX_ENTRY_ID_BYTES,
     MAX_REF_ID_BYTES,
     MalformedEntry,
@@ -23,7 +24,6 @@ from leap_tracker.connect_model import (
     content_hash,
     validate_entry,
 )
-from leap_tracker.events.catalog import CONNECTION_SCHEMA
 from tests.unit.test_poller_fakes import make_entry
 
 UTILITIES = wire.ENTRY_UTILITY_CONNECTIONS

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from devtools import event_samples as samples
-from leap_tracker import wire
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import DiffRules, change_events, changed_fields, match_utilities
+from leap_tracker.leap import wire
 
 UUID_A = "910bfb80-8b22-4341-8b5b-8752a21dccad"
 UUID_B = "5e0c9a0e-7d55-4c1b-9d0f-3a3f2b1c0d11"

@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import wire
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import agreement_is_required, change_events
+from leap_tracker.leap import wire
 
 STATUS_BY_CONNECTION_TYPE = {t: s for s, t in catalog.CONNECTION_TYPE_BY_STATUS.items()}
 STATUS_BY_UTILITY_TYPE = {t: s for s, t in catalog.UTILITY_TYPE_BY_STATUS.items()}

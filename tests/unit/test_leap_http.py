@@ -23,10 +23,10 @@ from devtools.leap_simulator import (
     slow,
     truncated_body,
 )
-from leap_tracker import wire
 from leap_tracker.adapters.leap_http import LeapApiRequestError, LeapHttpClient, api_key_provider
 from leap_tracker.config import ConfigError, LeapApiSettings
-from leap_tracker.leap_api import (
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import (
     ConnectQuery,
     ConnectSource,
     LeapAuthError,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
+from leap_tracker.leap import wire
 from leap_tracker.meters import schedule
 from leap_tracker.meters.matching import match_meters, search_request, searchable, summarize
 from leap_tracker.meters.model import MeterWatch

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import OutgoingMessage
-from leap_tracker.leap_api import LeapAuthError, LeapRequestError, LeapUnavailable
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import LeapAuthError, LeapRequestError, LeapUnavailable
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.meters.opening import MalformedCompletion, OpenResult, open_watch, watch_from_completion
-from leap_tracker.meters.sweep import SweepIncomplete, SweepSummary, run_sweep
+from leap_tracker.meters.sweep import MeterSweepSummary, SweepIncomplete, run_sweep
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 RULES = MeterWatchSettings()
@@ -416,7 +416,7 @@ def test_only_time_running_short_or_nothing_due_ends_a_sweep_normally() -> None:
     assert short.stopped_early
     assert short.checked == 0
     assert not short.incomplete
-    assert sweep(store, meters, FakePublisher(), T0 + 24 * HOUR) == SweepSummary(
+    assert sweep(store, meters, FakePublisher(), T0 + 24 * HOUR) == MeterSweepSummary(
         due=150, checked=150, meter_searches=2
     )
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 from leap_tracker.outreach import decision as d
 from leap_tracker.outreach.decision import (
     Action,

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from leap_tracker import wire
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import to_message
+from leap_tracker.leap import wire
 from leap_tracker.outreach import ledger, messages
 from leap_tracker.outreach.decision import (
     ALL_REASONS,

@@ -6,8 +6,8 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leap_tracker import wire
-from leap_tracker.connect_model import canonical_json, content_hash
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import canonical_json, content_hash
 from leap_tracker.outreach.decision import Snapshot
 from leap_tracker.timeutil import format_instant
 

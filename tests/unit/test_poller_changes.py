@@ -9,45 +9,46 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import table, wire
-from leap_tracker.connect_model import MalformedEntry, UnknownValue, validate_entry
-from leap_tracker.poller import (
+from leap_tracker import table
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import MalformedEntry, UnknownValue, validate_entry
+from leap_tracker.poller.changes import (
     MAX_QUARANTINE_REASON_CHARS,
     QUARANTINE_RETENTION,
-    Decision,
-    Outcome,
+    ChangeKind,
+    EntryChange,
     decide_entry,
     decide_page,
     newest_per_id,
     quarantine_record,
     validate_page,
 )
-from leap_tracker.poller_ports import StoredState
+from leap_tracker.poller.ports import StoredState
 from tests.unit.test_poller_fakes import T0, make_entry
 
 EARLY, LATE = T0 - timedelta(hours=3), T0 - timedelta(hours=1)
 
 
 def test_a_new_entry_is_written_with_sequence_one() -> None:
-    assert decide_entry("h1", LATE, None) == Decision(Outcome.NEW, 1)
+    assert decide_entry("h1", LATE, None) == EntryChange(ChangeKind.NEW, 1)
 
 
 def test_the_same_content_is_not_written() -> None:
-    assert decide_entry("h1", LATE, StoredState("h1", 4, LATE)) == Decision(Outcome.UNCHANGED)
+    assert decide_entry("h1", LATE, StoredState("h1", 4, LATE)) == EntryChange(ChangeKind.UNCHANGED)
 
 
 def test_changed_content_gets_the_next_sequence() -> None:
-    assert decide_entry("h2", LATE, StoredState("h1", 4, EARLY)) == Decision(Outcome.CHANGED, 5)
+    assert decide_entry("h2", LATE, StoredState("h1", 4, EARLY)) == EntryChange(ChangeKind.CHANGED, 5)
     # same last interaction but different content (e.g. an agreement signed): still a change
-    assert decide_entry("h2", LATE, StoredState("h1", 4, LATE)) == Decision(Outcome.CHANGED, 5)
+    assert decide_entry("h2", LATE, StoredState("h1", 4, LATE)) == EntryChange(ChangeKind.CHANGED, 5)
 
 
 def test_an_older_entry_never_replaces_a_newer_one() -> None:
-    assert decide_entry("h0", EARLY, StoredState("h1", 4, LATE)) == Decision(Outcome.STALE)
+    assert decide_entry("h0", EARLY, StoredState("h1", 4, LATE)) == EntryChange(ChangeKind.STALE)
 
 
 def test_an_unreadable_stored_last_interaction_does_not_block_a_change() -> None:
-    assert decide_entry("h2", EARLY, StoredState("h1", 4, None)) == Decision(Outcome.CHANGED, 5)
+    assert decide_entry("h2", EARLY, StoredState("h1", 4, None)) == EntryChange(ChangeKind.CHANGED, 5)
 
 
 versions = st.lists(
@@ -163,8 +164,8 @@ def test_decide_page_writes_only_new_and_changed() -> None:
     }
     changes = decide_page(entries, stored)
     assert [(write.entry.ref_id, write.sequence) for write in changes.writes] == [("new", 1), ("changed", 8)]
-    assert changes.count(Outcome.UNCHANGED) == 1
-    assert changes.count(Outcome.STALE) == 1
+    assert changes.count(ChangeKind.UNCHANGED) == 1
+    assert changes.count(ChangeKind.STALE) == 1
 
 
 def test_an_empty_page_has_no_watermark_candidate() -> None:

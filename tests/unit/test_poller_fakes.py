@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from leap_tracker import wire
-from leap_tracker.leap_api import ConnectPage, ConnectQuery
-from leap_tracker.poller_ports import (
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import ConnectPage, ConnectQuery
+from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leap_tracker.config import PollerSettings
-from leap_tracker.connect_model import MAX_REF_ID_BYTES
-from leap_tracker.leap_api import ConnectQuery
-from leap_tracker.poller import InvalidPollRequest, PollMode, PollRequest, parse_request, plan_pass
-from leap_tracker.poller_ports import Checkpoint, PassKind, PassState
+from leap_tracker.leap.api import ConnectQuery
+from leap_tracker.leap.connect_model import MAX_REF_ID_BYTES
+from leap_tracker.poller.plan import plan_pass
+from leap_tracker.poller.ports import Checkpoint, PassKind, PassState
+from leap_tracker.poller.request import InvalidPollRequest, PollMode, PollRequest, parse_request
 from tests.unit.test_poller_fakes import T0
 
 SETTINGS = PollerSettings(overlap_minutes=120, full_reconciliation_hours=24)

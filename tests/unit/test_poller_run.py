@@ -7,19 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from leap_tracker import table, wire
+from leap_tracker import table
 from leap_tracker.config import PollerSettings
-from leap_tracker.leap_api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
-from leap_tracker.poller import (
-    PollEnvironment,
-    PollFailed,
-    PollMode,
-    PollRequest,
-    RunStatus,
-    RunSummary,
-    run_poll,
-)
-from leap_tracker.poller_ports import PassKind
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
+from leap_tracker.poller.ports import PassKind
+from leap_tracker.poller.request import PollMode, PollRequest
+from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from tests.unit.test_poller_fakes import (
     T0,
     FakeClock,

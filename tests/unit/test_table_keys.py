@@ -15,16 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leap_tracker import table, wire
-from leap_tracker.adapters.dynamo_store import quarantine_item, snapshot_item
+from leap_tracker import table
+from leap_tracker.adapters.poller_store import quarantine_item, snapshot_item
 from leap_tracker.adapters.watch_store import item_from_watch
 from leap_tracker.config import MeterWatchSettings
-from leap_tracker.connect_model import MalformedEntry, validate_entry
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import MalformedEntry, validate_entry
 from leap_tracker.meters import schedule
 from leap_tracker.outreach import ledger
 from leap_tracker.outreach.decision import ALL_REASONS, Because
-from leap_tracker.poller import quarantine_record
-from leap_tracker.poller_ports import SnapshotWrite
+from leap_tracker.poller.changes import quarantine_record
+from leap_tracker.poller.ports import SnapshotWrite
 from leap_tracker.timeutil import format_instant
 from tests.unit.test_poller_fakes import T0, make_entry
 

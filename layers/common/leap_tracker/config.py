@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 
 
 class ConfigError(ValueError):

@@ -25,6 +25,12 @@ follow-up use ``OUTREACH_FOLLOW_UP`` (:data:`OUTREACH_FOLLOW_UP_BUCKET`, see doc
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import zlib
+from typing import Any
+
 PK = "pk"
 SK = "sk"
 TTL_ATTRIBUTE = "expires_at"
@@ -127,3 +133,37 @@ WATCH_STATUS = "status"  # OPEN | CLOSED
 WATCH_CLOSED_REASON = "closed_reason"  # appeared | expired | connection_gone
 WATCH_CLOSED_AT = "closed_at"
 WATCH_METER_IDS = "meter_ids"  # L of S: the meters that closed it (ids only: no personal data)
+
+
+# --- the stored form of a Leap entry (the snapshot item's CONN_ENTRY attribute) ---------------
+
+
+class UnreadableStoredEntry(ValueError):
+    """A snapshot item's entry attribute is not an entry this code wrote."""
+
+
+def encode_stored_entry(canonical: str) -> bytes:
+    """The stored form of an entry: zlib-compressed canonical JSON, a DynamoDB binary attribute.
+
+    Measured (bench/poller.py): as plain text, entries with two or more utilities pass 1 KB and cost
+    2 write units; compressed, every simulated entry fits one, so write units equal changed entries.
+    """
+    return zlib.compress(canonical.encode(), 6)
+
+
+def decode_stored_entry(value: Any) -> dict[str, Any]:
+    """The entry back from its stored form, in any shape a binary attribute reaches code in:
+    bytes (boto3 client), boto3's ``Binary`` (resource/TypeDeserializer) or base64 text (the JSON of a
+    Lambda stream event, as Powertools' data class hands it over)."""
+    raw = getattr(value, "value", value)
+    try:
+        if isinstance(raw, str):
+            raw = base64.b64decode(raw, validate=True)
+        if not isinstance(raw, bytes | bytearray):
+            raise TypeError(f"a binary attribute was expected, got {type(raw).__name__}")
+        entry = json.loads(zlib.decompress(raw))
+    except (TypeError, ValueError, binascii.Error, zlib.error) as exc:
+        raise UnreadableStoredEntry(f"stored entry cannot be read: {exc}") from exc
+    if not isinstance(entry, dict):
+        raise UnreadableStoredEntry("stored entry is not a JSON object")
+    return entry

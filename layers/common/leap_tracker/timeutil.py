@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from leap_tracker.wire import WIRE_DATETIME_FORMAT
+from leap_tracker.leap.wire import WIRE_DATETIME_FORMAT
 
 
 def parse_instant(text: str) -> datetime:

@@ -2,7 +2,7 @@
 
 One ``requests.Session`` carries both, with urllib3's ``Retry`` mounted for 429/5xx and network errors.
 Auth failures are fatal and never retried; every other failure becomes one of the ``LeapError`` types
-of :mod:`leap_tracker.leap_api`. Entries and meters are yielded as raw dicts: validating them is the
+of :mod:`leap_tracker.leap.api`. Entries and meters are yielded as raw dicts: validating them is the
 poller's job, this module only checks the page envelope.
 """
 
@@ -24,10 +24,10 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from leap_tracker import wire
 from leap_tracker.adapters.secrets import secret_provider
 from leap_tracker.config import LeapApiSettings
-from leap_tracker.leap_api import (
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import (
     ConnectPage,
     ConnectQuery,
     LeapAuthError,

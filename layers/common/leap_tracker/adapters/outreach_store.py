@@ -24,7 +24,6 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
-from leap_tracker.connect_model import decode_stored_entry
 from leap_tracker.outreach.decision import History, Snapshot
 from leap_tracker.outreach.ledger import (
     STATE_ITEM_TYPE,
@@ -38,6 +37,7 @@ from leap_tracker.outreach.ledger import (
     SuppressedAttr,
     ledger_attribute,
 )
+from leap_tracker.table import decode_stored_entry
 from leap_tracker.timeutil import format_instant, parse_instant
 
 MAX_BATCH_GET_TRIES = 5
@@ -50,7 +50,7 @@ class ClaimLost(RuntimeError):
     """The caller's claim is no longer its own (its lease ran out and someone took over)."""
 
 
-class OutreachDynamoStore:
+class DynamoOutreachStore:
     """Implements ``leap_tracker.outreach.ports.OutreachStore`` on the one table (low-level client)."""
 
     def __init__(self, client: Any, table_name: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, ExceptionInfo, FailureResponse
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 
 MASK = "<redacted>"
 

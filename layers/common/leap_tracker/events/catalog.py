@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 
 SOURCE = "leap-connect-tracker"
 SPEC_VERSION = "1.0"

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from leap_tracker import wire
 from leap_tracker.config import Settings
 from leap_tracker.events import catalog
+from leap_tracker.leap import wire
 from leap_tracker.timeutil import format_instant, parse_instant
 
 Entry = Mapping[str, Any]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 from leap_tracker.meters.model import MeterSummary, MeterWatch
 from leap_tracker.timeutil import parse_instant
 

@@ -6,9 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
+from leap_tracker.leap import wire
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import MeterWatch
 from leap_tracker.meters.ports import WatchStore

@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from itertools import islice
 
-from leap_tracker import wire
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.events.publishing import OutgoingMessage, to_message
-from leap_tracker.leap_api import (
+from leap_tracker.leap import wire
+from leap_tracker.leap.api import (
     LeapAuthError,
     LeapInvalidResponse,
     LeapPageTokenExpired,
@@ -58,7 +58,7 @@ _MAX_ERRORS_KEPT = 5
 
 
 @dataclass(slots=True)
-class SweepSummary:
+class MeterSweepSummary:
     due: int = 0  # due watches taken from the index
     checked: int = 0  # checked against the Meters API and saved
     appeared: int = 0
@@ -90,7 +90,7 @@ class SweepIncomplete(Exception):
     the watches concerned stay due. ``summary`` says what happened; the first Leap error is the cause.
     """
 
-    def __init__(self, summary: SweepSummary) -> None:
+    def __init__(self, summary: MeterSweepSummary) -> None:
         first = f": {summary.leap_errors[0]}" if summary.leap_errors else ""
         super().__init__(
             f"meter sweep incomplete: {summary.leap_failures} Meters search(es) failed, "
@@ -114,7 +114,7 @@ def run_sweep(
     settings: MeterWatchSettings,
     now: datetime,
     remaining_ms: Callable[[], int],
-) -> SweepSummary:
+) -> MeterSweepSummary:
     """Check the watches due at ``now`` until none is left or time runs short (see module doc).
 
     Returns the summary when every watch it took was checked (time running short is not a failure:
@@ -122,7 +122,7 @@ def run_sweep(
     table errors as they come; what was saved before stays saved, what was not stays due.
     """
     now = now.replace(microsecond=0)  # the table holds instants to the second
-    summary = SweepSummary()
+    summary = MeterSweepSummary()
     margin_ms = settings.sweep_time_margin_seconds * 1000
     due = _once_each(store.due_watches(now))
     first_error: Exception | None = None
@@ -154,7 +154,7 @@ def _sweep_batch(
     publisher: EventPublisher,
     settings: MeterWatchSettings,
     now: datetime,
-    summary: SweepSummary,
+    summary: MeterSweepSummary,
 ) -> None:
     alive = store.existing_connections([watch.entry_id for watch in batch])
     for watch in (w for w in batch if w.entry_id not in alive):
@@ -186,7 +186,7 @@ def _sweep_batch(
             summary.checked += 1
 
 
-def _search(meters: MeterSource, watches: list[MeterWatch], summary: SweepSummary) -> MatchResult:
+def _search(meters: MeterSource, watches: list[MeterWatch], summary: MeterSweepSummary) -> MatchResult:
     request = search_request(watches)
     summary.meter_searches += 1
     found = match_meters(
@@ -198,7 +198,7 @@ def _search(meters: MeterSource, watches: list[MeterWatch], summary: SweepSummar
 
 
 def _save(
-    store: WatchStore, before: MeterWatch, after: MeterWatch, summary: SweepSummary, counter: str | None
+    store: WatchStore, before: MeterWatch, after: MeterWatch, summary: MeterSweepSummary, counter: str | None
 ) -> bool:
     if not store.replace(before, after):
         summary.conflicts += 1
@@ -217,7 +217,7 @@ def _once_each(watches: Iterable[MeterWatch]) -> Iterator[MeterWatch]:
             yield watch
 
 
-def _note_error(summary: SweepSummary, exc: Exception) -> None:
+def _note_error(summary: MeterSweepSummary, exc: Exception) -> None:
     summary.leap_failures += 1
     if len(summary.leap_errors) < _MAX_ERRORS_KEPT:
         summary.leap_errors.append(f"{type(exc).__name__}: {exc}")

@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from leap_tracker import wire
 from leap_tracker.config import Settings
+from leap_tracker.leap import wire
 from leap_tracker.outreach import ledger
 from leap_tracker.timeutil import parse_instant
 

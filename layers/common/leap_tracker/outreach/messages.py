@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from leap_tracker import wire
 from leap_tracker.events import catalog
+from leap_tracker.leap import wire
 from leap_tracker.outreach import ledger
 from leap_tracker.outreach.decision import Decision, Snapshot, required_utilities, utility_names
 from leap_tracker.outreach.templates import TemplateSet, connect_url, template_values

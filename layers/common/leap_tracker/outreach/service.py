@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leap_tracker import wire
+from leap_tracker.leap import wire
 from leap_tracker.outreach import ledger, messages
 from leap_tracker.outreach.decision import (
     Action,
@@ -56,7 +56,7 @@ class DeliveryFailed(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class OutreachResult:
     action: Action
     entry_id: str
     reason: str | None = None
@@ -66,9 +66,9 @@ class Outcome:
 
 
 @dataclass(slots=True)
-class SweepSummary:
+class FollowUpSummary:
     due: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[OutreachResult] = field(default_factory=list)
     failed: int = 0
     stopped_early: bool = False  # out of time: the rest stays due for the next sweep
 
@@ -93,7 +93,7 @@ class Outreach:
     policy: OutreachPolicy
     connect_url_pattern: str
 
-    def handle_event(self, event: Mapping[str, Any], now: datetime, lease_until: datetime) -> Outcome:
+    def handle_event(self, event: Mapping[str, Any], now: datetime, lease_until: datetime) -> OutreachResult:
         return self.act(entry_id_of(event), Trigger.EVENT, now, lease_until)
 
     def hand_over(self, entry_id: str, until: datetime) -> None:
@@ -102,9 +102,9 @@ class Outreach:
 
     def run_follow_ups(
         self, now: datetime, lease_until: datetime, has_time: Callable[[], bool]
-    ) -> SweepSummary:
+    ) -> FollowUpSummary:
         """Re-decide every due customer; one customer's failure never stops the others."""
-        summary = SweepSummary()
+        summary = FollowUpSummary()
         for entry_id in self.store.due_follow_ups(now):
             if not has_time():
                 summary.stopped_early = True
@@ -117,12 +117,12 @@ class Outreach:
                 summary.failed += 1
         return summary
 
-    def act(self, entry_id: str, trigger: Trigger, now: datetime, lease_until: datetime) -> Outcome:
+    def act(self, entry_id: str, trigger: Trigger, now: datetime, lease_until: datetime) -> OutreachResult:
         snapshot, history = self.store.load(entry_id)
         if snapshot is None:
             if trigger is Trigger.FOLLOW_UP:
                 self.store.set_follow_up(entry_id, None)
-            return Outcome(Action.SUPPRESS, entry_id, because=Because.SNAPSHOT_MISSING)
+            return OutreachResult(Action.SUPPRESS, entry_id, because=Because.SNAPSHOT_MISSING)
         decision = decide(snapshot, history, self.policy, now, trigger)
         if decision.action is Action.SEND:
             if not self.channels:
@@ -130,12 +130,14 @@ class Outreach:
             return self._send(snapshot, history, decision, now, lease_until)
         if decision.action is Action.DEFER:
             self._apply_follow_up(entry_id, decision)
-            return Outcome(Action.DEFER, entry_id, decision.need.reason, until=decision.until)
+            return OutreachResult(Action.DEFER, entry_id, decision.need.reason, until=decision.until)
         return self._suppress(snapshot, history, decision, now)
 
     # --- suppress -------------------------------------------------------------------------------
 
-    def _suppress(self, snapshot: Snapshot, history: History, decision: Decision, now: datetime) -> Outcome:
+    def _suppress(
+        self, snapshot: Snapshot, history: History, decision: Decision, now: datetime
+    ) -> OutreachResult:
         entry_id, because = snapshot.entry_id, decision.because
         if decision.mark_completed:
             self.store.mark_completed(entry_id, snapshot.ref_id, now)
@@ -149,7 +151,7 @@ class Outreach:
                 self.store.record_suppression(
                     entry_id, key, because, decision.need.reason, snapshot.content_hash, now
                 )
-        return Outcome(Action.SUPPRESS, entry_id, decision.need.reason, because=because)
+        return OutreachResult(Action.SUPPRESS, entry_id, decision.need.reason, because=because)
 
     def _apply_follow_up(self, entry_id: str, decision: Decision) -> None:
         if decision.follow_up is not None:
@@ -159,11 +161,11 @@ class Outreach:
 
     def _send(
         self, snapshot: Snapshot, history: History, decision: Decision, now: datetime, lease_until: datetime
-    ) -> Outcome:
+    ) -> OutreachResult:
         reservation = _reservation(snapshot, decision, tuple(c.name for c in self.channels))
         claimed = self.store.claim(reservation, history.attempts, now, lease_until)
         if claimed.claim is Claim.ALREADY_SENT:
-            return Outcome(
+            return OutreachResult(
                 Action.SUPPRESS, snapshot.entry_id, reservation.reason, because=Because.ALREADY_SENT
             )
         if claimed.claim in (Claim.IN_FLIGHT, Claim.CONFLICT):
@@ -190,7 +192,7 @@ class Outreach:
         except Exception:
             self._release_quietly(reservation, frozenset(delivered), now, lease_until)
             raise
-        return Outcome(Action.SEND, snapshot.entry_id, reservation.reason, attempt=reservation.attempt)
+        return OutreachResult(Action.SEND, snapshot.entry_id, reservation.reason, attempt=reservation.attempt)
 
     def _release_quietly(
         self, reservation: Reservation, delivered: frozenset[str], now: datetime, lease_until: datetime

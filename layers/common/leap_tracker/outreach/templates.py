@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from leap_tracker import wire
 from leap_tracker.config import ConfigError
+from leap_tracker.leap import wire
 from leap_tracker.outreach.decision import ALL_REASONS, Need, utility_names
 
 DEFAULT_TEMPLATES_RESOURCE = "templates.json"

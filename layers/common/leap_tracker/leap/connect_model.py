@@ -9,18 +9,16 @@ so the caller can count it. Pure functions only.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leap_tracker import table, wire
+from leap_tracker import table
+from leap_tracker.leap import wire
 
 # What the table can hold (an item is at most 400 KB; key limits in leap_tracker.table). An entry past
 # a limit is quarantined instead of failing the page's batch write. Limits are in bytes of UTF-8, what
@@ -96,37 +94,6 @@ def canonical_json(entry: Mapping[str, Any]) -> str:
 def content_hash(canonical: str) -> str:
     """sha256 of the canonical JSON, hex."""
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-class UnreadableStoredEntry(ValueError):
-    """A snapshot item's entry attribute is not an entry this code wrote."""
-
-
-def encode_stored_entry(canonical: str) -> bytes:
-    """The stored form of an entry: zlib-compressed canonical JSON, a DynamoDB binary attribute.
-
-    Measured (bench/poller.py): as plain text, entries with two or more utilities pass 1 KB and cost
-    2 write units; compressed, every simulated entry fits one, so write units equal changed entries.
-    """
-    return zlib.compress(canonical.encode(), 6)
-
-
-def decode_stored_entry(value: Any) -> dict[str, Any]:
-    """The entry back from its stored form, in any shape a binary attribute reaches code in:
-    bytes (boto3 client), boto3's ``Binary`` (resource/TypeDeserializer) or base64 text (the JSON of a
-    Lambda stream event, as Powertools' data class hands it over)."""
-    raw = getattr(value, "value", value)
-    try:
-        if isinstance(raw, str):
-            raw = base64.b64decode(raw, validate=True)
-        if not isinstance(raw, bytes | bytearray):
-            raise TypeError(f"a binary attribute was expected, got {type(raw).__name__}")
-        entry = json.loads(zlib.decompress(raw))
-    except (TypeError, ValueError, binascii.Error, zlib.error) as exc:
-        raise UnreadableStoredEntry(f"stored entry cannot be read: {exc}") from exc
-    if not isinstance(entry, dict):
-        raise UnreadableStoredEntry("stored entry is not a JSON object")
-    return entry
 
 
 def validate_entry(raw: Any, known: KnownValues = DEFAULT_KNOWN_VALUES) -> ValidEntry:

@@ -1,23 +1,9 @@
-"""The poller: read Leap's Connect API page by page and store only what changed.
-
-Three parts, each testable alone:
-- the request and the pass plan: :func:`parse_request` and :func:`plan_pass` (pure: which selection
-  a run reads, from the checkpoint, the clock and the settings);
-- change detection: :func:`validate_page` and :func:`decide_entry` / :func:`decide_page` (pure);
-- the run: :func:`run_poll` drives a ``ConnectSource`` and a ``PollerStore`` under the lease, page by
-  page: validate, read stored hashes, renew the lease, write the changes, then checkpoint. A page is
-  checkpointed only after its writes succeeded, so a crash replays at most one page, and the replay
-  writes nothing because the hashes then match. A run that cannot do its work raises
-  :class:`PollFailed` (after checkpointing what it did), so the platform counts and retries it.
-"""
+"""One poller run under the lease, page by page (the package docstring says how)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,276 +11,26 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from leap_tracker import table
 from leap_tracker.config import PollerSettings
-from leap_tracker.connect_model import (
+from leap_tracker.leap.api import ConnectPage, ConnectQuery, ConnectSource, LeapPageTokenExpired
+from leap_tracker.leap.connect_model import (
     DEFAULT_KNOWN_VALUES,
-    MAX_REF_ID_BYTES,
     KnownValues,
-    MalformedEntry,
-    UnknownValue,
-    ValidEntry,
-    identifier_problem,
-    validate_entry,
 )
-from leap_tracker.leap_api import ConnectPage, ConnectQuery, ConnectSource, LeapPageTokenExpired
-from leap_tracker.poller_ports import (
+from leap_tracker.poller.changes import ChangeKind, PageChanges, ValidatedPage, decide_page, validate_page
+from leap_tracker.poller.plan import plan_pass
+from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
-    PassKind,
     PassState,
     PollerStore,
-    QuarantineRecord,
-    SnapshotWrite,
-    StoredState,
 )
+from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.timeutil import format_instant
 
 logger = Logger(child=True)
-
-QUARANTINE_RETENTION = timedelta(days=30)
-MAX_QUARANTINED_JSON_CHARS = 100_000  # keeps a quarantine item far below DynamoDB's 400 KB
-MAX_QUARANTINE_REASON_CHARS = 1_000  # a reason may quote a name Leap sent (an agreement's): bounded too
-# The schedule fires at about the same minute every hour. Without this slack a full pass that started
-# a few seconds later one day would not be "due" 24 h later and would slip a whole hour.
-SCHEDULE_SLACK = timedelta(minutes=15)
 MAX_TOKEN_RESTARTS_PER_RUN = 1  # a second refused token in one run means something else is wrong
-
-
-# --- the request --------------------------------------------------------------------------------
-
-
-class PollMode(StrEnum):
-    SCHEDULED = "scheduled"  # the poller decides: resume, full reconciliation, or incremental
-    INCREMENTAL = "incremental"
-    FULL = "full"
-    REF_ID = "ref_id"  # one Reference ID, on demand
-
-
-class InvalidPollRequest(ValueError):
-    """The invocation input is not one the poller accepts (the message says what is)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PollRequest:
-    mode: PollMode
-    ref_id: str | None = None
-
-
-_ACCEPTED_INPUTS = (
-    '{"mode": "scheduled"}, {"mode": "incremental"}, {"mode": "full"}, {"mode": "ref_id", "ref_id": "..."} '
-    'or an EventBridge "Scheduled Event"'
-)
-# What a classic EventBridge schedule rule sends (`sam local generate-event cloudwatch scheduled-event`
-# prints it): no input of ours, so it can only mean the hourly run.
-EVENTBRIDGE_SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events"}
-
-
-def parse_request(event: Any) -> PollRequest:
-    """The invocation input: what the schedule's Input says (EventBridge Scheduler passes it as is),
-    or EventBridge's own "Scheduled Event" (a classic rule), which is a scheduled run."""
-    if not isinstance(event, dict):
-        raise InvalidPollRequest(f"the input is {type(event).__name__}; expected {_ACCEPTED_INPUTS}")
-    if _is_eventbridge_schedule(event):
-        return PollRequest(PollMode.SCHEDULED)
-    raw_mode = event.get("mode")
-    try:
-        mode = PollMode(raw_mode)
-    except ValueError:
-        raise InvalidPollRequest(f"unknown mode {raw_mode!r}; expected {_ACCEPTED_INPUTS}") from None
-    allowed = {"mode", "ref_id"} if mode is PollMode.REF_ID else {"mode"}
-    extra = sorted(set(event) - allowed)
-    if extra:
-        raise InvalidPollRequest(
-            f"unexpected key(s) {extra} for mode {mode.value!r}; expected {_ACCEPTED_INPUTS}"
-        )
-    if mode is not PollMode.REF_ID:
-        return PollRequest(mode)
-    ref_id = event.get("ref_id")
-    if not isinstance(ref_id, str) or not ref_id.strip():
-        raise InvalidPollRequest('mode "ref_id" needs a non-empty string "ref_id"')
-    ref_id = ref_id.strip()
-    problem = identifier_problem(ref_id, MAX_REF_ID_BYTES)
-    if problem:
-        raise InvalidPollRequest(f'"ref_id" {problem}')
-    return PollRequest(mode, ref_id)
-
-
-def _is_eventbridge_schedule(event: dict[str, Any]) -> bool:
-    return "mode" not in event and all(event.get(k) == v for k, v in EVENTBRIDGE_SCHEDULED_EVENT.items())
-
-
-# --- the pass plan (pure) -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PassPlan:
-    state: PassState
-    resumed: bool
-    reason: str
-
-
-def plan_pass(mode: PollMode, checkpoint: Checkpoint, now: datetime, settings: PollerSettings) -> PassPlan:
-    """Which selection this run reads, and from which page. The one place that decides it.
-
-    scheduled: an unfinished pass is resumed first; else a full reconciliation when one is due; else
-    an incremental pass. incremental/full: that kind, resuming an unfinished pass of the same kind.
-    A fresh pass replaces an unfinished one of the other kind: nothing is lost, because the watermark
-    and the last full reconciliation only move when a pass completes.
-    """
-    if mode is PollMode.REF_ID:
-        raise ValueError("a ref_id poll reads no pass")
-    pending = checkpoint.pending
-    if mode is PollMode.SCHEDULED:
-        if pending is not None:
-            return PassPlan(pending, resumed=True, reason=f"resume the unfinished {pending.kind} pass")
-        due, why = full_reconciliation_due(checkpoint, now, settings)
-        kind = PassKind.FULL if due else PassKind.INCREMENTAL
-        return PassPlan(fresh_pass(kind, checkpoint, now, settings), resumed=False, reason=why)
-    kind = PassKind.FULL if mode is PollMode.FULL else PassKind.INCREMENTAL
-    if pending is not None and pending.kind is kind:
-        return PassPlan(pending, resumed=True, reason=f"resume the unfinished {kind} pass (asked for {kind})")
-    return PassPlan(fresh_pass(kind, checkpoint, now, settings), resumed=False, reason=f"asked for {kind}")
-
-
-def full_reconciliation_due(
-    checkpoint: Checkpoint, now: datetime, settings: PollerSettings
-) -> tuple[bool, str]:
-    last = checkpoint.last_full_started_at
-    if last is None:
-        return True, "no full reconciliation has completed yet"
-    period = timedelta(hours=settings.full_reconciliation_hours)
-    if now - last >= period - SCHEDULE_SLACK:
-        return True, f"the last full reconciliation started {format_instant(last)}, over {period} ago"
-    return False, "incremental (a full reconciliation is not due)"
-
-
-def fresh_pass(kind: PassKind, checkpoint: Checkpoint, now: datetime, settings: PollerSettings) -> PassState:
-    if kind is PassKind.FULL:
-        query = ConnectQuery(start_date=settings.full_reconciliation_start)
-    elif checkpoint.watermark is None:
-        # Nothing completed yet: an incremental pass from the very start reads what a full one would.
-        query = ConnectQuery(last_interaction_date=settings.full_reconciliation_start)
-    else:
-        since = checkpoint.watermark - timedelta(minutes=settings.overlap_minutes)
-        query = ConnectQuery(last_interaction_date=format_instant(since))
-    return PassState(kind=kind, query=query, started_at=now)
-
-
-# --- change detection (pure) --------------------------------------------------------------------
-
-
-class Outcome(StrEnum):
-    NEW = "new"  # first seen: sequence 1
-    CHANGED = "changed"  # different content, not older: next sequence
-    UNCHANGED = "unchanged"  # same content hash
-    STALE = "stale"  # older last interaction than the stored one: never regress
-
-    @property
-    def writes(self) -> bool:
-        return self in (Outcome.NEW, Outcome.CHANGED)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    outcome: Outcome
-    sequence: int | None = None  # the sequence to write, for NEW and CHANGED
-
-
-def decide_entry(content_hash: str, last_interaction: datetime, stored: StoredState | None) -> Decision:
-    """Compare one entry with its stored snapshot."""
-    if stored is None:
-        return Decision(Outcome.NEW, 1)
-    if content_hash == stored.content_hash:
-        return Decision(Outcome.UNCHANGED)
-    if stored.last_interaction is not None and last_interaction < stored.last_interaction:
-        return Decision(Outcome.STALE)
-    return Decision(Outcome.CHANGED, stored.sequence + 1)
-
-
-def newest_per_id(entries: Sequence[ValidEntry]) -> list[ValidEntry]:
-    """One entry per id: the newest by last interaction; on a tie, the later one in the page."""
-    chosen: dict[str, ValidEntry] = {}
-    for entry in entries:
-        kept = chosen.get(entry.entry_id)
-        if kept is None or entry.last_interaction >= kept.last_interaction:
-            chosen[entry.entry_id] = entry
-    return list(chosen.values())
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatedPage:
-    valid: list[ValidEntry]  # one per entry id
-    quarantined: list[QuarantineRecord]
-    unknown_values: Counter[UnknownValue]
-    duplicates: int  # entries dropped because a newer one with the same id was in the page
-
-    @property
-    def max_last_interaction(self) -> datetime | None:
-        return max((entry.last_interaction for entry in self.valid), default=None)
-
-
-def validate_page(
-    raw_entries: Sequence[Any], now: datetime, known: KnownValues = DEFAULT_KNOWN_VALUES
-) -> ValidatedPage:
-    valid: list[ValidEntry] = []
-    quarantined: dict[str, QuarantineRecord] = {}  # by key: a batch write must not repeat a key
-    unknown: Counter[UnknownValue] = Counter()
-    for raw in raw_entries:
-        try:
-            entry = validate_entry(raw, known)
-        except MalformedEntry as problem:
-            record = quarantine_record(raw, problem, now)
-            quarantined[record.key] = record
-            continue
-        valid.append(entry)
-        unknown.update(entry.unknown_values)
-    unique = newest_per_id(valid)
-    return ValidatedPage(unique, list(quarantined.values()), unknown, len(valid) - len(unique))
-
-
-def quarantine_record(raw: Any, problem: MalformedEntry, now: datetime) -> QuarantineRecord:
-    """The item that keeps a malformed entry aside. Its key is the entry id when that fits a key,
-    else a hash of the raw entry: the quarantine item itself must never be what fails the page."""
-    raw_json = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)  # ASCII
-    entry_id = problem.entry_id if problem.entry_id and table.entry_id_fits(problem.entry_id) else None
-    return QuarantineRecord(
-        key=entry_id or "sha256:" + hashlib.sha256(raw_json.encode()).hexdigest(),
-        reason=_storable_text(problem.reason[:MAX_QUARANTINE_REASON_CHARS]),
-        raw_json=raw_json[:MAX_QUARANTINED_JSON_CHARS],
-        received_at=now,
-        expires_at=now + QUARANTINE_RETENTION,
-        entry_id=entry_id,
-    )
-
-
-def _storable_text(text: str) -> str:
-    """``text`` with any lone surrogate escaped: a DynamoDB string must be valid UTF-8."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class PageChanges:
-    writes: list[SnapshotWrite]
-    outcomes: dict[str, Decision]  # by entry id
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for decision in self.outcomes.values() if decision.outcome is outcome)
-
-
-def decide_page(valid: Sequence[ValidEntry], stored: dict[str, StoredState]) -> PageChanges:
-    writes: list[SnapshotWrite] = []
-    outcomes: dict[str, Decision] = {}
-    for entry in valid:
-        decision = decide_entry(entry.content_hash, entry.last_interaction, stored.get(entry.entry_id))
-        outcomes[entry.entry_id] = decision
-        if decision.sequence is not None:
-            writes.append(SnapshotWrite(entry, decision.sequence))
-    return PageChanges(writes, outcomes)
-
-
-# --- the run ------------------------------------------------------------------------------------
 
 
 class MetricSink(Protocol):
@@ -585,13 +321,13 @@ class _Run:
 
     def _count(self, page: ConnectPage, checked: ValidatedPage, changes: PageChanges) -> None:
         summary = self.summary
-        new = changes.count(Outcome.NEW)
+        new = changes.count(ChangeKind.NEW)
         page_counts = {
             "entries": len(page.entries),
             "changed": len(changes.writes),
             "new": new,
-            "unchanged": changes.count(Outcome.UNCHANGED),
-            "stale": changes.count(Outcome.STALE),
+            "unchanged": changes.count(ChangeKind.UNCHANGED),
+            "stale": changes.count(ChangeKind.STALE),
             "invalid": len(checked.quarantined),
             "duplicates": checked.duplicates,
             "unknown_values": sum(checked.unknown_values.values()),

@@ -22,9 +22,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
-from leap_tracker.connect_model import encode_stored_entry
-from leap_tracker.leap_api import ConnectQuery
-from leap_tracker.poller_ports import (
+from leap_tracker.leap.api import ConnectQuery
+from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
@@ -34,6 +33,7 @@ from leap_tracker.poller_ports import (
     SnapshotWrite,
     StoredState,
 )
+from leap_tracker.table import encode_stored_entry
 from leap_tracker.timeutil import format_instant, parse_instant
 
 BATCH_GET_LIMIT = 100

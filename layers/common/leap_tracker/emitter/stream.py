@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from leap_tracker import table
-from leap_tracker.connect_model import UnreadableStoredEntry, decode_stored_entry
 from leap_tracker.events.diff import DEFAULT_RULES, DiffRules, change_events
 from leap_tracker.events.publishing import OutgoingMessage, to_message
+from leap_tracker.table import UnreadableStoredEntry, decode_stored_entry
 
 
 class NotASnapshot(ValueError):

@@ -1,6 +1,6 @@
 """What the poller exchanges with its store: the data it keeps between runs and the store Protocol.
 
-The DynamoDB implementation is ``leap_tracker.adapters.dynamo_store.DynamoPollerStore``; tests may
+The DynamoDB implementation is ``leap_tracker.adapters.poller_store.DynamoPollerStore``; tests may
 pass any object with these methods. All instants are timezone-aware UTC datetimes.
 """
 
@@ -12,8 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from leap_tracker.connect_model import ValidEntry
-from leap_tracker.leap_api import ConnectQuery
+from leap_tracker.leap.api import ConnectQuery
+from leap_tracker.leap.connect_model import ValidEntry
 
 
 class PassKind(StrEnum):

@@ -1,0 +1,1 @@
+"""What the product knows of Leap: the wire names, the Connect entry model, the API port."""

@@ -1,0 +1,72 @@
+"""The poller's invocation input: the modes, and an event parsed into a PollRequest (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from leap_tracker.leap.connect_model import (
+    MAX_REF_ID_BYTES,
+    identifier_problem,
+)
+
+
+class PollMode(StrEnum):
+    SCHEDULED = "scheduled"  # the poller decides: resume, full reconciliation, or incremental
+    INCREMENTAL = "incremental"
+    FULL = "full"
+    REF_ID = "ref_id"  # one Reference ID, on demand
+
+
+class InvalidPollRequest(ValueError):
+    """The invocation input is not one the poller accepts (the message says what is)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollRequest:
+    mode: PollMode
+    ref_id: str | None = None
+
+
+_ACCEPTED_INPUTS = (
+    '{"mode": "scheduled"}, {"mode": "incremental"}, {"mode": "full"}, {"mode": "ref_id", "ref_id": "..."} '
+    'or an EventBridge "Scheduled Event"'
+)
+# What a classic EventBridge schedule rule sends (`sam local generate-event cloudwatch scheduled-event`
+# prints it): no input of ours, so it can only mean the hourly run.
+EVENTBRIDGE_SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events"}
+
+
+def parse_request(event: Any) -> PollRequest:
+    """The invocation input: what the schedule's Input says (EventBridge Scheduler passes it as is),
+    or EventBridge's own "Scheduled Event" (a classic rule), which is a scheduled run."""
+    if not isinstance(event, dict):
+        raise InvalidPollRequest(f"the input is {type(event).__name__}; expected {_ACCEPTED_INPUTS}")
+    if _is_eventbridge_schedule(event):
+        return PollRequest(PollMode.SCHEDULED)
+    raw_mode = event.get("mode")
+    try:
+        mode = PollMode(raw_mode)
+    except ValueError:
+        raise InvalidPollRequest(f"unknown mode {raw_mode!r}; expected {_ACCEPTED_INPUTS}") from None
+    allowed = {"mode", "ref_id"} if mode is PollMode.REF_ID else {"mode"}
+    extra = sorted(set(event) - allowed)
+    if extra:
+        raise InvalidPollRequest(
+            f"unexpected key(s) {extra} for mode {mode.value!r}; expected {_ACCEPTED_INPUTS}"
+        )
+    if mode is not PollMode.REF_ID:
+        return PollRequest(mode)
+    ref_id = event.get("ref_id")
+    if not isinstance(ref_id, str) or not ref_id.strip():
+        raise InvalidPollRequest('mode "ref_id" needs a non-empty string "ref_id"')
+    ref_id = ref_id.strip()
+    problem = identifier_problem(ref_id, MAX_REF_ID_BYTES)
+    if problem:
+        raise InvalidPollRequest(f'"ref_id" {problem}')
+    return PollRequest(mode, ref_id)
+
+
+def _is_eventbridge_schedule(event: dict[str, Any]) -> bool:
+    return "mode" not in event and all(event.get(k) == v for k, v in EVENTBRIDGE_SCHEDULED_EVENT.items())
