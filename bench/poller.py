@@ -184,11 +184,6 @@ def create_table(client: Any) -> None:
 # --- running the poller ---------------------------------------------------------------------------
 
 
-class NoMetrics:
-    def add_metric(self, name: str, unit: Any, value: float) -> None:
-        pass
-
-
 def poll(
     request: PollRequest, source: Any, store: Any, now: Callable[[], datetime], run: list[int]
 ) -> RunSummary:
@@ -196,7 +191,6 @@ def poll(
     env = PollEnvironment(
         source=source,
         store=store,
-        metrics=NoMetrics(),
         now=now,
         remaining_ms=lambda: 900_000,
         retry_count=lambda: getattr(getattr(source, "stats", None), "retries", 0),

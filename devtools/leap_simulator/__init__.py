@@ -18,13 +18,8 @@ from devtools.leap_simulator.faults import (
     truncated_body,
 )
 from devtools.leap_simulator.population import UNKNOWN_ERROR_CODE, connection_status
-from devtools.leap_simulator.simulator import (
-    DEFAULT_API_KEY,
-    DEFAULT_START,
-    INTERNAL_ERROR_TEXT,
-    LeapSimulator,
-    RecordedRequest,
-)
+from devtools.leap_simulator.server import INTERNAL_ERROR_TEXT
+from devtools.leap_simulator.simulator import DEFAULT_API_KEY, DEFAULT_START, LeapSimulator, RecordedRequest
 
 __all__ = [
     "DEFAULT_API_KEY",

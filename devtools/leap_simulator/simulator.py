@@ -1,39 +1,35 @@
-"""The Leap simulator: a local HTTP server with Leap's Connect and Meters v2 APIs over a seeded population.
+"""The Leap simulator: Leap's Connect and Meters v2 APIs over a seeded population, at a simulated time.
 
 It answers at a simulated instant the caller controls, so a test can replay days of customer journeys
 in milliseconds and compare what the product saw with the ground truth (``snapshot``, ``completed_at``,
 ``meters_appear_at``...). Faults (429, 500, slow, cut-off bodies, expired tokens, dropped connections)
-are armed per test.
+are armed per test. This module is the simulated Leap (population, clock, answers, ground truth, fault
+switches); server.py is its HTTP face on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import random
-import sys
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Self
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from devtools.leap_simulator.faults import Fault, FaultKind, FaultPlan
+from devtools.leap_simulator.faults import Fault, FaultPlan
 from devtools.leap_simulator.population import Population, Timeline, wire_instant
-from devtools.leap_simulator.tokens import CONNECT, METERS, BadPageToken, Cursor, PageTokens, query_digest
+from devtools.leap_simulator.tokens import CONNECT, METERS, Cursor, PageTokens, query_digest
 from leap_tracker.leap import wire
 from leap_tracker.timeutil import parse_instant
 
+if TYPE_CHECKING:
+    from devtools.leap_simulator.server import SimulatorServer
+
 DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)
 DEFAULT_API_KEY = "leap-simulator-key"
-INTERNAL_ERROR_TEXT = "An error happened whilst processing your request"  # Leap's 500 body, a JSON string
-MAX_CONNECT_PAGE_SIZE = 10_000
-_TRUNCATION_SHORTFALL = 64  # bytes promised by Content-Length but never sent
 
 LastPageToken = Literal["absent", "null", "empty"]
 
@@ -50,25 +46,10 @@ class RecordedRequest:
     at: datetime  # simulated time of arrival
 
 
-@dataclass(slots=True)
-class _Reply:
-    status: int
-    body: Any = None  # encoded as JSON
-    headers: dict[str, str] = field(default_factory=dict)
-    truncate: bool = False
-    drop: bool = False
-
-
-class _Refusal(Exception):
-    """An error answer in Leap's {title, status, details} shape."""
-
-    def __init__(self, status: int, title: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(title)
-        self.reply = _Reply(status, _problem(status, title, details))
-
-
 @dataclass(frozen=True, slots=True)
-class _ConnectFilter:
+class ConnectFilter:
+    """What a Connect list request selects (its paging aside)."""
+
     ref_id: str | None
     start_from: int | None
     last_interaction_from: int | None
@@ -118,8 +99,7 @@ class LeapSimulator:
         self._touches: dict[int, list[int]] = {}
         self._requests: Counter[str] = Counter()
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: SimulatorServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -131,32 +111,25 @@ class LeapSimulator:
         self.stop()
 
     def start(self) -> None:
+        """Serve the APIs on 127.0.0.1 (server.py) from a daemon thread."""
         if self._server is not None:
             return
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="leap-simulator",
-            daemon=True,
-        )
-        self._thread.start()
+        from devtools.leap_simulator.server import SimulatorServer  # deferred: server.py imports this module
+
+        self._server = SimulatorServer(self)
+        self._server.start()
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+        self._server.stop()
+        self._server = None
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the simulator is not running: use it as a context manager or call start()")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.base_url
 
     # --- the simulated clock ------------------------------------------------------------------
 
@@ -298,72 +271,25 @@ class LeapSimulator:
             self._requests.clear()
             self._log.clear()
 
-    # --- HTTP dispatch (called from the server's threads) -------------------------------------
-
-    def _respond(self, method: str, target: str, raw_body: bytes, authorization: str | None) -> _Reply:
-        path, _, raw_query = target.partition("?")
-        query = parse_qs(raw_query, keep_blank_values=True)  # '+' reads as a space, as form decoding does
-        body = _decode_body(raw_body)
-        self._record(RecordedRequest(method, path, raw_query, query, body, self.now))
-        fault = self.faults.take(path, self._carries_page_token(path, query, body))
-        if fault is not None and fault.kind not in (FaultKind.SLOW, FaultKind.TRUNCATED_BODY):
-            return _fault_reply(fault, self._page_token_name(path))
-        if fault is not None and fault.kind is FaultKind.SLOW:
-            time.sleep(fault.delay_seconds)
-        reply = self._authorized_reply(method, path, query, body, authorization)
-        reply.truncate = fault is not None and fault.kind is FaultKind.TRUNCATED_BODY
-        return reply
-
-    def _authorized_reply(
-        self, method: str, path: str, query: dict[str, list[str]], body: Any, authorization: str | None
-    ) -> _Reply:
-        if authorization != f"{wire.AUTH_SCHEME} {self.api_key}":
-            return _Reply(401, _problem(401, "Unauthorized"))
-        try:
-            if path == self.connect_wire.path and method == "GET":
-                return _Reply(200, self._connect_page(query))
-            if path == wire.METERS_SEARCH_PATH and method == "POST":
-                return _Reply(200, self._meters_page(body))
-            if path in (self.connect_wire.path, wire.METERS_SEARCH_PATH):
-                return _Reply(405, _problem(405, "Method Not Allowed", {"method": method}))
-            return _Reply(404, _problem(404, "Not Found", {"path": path}))
-        except _Refusal as refusal:
-            return refusal.reply
-
-    def _page_token_name(self, path: str) -> str:
-        if path == wire.METERS_SEARCH_PATH:
-            return wire.METERS_REQ_PAGE_TOKEN
-        return self.connect_wire.param_page_token
-
-    def _carries_page_token(self, path: str, query: dict[str, list[str]], body: Any) -> bool:
-        if path == wire.METERS_SEARCH_PATH:
-            return isinstance(body, dict) and bool(body.get(wire.METERS_REQ_PAGE_TOKEN))
-        return bool(query.get(self.connect_wire.param_page_token))
-
-    def _record(self, request: RecordedRequest) -> None:
+    def record(self, request: RecordedRequest) -> None:
+        """Count and log a request (the server calls this for every request, from its threads)."""
         with self._lock:
             self._requests[request.path] += 1
             self._log.append(request)
 
     # --- Connect API --------------------------------------------------------------------------
 
-    def _connect_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def connect_page(self, selection: ConnectFilter, page_size: int, token: str | None) -> dict[str, Any]:
+        """One page of the Connect list, now. Raises BadPageToken for a token not issued for this query."""
         names = self.connect_wire
-        selection = _ConnectFilter(
-            ref_id=_single(query, names.param_ref_id),
-            start_from=_query_instant(query, names.param_start_date),
-            last_interaction_from=_query_instant(query, names.param_last_interaction_date),
-        )
-        page_size = _page_size(query, names.param_page_size, self.default_page_size)
-        token = _single(query, names.param_page_token)
-        cursor = self._open_token(token, CONNECT, selection.digest(), names.param_page_token)
+        cursor = self._open_token(token, CONNECT, selection.digest())
         entries, following = self._select_entries(selection, cursor.position, page_size, self._now)
         answer: dict[str, Any] = {names.list_field: entries}
         self._add_next_token(answer, names.next_page_token_field, CONNECT, following, selection.digest())
         return answer
 
     def _select_entries(
-        self, selection: _ConnectFilter, first: int, page_size: int, t: int
+        self, selection: ConnectFilter, first: int, page_size: int, t: int
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
         page: list[dict[str, Any]] = []
         for index in self._candidates(selection.ref_id, first):
@@ -382,7 +308,7 @@ class LeapSimulator:
         index = self._index_of(ref_id)
         return [index] if index is not None and index >= first else []
 
-    def _selected(self, index: int, selection: _ConnectFilter, t: int) -> bool:
+    def _selected(self, index: int, selection: ConnectFilter, t: int) -> bool:
         static = self._static_entry(index)
         if static is not None:
             return _static_selected(static, selection)
@@ -396,9 +322,9 @@ class LeapSimulator:
 
     # --- Meters v2 ------------------------------------------------------------------------------
 
-    def _meters_page(self, body: Any) -> dict[str, Any]:
-        search = _MeterSearch.parse(body)
-        cursor = self._open_token(search.page_token, METERS, search.digest, wire.METERS_REQ_PAGE_TOKEN)
+    def meters_page(self, search: MeterSearch) -> dict[str, Any]:
+        """One page of a Meters v2 search, now. Raises BadPageToken for a token not issued for it."""
+        cursor = self._open_token(search.page_token, METERS, search.digest)
         meters: list[dict[str, Any]] = []
         following: Cursor | None = None
         page_size = min(search.page_size, self.meters_page_cap)
@@ -420,13 +346,8 @@ class LeapSimulator:
 
     # --- shared helpers -------------------------------------------------------------------------
 
-    def _open_token(self, token: str | None, kind: int, digest: bytes, name: str) -> Cursor:
-        if token is None:
-            return Cursor(0)
-        try:
-            return self._tokens.open(token, kind, digest)
-        except BadPageToken as exc:
-            raise _Refusal(400, "Invalid page token", {name: str(exc)}) from exc
+    def _open_token(self, token: str | None, kind: int, digest: bytes) -> Cursor:
+        return Cursor(0) if token is None else self._tokens.open(token, kind, digest)
 
     def _add_next_token(
         self, answer: dict[str, Any], name: str, kind: int, following: Cursor | None, digest: bytes
@@ -481,8 +402,8 @@ class LeapSimulator:
 
 
 @dataclass(frozen=True, slots=True)
-class _MeterSearch:
-    """A Meters v2 search request, checked the way the spec constrains it."""
+class MeterSearch:
+    """What a Meters v2 search request selects, and the page it asks for."""
 
     page_token: str | None
     page_size: int
@@ -490,27 +411,6 @@ class _MeterSearch:
     created_after: int | None
     created_before: int | None
     digest: bytes
-
-    @classmethod
-    def parse(cls, body: Any) -> _MeterSearch:
-        if not isinstance(body, dict):
-            raise _Refusal(400, "The request body must be a JSON object")
-        token = body.get(wire.METERS_REQ_PAGE_TOKEN)
-        if token is not None and not isinstance(token, str):
-            raise _Refusal(400, "Invalid page token", {wire.METERS_REQ_PAGE_TOKEN: "not a string"})
-        size = body.get(wire.METERS_REQ_PAGE_SIZE, wire.METERS_MAX_PAGE_SIZE)
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= wire.METERS_MAX_PAGE_SIZE:
-            raise _Refusal(400, "Invalid page size", {wire.METERS_REQ_PAGE_SIZE: repr(size)})
-        paging = (wire.METERS_REQ_PAGE_TOKEN, wire.METERS_REQ_PAGE_SIZE)
-        selector = {name: value for name, value in body.items() if name not in paging}
-        return cls(
-            page_token=token or None,
-            page_size=size,
-            reference_ids=_reference_ids(body.get(wire.METERS_REQ_CONNECTION_REFERENCE_IDS)),
-            created_after=_body_instant(body, wire.METERS_REQ_CREATED_AFTER),
-            created_before=_body_instant(body, "created_before_date_time"),
-            digest=query_digest("meters", json.dumps(selector, sort_keys=True)),
-        )
 
     def candidates(self, population: Population) -> Iterable[int]:
         if self.reference_ids is None:
@@ -525,166 +425,20 @@ class _MeterSearch:
         return self.created_before is None or created < self.created_before
 
 
-def _reference_ids(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    field_name = wire.METERS_REQ_CONNECTION_REFERENCE_IDS
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _Refusal(400, "Invalid connection reference ids", {field_name: "not a list of strings"})
-    if not 1 <= len(value) <= wire.METERS_MAX_REFERENCE_IDS or len(set(value)) != len(value):
-        raise _Refusal(
-            400,
-            "Invalid connection reference ids",
-            {field_name: f"1 to {wire.METERS_MAX_REFERENCE_IDS} unique ids, got {len(value)}"},
-        )
-    return tuple(value)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # a client's idle keep-alive connection must not hold up stop()
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: LeapSimulator):
-        super().__init__(address, handler)
-        self.simulator = sim
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up mid-answer (timeouts, cut-off tests) are expected: keep stderr quiet.
-        self.simulator.server_errors.append(sys.exc_info()[1] or RuntimeError("unknown server error"))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real API: benchmarks reuse connections
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request line http.server writes to stderr."""
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw_body = self.rfile.read(length) if length else b""
-        sim = self.server.simulator
-        try:
-            reply = sim._respond(method, self.path, raw_body, self.headers.get(wire.AUTH_HEADER))
-        except Exception as exc:  # a simulator bug: answer like Leap's 500 and keep it for the test
-            sim.server_errors.append(exc)
-            reply = _Reply(500, INTERNAL_ERROR_TEXT)
-        self._write(reply)
-
-    def _write(self, reply: _Reply) -> None:
-        if reply.drop:
-            self.close_connection = True
-            return
-        payload = json.dumps(reply.body, separators=(",", ":")).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        promised = len(payload) + (_TRUNCATION_SHORTFALL if reply.truncate else 0)
-        self.send_header("Content-Length", str(promised))
-        self.end_headers()
-        self.wfile.write(payload[: len(payload) // 2] if reply.truncate else payload)
-        self.wfile.flush()
-        if reply.truncate:
-            self.close_connection = True
-
-
-def _fault_reply(fault: Fault, token_name: str) -> _Reply:
-    match fault.kind:
-        case FaultKind.RATE_LIMITED:
-            headers = {"Retry-After": str(fault.retry_after_seconds)}
-            return _Reply(429, _problem(429, "Too Many Requests"), headers)
-        case FaultKind.SERVER_ERROR:
-            return _Reply(500, INTERNAL_ERROR_TEXT)
-        case FaultKind.EXPIRED_PAGE_TOKEN:
-            details = {token_name: "the page token has expired"}
-            return _Reply(400, _problem(400, "Invalid page token", details))
-        case FaultKind.DROPPED_CONNECTION:
-            return _Reply(0, drop=True)
-        case _:
-            return _Reply(fault.status, _problem(fault.status, _TITLES.get(fault.status, "Error")))
-
-
-_TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "You do not have the necessary permissions for this operation",
-    404: "Not Found",
-    429: "Too Many Requests",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-
-def _problem(status: int, title: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {wire.ERROR_TITLE: title, wire.ERROR_STATUS: status, wire.ERROR_DETAILS: details or {}}
-
-
-def _static_selected(entry: dict[str, Any], selection: _ConnectFilter) -> bool:
+def _static_selected(entry: dict[str, Any], selection: ConnectFilter) -> bool:
     if selection.ref_id is not None and entry.get(wire.ENTRY_REF_ID) != selection.ref_id:
         return False
     for threshold, name in (
         (selection.start_from, wire.ENTRY_START),
         (selection.last_interaction_from, wire.ENTRY_LAST_INTERACTION),
     ):
-        moment = _readable_instant(entry.get(name))
+        moment = readable_instant(entry.get(name))
         if threshold is not None and moment is not None and moment < threshold:
             return False
     return True
 
 
-def _decode_body(raw: bytes) -> Any:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", errors="replace")
-
-
-def _single(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-def _query_instant(query: dict[str, list[str]], name: str) -> int | None:
-    text = _single(query, name)
-    if text is None:
-        return None
-    moment = _readable_instant(text)
-    if moment is None:
-        raise _Refusal(400, "Invalid date", {name: text})
-    return moment
-
-
-def _body_instant(body: dict[str, Any], name: str) -> int | None:
-    text = body.get(name)
-    if text is None:
-        return None
-    moment = _readable_instant(text)
-    if moment is None:
-        raise _Refusal(400, "Invalid date", {name: repr(text)})
-    return moment
-
-
-def _page_size(query: dict[str, list[str]], name: str, default: int) -> int:
-    text = _single(query, name)
-    if text is None:
-        return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_CONNECT_PAGE_SIZE:
-        raise _Refusal(400, "Invalid page size", {name: text})
-    return int(text)
-
-
-def _readable_instant(value: Any) -> int | None:
+def readable_instant(value: Any) -> int | None:
     if not isinstance(value, str):
         return None
     try:

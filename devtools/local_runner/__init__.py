@@ -39,20 +39,16 @@ Methods: ``client(service)``, ``now()``, ``advance(seconds=, minutes=, hours=, d
 ``invocation_counts``, ``errors``, ``summary()``.
 """
 
-from devtools.local_runner.cloud import (
-    DEFAULT_START,
-    LocalCloud,
-    PartnerMessage,
-    RunnerLoopError,
-    Schedule,
-)
+from devtools.local_runner.cloud import DEFAULT_START, LocalCloud, RunnerLoopError
 from devtools.local_runner.lambda_runtime import (
     FunctionTimeout,
     InjectedFailure,
     InvocationRecord,
     LambdaContext,
 )
+from devtools.local_runner.partner import PartnerMessage
 from devtools.local_runner.resources import Resource, Resources
+from devtools.local_runner.stack import Schedule
 from devtools.local_runner.template import TemplateError
 
 __all__ = [

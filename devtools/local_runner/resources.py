@@ -3,9 +3,9 @@
 Created in moto: DynamoDB tables (keys, indexes, stream, billing, SSE, TTL, point-in-time recovery),
 SNS topics (FIFO, KMS key, inline subscriptions), SQS queues (every queue attribute, redrive),
 SNS subscriptions (filter policy and its scope, raw delivery, redrive), queue and topic policies and
-Secrets Manager secrets. Functions, event source mappings, schedules, layers and IAM roles are not
-created in moto: the runner plays them itself, so they only get names and ARNs. Any other type is
-listed in :attr:`Resources.not_emulated` and answers ``Ref`` with its logical id.
+Secrets Manager secrets. Functions, event source mappings, schedules, layers, IAM roles and log
+groups are not created in moto: the runner plays them itself, so they only get names and ARNs. Any
+other type is listed in :attr:`Resources.not_emulated` and answers ``Ref`` with its logical id.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ PLAYED_BY_RUNNER = {
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
     "AWS::IAM::ManagedPolicy",
+    "AWS::Logs::LogGroup",
 }
 
 

@@ -122,11 +122,15 @@ def _checked_parameter(name: str, spec: Mapping[str, Any], raw: Any) -> Any:
     allowed = spec.get("AllowedValues")
     if allowed is not None and text not in [_scalar_text(v) for v in allowed]:
         raise TemplateError(f"parameter {name}={text!r} is not one of {allowed}")
+    is_list = kind == "CommaDelimitedList" or kind.startswith("List<")
+    items = [part.strip() for part in text.split(",")] if is_list else [text]
     pattern = spec.get("AllowedPattern")
-    if pattern is not None and not re.fullmatch(pattern, text):
-        raise TemplateError(f"parameter {name}={text!r} does not match {pattern!r}")
-    if kind == "CommaDelimitedList" or kind.startswith("List<"):
-        return [part.strip() for part in text.split(",")] if text else []
+    # On a list, CloudFormation matches the pattern against each value.
+    for item in items if pattern is not None else []:
+        if not re.fullmatch(pattern, item):
+            raise TemplateError(f"parameter {name}={text!r} does not match {pattern!r}")
+    if is_list:
+        return items if text else []
     return text
 
 

@@ -8,8 +8,9 @@ every record after it, is reported failed so the stream retries them in order (s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -19,8 +20,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
-from leap_tracker.adapters.sns_publisher import SnsPublisher
-from leap_tracker.config import load_settings, require
+from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
+from leap_tracker.config import Settings, load_settings
 from leap_tracker.emitter.processor import InOrderStreamProcessor
 from leap_tracker.emitter.stream import record_messages
 from leap_tracker.events.diff import DiffRules
@@ -36,26 +37,33 @@ class Dependencies:
     publisher: SnsPublisher
 
 
+def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
+    return Dependencies(DiffRules.from_settings(settings), events_publisher(settings, client("sns")))
+
+
 @cache
 def dependencies() -> Dependencies:
-    settings = load_settings()
-    topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
-    publisher = SnsPublisher(aws_client("sns"), topic_arn, fifo=settings.events_topic_fifo)
-    return Dependencies(DiffRules.from_settings(settings), publisher)
+    """Built from the environment on the first invocation (cold start), reused while it is warm."""
+    return build_dependencies(load_settings())
 
 
-def prepare(record: DynamoDBRecord) -> list[OutgoingMessage]:
-    return record_messages(record.dynamodb.old_image, record.dynamodb.new_image, dependencies().rules)
+def prepare(record: DynamoDBRecord, rules: DiffRules) -> list[OutgoingMessage]:
+    return record_messages(record.dynamodb.old_image, record.dynamodb.new_image, rules)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, deps: Dependencies | None = None
+) -> dict[str, Any]:
+    """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
     metrics.add_metric("RecordsReceived", MetricUnit.Count, len(event.get("Records", [])))
-    publisher = dependencies().publisher
+    deps = deps or dependencies()
+    publisher = deps.publisher
     processor = InOrderStreamProcessor(lambda records: publish_in_order(records, publisher), logger=logger)
     try:
-        return process_partial_response(event, prepare, processor, context)
+        return process_partial_response(event, partial(prepare, rules=deps.rules), processor, context)
     finally:
         outcome = processor.outcome
         metrics.add_metric("RecordsFailed", MetricUnit.Count, len(processor.fail_messages))

@@ -9,6 +9,7 @@ destination; the watches concerned are still due.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -20,9 +21,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.leap_http import LeapHttpClient
-from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
 from leap_tracker.adapters.watch_store import DynamoWatchStore
-from leap_tracker.config import MeterWatchSettings, load_settings, require
+from leap_tracker.config import MeterWatchSettings, Settings, load_settings, require
 from leap_tracker.meters.sweep import MeterSweepSummary, SweepIncomplete, run_sweep
 from leap_tracker.timeutil import parse_instant, utc_now
 
@@ -41,17 +42,22 @@ class Dependencies:
     settings: MeterWatchSettings
 
 
-@cache
-def dependencies() -> Dependencies:
-    settings = load_settings()
+def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
-    topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
+    publisher = events_publisher(settings, client("sns"))
     return Dependencies(
-        store=DynamoWatchStore(aws_client("dynamodb"), table_name),
+        store=DynamoWatchStore(client("dynamodb"), table_name),
         leap=LeapHttpClient(settings.leap),
-        publisher=SnsPublisher(aws_client("sns"), topic_arn, fifo=settings.events_topic_fifo),
+        publisher=publisher,
         settings=settings.meters,
     )
+
+
+@cache
+def dependencies() -> Dependencies:
+    """Built from the environment on the first invocation (cold start), reused while it is warm."""
+    return build_dependencies(load_settings())
 
 
 def sweep_time(event: dict[str, Any]) -> datetime:
@@ -71,8 +77,11 @@ def sweep_time(event: dict[str, Any]) -> datetime:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, deps: Dependencies | None = None
+) -> dict[str, Any]:
+    """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
+    deps = deps or dependencies()
     calls_before = deps.leap.stats.meters_requests
     try:
         summary = run_sweep(

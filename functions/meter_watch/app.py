@@ -9,8 +9,9 @@ and after the queue's maxReceiveCount lands in the dead-letter queue.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -22,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.watch_store import DynamoWatchStore
-from leap_tracker.config import MeterWatchSettings, load_settings, require
+from leap_tracker.config import MeterWatchSettings, Settings, load_settings, require
 from leap_tracker.meters.opening import OpenResult, open_watch
 from leap_tracker.timeutil import utc_now
 
@@ -36,15 +37,19 @@ class Dependencies:
     settings: MeterWatchSettings
 
 
+def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
+    table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
+    return Dependencies(DynamoWatchStore(client("dynamodb"), table_name), settings.meters)
+
+
 @cache
 def dependencies() -> Dependencies:
-    settings = load_settings()
-    table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
-    return Dependencies(DynamoWatchStore(aws_client("dynamodb"), table_name), settings.meters)
+    """Built from the environment on the first invocation (cold start), reused while it is warm."""
+    return build_dependencies(load_settings())
 
 
-def record_handler(record: SQSRecord) -> OpenResult:
-    deps = dependencies()
+def record_handler(record: SQSRecord, deps: Dependencies) -> OpenResult:
     event = json.loads(record.body)
     result = open_watch(deps.store, event, utc_now(), deps.settings)
     # The event id only: ref ids are the partner's free text and may identify a customer.
@@ -56,9 +61,12 @@ def record_handler(record: SQSRecord) -> OpenResult:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    dependencies()  # a configuration error fails the invocation, not each record
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, deps: Dependencies | None = None
+) -> dict[str, Any]:
+    """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
+    deps = deps or dependencies()  # a configuration error fails the invocation, not each record
     processor = SqsBatchProcessor(logger)
-    response = process_partial_response(event, record_handler, processor, context)
+    response = process_partial_response(event, partial(record_handler, deps=deps), processor, context)
     metrics.add_metric("MeterWatchRecordsFailed", MetricUnit.Count, processor.errors)
     return response

@@ -29,10 +29,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.outreach_store import DynamoOutreachStore
 from leap_tracker.adapters.secrets import secret_provider
-from leap_tracker.adapters.sns_publisher import SnsPublisher
+from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.webhook import WebhookChannel, secret_key
-from leap_tracker.config import OutreachSettings, load_settings, require
+from leap_tracker.config import OutreachSettings, Settings, load_settings, require
 from leap_tracker.outreach import deferral
 from leap_tracker.outreach.decision import Action, Because, OutreachPolicy
 from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
@@ -46,7 +46,6 @@ metrics = Metrics()
 FOLLOW_UP_MODE = "follow_up"
 # A claim outlives the invocation by this much: after it, its holder is certainly gone.
 LEASE_MARGIN = timedelta(seconds=30)
-SECRET_MAX_AGE_SECONDS = 300
 
 
 class Deferred(Exception):
@@ -65,22 +64,27 @@ class Dependencies:
     follow_up_margin_ms: int  # the sweep starts no customer with less time left than this
 
 
-@cache
-def dependencies() -> Dependencies:
-    settings = load_settings()
+def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
-    events_topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
-    sns = aws_client("sns")
+    sns = client("sns")
+    audit = EventTopic(events_publisher(settings, sns))
     outreach = Outreach(
-        store=DynamoOutreachStore(aws_client("dynamodb"), table_name),
+        store=DynamoOutreachStore(client("dynamodb"), table_name),
         channels=build_channels(settings.outreach, sns),
-        audit=EventTopic(SnsPublisher(sns, events_topic_arn, fifo=settings.events_topic_fifo)),
+        audit=audit,
         templates=load_templates(settings.outreach.templates_file),
         policy=OutreachPolicy.from_settings(settings),
         connect_url_pattern=check_connect_url_pattern(settings.outreach.connect_url_pattern),
     )
     margin_ms = int((settings.outreach.webhook_timeout_seconds + 5) * 1000)
-    return Dependencies(outreach, cache(partial(aws_client, "sqs")), margin_ms)
+    return Dependencies(outreach, cache(partial(client, "sqs")), margin_ms)
+
+
+@cache
+def dependencies() -> Dependencies:
+    """Built from the environment on the first invocation (cold start), reused while it is warm."""
+    return build_dependencies(load_settings())
 
 
 def build_channels(settings: OutreachSettings, sns: Any) -> list[Channel]:
@@ -103,7 +107,7 @@ def webhook_secret(settings: OutreachSettings) -> Callable[[], str]:
     return secret_provider(
         settings.webhook_secret_arn,
         settings.webhook_secret,
-        SECRET_MAX_AGE_SECONDS,
+        settings.webhook_secret_cache_seconds,
         missing="OUTREACH_WEBHOOK_URL is set without OUTREACH_WEBHOOK_SECRET_ARN to sign with",
     )
 
@@ -112,8 +116,7 @@ def lease_until(now: datetime, context: LambdaContext) -> datetime:
     return now + timedelta(milliseconds=context.get_remaining_time_in_millis()) + LEASE_MARGIN
 
 
-def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
-    deps = dependencies()
+def handle_record(record: SQSRecord, lambda_context: LambdaContext, deps: Dependencies) -> str:
     now = utc_now()
     outcome = deps.outreach.handle_event(record.json_body, now, lease_until(now, lambda_context))
     _log(outcome)
@@ -133,20 +136,22 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _warn_without_channel()
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, deps: Dependencies | None = None
+) -> dict[str, Any]:
+    """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
+    deps = deps or dependencies()  # a configuration error fails the invocation, not each record
+    _warn_without_channel(deps)
     if event.get("mode") == FOLLOW_UP_MODE:
-        return follow_up(context)
-    dependencies()  # a configuration error fails the invocation, not each record
+        return follow_up(context, deps)
     processor = SqsBatchProcessor(logger, deferrals=(Deferred,))
-    response = process_partial_response(event, handle_record, processor, context)
+    response = process_partial_response(event, partial(handle_record, deps=deps), processor, context)
     metrics.add_metric("OutreachDeferred", MetricUnit.Count, processor.deferred)
     metrics.add_metric("OutreachRecordsFailed", MetricUnit.Count, processor.errors)
     return response
 
 
-def follow_up(context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
+def follow_up(context: LambdaContext, deps: Dependencies) -> dict[str, Any]:
     now = utc_now()
     summary = deps.outreach.run_follow_ups(
         now,
@@ -170,9 +175,9 @@ def follow_up(context: LambdaContext) -> dict[str, Any]:
     return result
 
 
-def _warn_without_channel() -> None:
+def _warn_without_channel(deps: Dependencies) -> None:
     """Once per invocation: with no channel every due message is suppressed (``no_channel``)."""
-    if not dependencies().outreach.channels:
+    if not deps.outreach.channels:
         logger.warning(
             "no outreach channel is configured (OUTREACH_CHANNELS=webhook without OUTREACH_WEBHOOK_URL): "
             "due messages are suppressed as no_channel and decided again by the follow-up sweep"

@@ -2,14 +2,16 @@
 
 Input: {"mode": "scheduled" | "incremental" | "full"}, {"mode": "ref_id", "ref_id": "..."}, or an
 EventBridge "Scheduled Event" (a classic rule: a scheduled run).
-Output: the run summary (see docs/poller.md). The work is ``leap_tracker.poller.run_poll``. A run that
-could not do its work raises (``PollFailed``), so Lambda counts it in Errors, retries the asynchronous
-invocation (which resumes from the checkpoint) and finally hands it to the failure destination.
+Output: the run summary (see docs/poller.md). The work is ``leap_tracker.poller.run_poll``; this
+handler turns its summary into metrics (``run_metrics``). A run that could not do its work raises
+(``PollFailed``), so Lambda counts it in Errors, retries the asynchronous invocation (which resumes
+from the checkpoint) and finally hands it to the failure destination.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -23,7 +25,7 @@ from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.poller_store import DynamoPollerStore
 from leap_tracker.config import Settings, load_settings, require
 from leap_tracker.poller.request import InvalidPollRequest, parse_request
-from leap_tracker.poller.run import PollEnvironment, PollFailed, run_poll
+from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()
@@ -37,31 +39,37 @@ class Dependencies:
     store: DynamoPollerStore
 
 
-@cache
-def dependencies() -> Dependencies:
-    """Built on the first invocation (cold start) and reused while the environment is warm."""
-    settings = load_settings()
+def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
     return Dependencies(
         settings=settings,
         leap=LeapHttpClient(settings.leap),
-        store=DynamoPollerStore(aws_client("dynamodb"), table_name),
+        store=DynamoPollerStore(client("dynamodb"), table_name),
     )
+
+
+@cache
+def dependencies() -> Dependencies:
+    """Built from the environment on the first invocation (cold start), reused while it is warm."""
+    return build_dependencies(load_settings())
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, deps: Dependencies | None = None
+) -> dict[str, Any]:
+    """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
     try:
         request = parse_request(event)
     except InvalidPollRequest:
         metrics.add_metric(name="InvalidInput", unit=MetricUnit.Count, value=1)
         raise
-    deps = dependencies()
+    deps = deps or dependencies()
     env = PollEnvironment(
         source=deps.leap,
         store=deps.store,
-        metrics=metrics,
         now=utc_now,
         remaining_ms=context.get_remaining_time_in_millis,
         retry_count=lambda: deps.leap.stats.retries,
@@ -70,8 +78,38 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         summary = run_poll(request, run_id, env, deps.settings.poller)
     except PollFailed as failure:
-        # One ERROR line with the summary; the run's metrics (PollFailed among them) are already
-        # added, and log_metrics flushes them on the way out of an exception too.
+        # One ERROR line with the summary; log_metrics flushes the metrics on the way out of the
+        # exception too (PollFailed among them).
+        _add_metrics(run_metrics(failure.summary))
         logger.error(str(failure), extra=failure.summary.for_log())
         raise
+    _add_metrics(run_metrics(summary))
     return summary.as_dict()
+
+
+def run_metrics(summary: RunSummary) -> dict[str, int | list[float]]:
+    """The run's metrics by name: counts, and LeapApiLatency with one value (ms) per page read."""
+    return {
+        "PagesFetched": summary.pages,
+        "EntriesSeen": summary.entries_seen,
+        "EntriesChanged": summary.changed,
+        "EntriesUnchanged": summary.unchanged,
+        "EntriesStale": summary.stale,
+        "EntriesInvalid": summary.invalid,
+        "UnknownEnumValues": summary.unknown_values,
+        "LeapRetries": summary.retries,
+        "PageTokenRestarts": summary.token_restarts,
+        "PollInterrupted": int(summary.status is RunStatus.INTERRUPTED),
+        "PollSkipped": int(summary.status is RunStatus.SKIPPED),
+        "PollFailed": int(summary.status in (RunStatus.FAILED, RunStatus.LEASE_LOST)),
+        "LeapApiLatency": list(summary.api_latency_ms),
+    }
+
+
+def _add_metrics(values: dict[str, int | list[float]]) -> None:
+    for name, value in values.items():
+        if isinstance(value, list):  # one data point per page: a latency
+            for latency in value:
+                metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=latency)
+        else:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

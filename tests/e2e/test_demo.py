@@ -1,4 +1,4 @@
-"""make demo (devtools/demo.py) at a small size: every ground-truth check passes, the same seed gives the
+"""make demo (devtools/demo/) at a small size: every ground-truth check passes, the same seed gives the
 same report, and the checks do fail when what they compare disagrees."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools import demo
+from devtools.demo import checks, cli
 from devtools.local_runner import PartnerMessage
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events.diff import DEFAULT_RULES, change_events
 from leap_tracker.leap import wire
+from tests.builders import entry
 
 # 25 customers, 2 simulated days, joining the campaign 2 days in: seed 99 gives meters appearing for 8
 # customers (6 early enough that a sweep must find them) and 2 meter.overdue, so every check has
@@ -60,26 +62,13 @@ def test_main_exits_1_when_a_check_fails(
     failing = demo.DemoResult(
         demo.DemoConfig(), "", (demo.Check("funnel = ground truth", False, "1 problem(s)"),)
     )
-    monkeypatch.setattr(demo, "run_demo", lambda *_args, **_kwargs: failing)
+    monkeypatch.setattr(cli, "run_demo", lambda *_args, **_kwargs: failing)
 
-    assert demo.main(["--days", "1"]) == 1
+    assert cli.main(["--days", "1"]) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("wall time: ")
 
 
 # --- the checks fail when what they compare disagrees ---------------------------------------------
-
-
-def _entry(ref_id: str, status: str, minute: int) -> dict:
-    return {
-        wire.ENTRY_ID: f"CAISO_x_{ref_id}",
-        wire.ENTRY_TRANSMISSION_REGION: "CAISO",
-        wire.ENTRY_REF_ID: ref_id,
-        wire.ENTRY_START: "2025-01-07T00:00:00Z",
-        wire.ENTRY_LAST_INTERACTION: f"2025-01-07T00:{minute:02d}:00Z",
-        wire.ENTRY_CONNECTION_STATUS: status,
-        wire.ENTRY_UTILITY_CONNECTIONS: [],
-        wire.ENTRY_AGREEMENTS: {},
-    }
 
 
 def test_the_funnel_check_names_the_poll_where_table_and_leap_differ() -> None:
@@ -89,7 +78,7 @@ def test_the_funnel_check_names_the_poll_where_table_and_leap_differ() -> None:
         (T0 + timedelta(hours=1), Counter({"PARTIAL": 1}), Counter({"PARTIAL": 1, "COMPLETED": 1})),
     ]
 
-    check = demo._funnel_matches(run)
+    check = checks._funnel_matches(run)
 
     assert not check.passed
     assert "2025-01-08 01:00" in check.detail
@@ -97,14 +86,25 @@ def test_the_funnel_check_names_the_poll_where_table_and_leap_differ() -> None:
 
 def test_the_events_check_catches_a_missing_a_duplicate_and_an_altered_event() -> None:
     run = demo.Run()
-    history = [_entry("ref-1", wire.CONNECTION_NOT_STARTED, 0), _entry("ref-1", wire.CONNECTION_PARTIAL, 5)]
+    started = datetime(2025, 1, 7, tzinfo=UTC)
+    history = [
+        entry(wire.CONNECTION_NOT_STARTED, [], {}, ref_id="ref-1", last=started, started=started),
+        entry(
+            wire.CONNECTION_PARTIAL,
+            [],
+            {},
+            ref_id="ref-1",
+            last=started + timedelta(minutes=5),
+            started=started,
+        ),
+    ]
     run.histories["ref-1"] = history
     first, later = change_events(None, history[0], 1), change_events(history[0], history[1], 2)
     altered = {**later[0], "time": "2025-01-07T09:00:00Z"}
     delivered = [first[0], first[0], altered]  # first[1] (connection.not_started) never arrives
     run.inbox = [demo.Received(T0, PartnerMessage(event, {}, str(n))) for n, event in enumerate(delivered)]
 
-    check = demo._events_match(run, DEFAULT_RULES)
+    check = checks._events_match(run, DEFAULT_RULES)
 
     assert not check.passed
     assert "delivered 2 times" in check.detail
@@ -132,16 +132,18 @@ def test_meter_overdue_is_expected_exactly_when_the_first_check_from_72_h_finds_
     appear = None if appear_after is None else completed + appear_after
     first_check = completed + timedelta(hours=24)
 
-    assert demo._overdue_expected(completed, first_check, appear, HOURLY, RULES) is expected
+    assert checks._overdue_expected(completed, first_check, appear, HOURLY, RULES) is expected
 
 
 def test_meters_are_certainly_found_only_once_the_longest_wait_has_passed() -> None:
     completed, first_check = T0, T0 + timedelta(hours=24)
     last_sweep = HOURLY[-1]
 
-    assert demo._certainly_found(completed, first_check, last_sweep - timedelta(hours=24), HOURLY, RULES)
-    assert not demo._certainly_found(completed, first_check, last_sweep - timedelta(hours=23), HOURLY, RULES)
-    assert not demo._certainly_found(completed, first_check, None, HOURLY, RULES)
+    assert checks._certainly_found(completed, first_check, last_sweep - timedelta(hours=24), HOURLY, RULES)
+    assert not checks._certainly_found(
+        completed, first_check, last_sweep - timedelta(hours=23), HOURLY, RULES
+    )
+    assert not checks._certainly_found(completed, first_check, None, HOURLY, RULES)
 
 
 def test_the_demo_reads_its_filter_policy_and_schedule_rates_from_the_sources() -> None:

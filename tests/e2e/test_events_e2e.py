@@ -21,10 +21,12 @@ from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud, PartnerMessage
 from functions.emitter import app as emitter_app
 from leap_tracker import table
+from leap_tracker.adapters.aws import aws_client
+from leap_tracker.config import load_settings
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.leap import wire
-from tests.integration.test_schemas_filter_policies import CLAIMS, doc_policies
+from tests.builders import CLAIMS, doc_policies
 
 POLL_EVERY = timedelta(hours=8)
 POLLS = 15  # five days: enough customers click, stall, fail and complete
@@ -132,21 +134,23 @@ class RefusingSns:
 
 
 @pytest.fixture
-def refusing_sns(
-    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[set[int]], list[RefusingSns]]:
-    """Make the emitter's next cold start get a refusing client; returns the clients it gets."""
+def refusing_sns(cloud: LocalCloud) -> Callable[[set[int]], list[RefusingSns]]:
+    """Give the emitter's next cold start a refusing client; returns the clients it gets."""
 
     def install(refuse_calls: set[int]) -> list[RefusingSns]:
         made: list[RefusingSns] = []
-        real = emitter_app.aws_client
+        cold_start: list[emitter_app.Dependencies] = []
 
         def refusing_client(service: str) -> RefusingSns:
-            made.append(RefusingSns(real(service), refuse_calls))
+            made.append(RefusingSns(aws_client(service), refuse_calls))
             return made[-1]
 
-        monkeypatch.setattr(emitter_app, "aws_client", refusing_client)
-        cloud.cold_start("EmitterFunction")
+        def handler(event: Any, context: Any) -> Any:
+            if not cold_start:  # built once, in the function's environment, as its cold start does
+                cold_start.append(emitter_app.build_dependencies(load_settings(), client=refusing_client))
+            return emitter_app.lambda_handler(event, context, cold_start[0])
+
+        cloud.override_handler("EmitterFunction", handler)
         return made
 
     return install

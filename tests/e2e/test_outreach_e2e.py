@@ -23,44 +23,13 @@ from devtools.webhook_receiver import Delivery, WebhookReceiver
 from leap_tracker.events import catalog
 from leap_tracker.leap import wire
 from leap_tracker.outreach.decision import assess
-from leap_tracker.timeutil import format_instant, parse_instant
+from leap_tracker.timeutil import parse_instant
+from tests.builders import PGE, SCE, SDGE, entry, utility
 
 COOLDOWN = timedelta(hours=48)  # the template's defaults
 MAX_ATTEMPTS = 3
 HOUR = timedelta(hours=1)
 SWEEP_EVERY = timedelta(hours=12)
-SDGE = "SDG&E: San Diego Gas & Electric"
-SCE = "SCE: Southern California Edison"
-PGE = "PG&E: Pacific Gas and Electric"
-
-
-def _utility(name: str, status: str, required: bool = True, code: str | None = None) -> dict[str, Any]:
-    return {
-        wire.UTILITY_AUTHORIZATION_UUID: f"auth-{name[:3]}",
-        wire.UTILITY_NAME: name,
-        wire.UTILITY_IS_REQUIRED: required,
-        wire.UTILITY_STATUS: status,
-        wire.UTILITY_ERROR_CODE: code,
-        wire.UTILITY_START: None,
-        wire.UTILITY_LAST_INTERACTION: None,
-    }
-
-
-def _entry(ref_id: str, status: str, last: datetime, utilities: list, agreements: dict | None = None) -> dict:
-    return {
-        wire.ENTRY_ID: f"CAISO_00000000-0000-4000-8000-000000000000_{ref_id}",
-        wire.ENTRY_TRANSMISSION_REGION: "CAISO",
-        wire.ENTRY_REF_ID: ref_id,
-        wire.ENTRY_START: format_instant(last - 10 * timedelta(minutes=1)),
-        wire.ENTRY_LAST_INTERACTION: format_instant(last),
-        wire.ENTRY_CONNECTION_STATUS: status,
-        wire.ENTRY_UTILITY_CONNECTIONS: utilities,
-        wire.ENTRY_AGREEMENTS: agreements
-        or {
-            wire.AGREEMENT_PROHIBITED_RESOURCE_ATTESTATION: wire.AGREEMENT_NOT_REQUIRED,
-            wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: wire.AGREEMENT_NOT_REQUIRED,
-        },
-    }
 
 
 def scenario(last: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
@@ -70,25 +39,25 @@ def scenario(last: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
         "s-not-started": (wire.CONNECTION_NOT_STARTED, [], None, "not_started"),
         "s-not-connected": (
             wire.CONNECTION_PARTIAL,
-            [_utility(SDGE, not_connected)],
+            [utility(SDGE, not_connected)],
             None,
             "utility_not_connected",
         ),
         "s-unknown-code": (
             wire.CONNECTION_ERROR,
-            [_utility(SDGE, error, code="NEVER_SEEN")],
+            [utility(SDGE, error, error_code="NEVER_SEEN")],
             None,
             "utility_error.unknown",
         ),
         "s-commercial": (
             wire.CONNECTION_PARTIAL,
-            [_utility(SDGE, connected), _utility(SCE, error, code=wire.ERROR_INVALID_CREDENTIALS)],
+            [utility(SDGE, connected), utility(SCE, error, error_code=wire.ERROR_INVALID_CREDENTIALS)],
             None,
             "utility_error.INVALID_CREDENTIALS",
         ),
         "s-agreement": (
             wire.CONNECTION_PARTIAL,
-            [_utility(SDGE, connected)],
+            [utility(SDGE, connected)],
             {
                 wire.AGREEMENT_PROHIBITED_RESOURCE_ATTESTATION: "SIGNED",
                 wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: "AWAITING_SIGNATURE",
@@ -97,20 +66,20 @@ def scenario(last: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
         ),
         "s-other-utility": (
             wire.CONNECTION_PARTIAL,
-            [_utility(SDGE, not_connected), _utility(PGE, connected, required=False)],
+            [utility(SDGE, not_connected), utility(PGE, connected, required=False)],
             None,
             None,
         ),
-        "s-completed": (wire.CONNECTION_COMPLETED, [_utility(SDGE, connected)], None, None),
+        "s-completed": (wire.CONNECTION_COMPLETED, [utility(SDGE, connected)], None, None),
         "s-canceled": (
             wire.CONNECTION_ERROR,
-            [_utility(SDGE, error, code=wire.ERROR_USER_CANCELED)],
+            [utility(SDGE, error, error_code=wire.ERROR_USER_CANCELED)],
             None,
             "utility_error.USER_CANCELED",
         ),
     }
     return {
-        ref: (_entry(ref, status, last, utilities, agreements), reason)
+        ref: (entry(status, utilities, agreements, ref_id=ref, last=last), reason)
         for ref, (status, utilities, agreements, reason) in cases.items()
     }
 

@@ -1,31 +1,28 @@
-"""The poller's DynamoDB store on moto, with the table created exactly as template.yaml declares it.
+"""The poller's DynamoDB store on moto, with the table created exactly as template.yaml declares it
+(the ``dynamodb`` and ``connections_table`` fixtures of tests/integration/conftest.py).
 
-The fixtures here (``dynamodb``, ``connections_table``, ``poller_store``, ``RequestCounter``) are
-imported by the poller's other integration tests.
+The lease tests hold the in-memory store of the run tests (tests/fakes/poller.py) to the same contract.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from devtools.template_tables import CONNECTIONS_TABLE_ID, create_connections_table, resource_properties
+from devtools.template_tables import CONNECTIONS_TABLE_ID, resource_properties
 from leap_tracker import table
-from leap_tracker.adapters.aws import aws_client
-from leap_tracker.adapters.poller_store import (
+from leap_tracker.adapters.dynamo import (
     BATCH_GET_LIMIT,
     BATCH_WRITE_LIMIT,
     BatchRetryPolicy,
-    DynamoPollerStore,
     UnprocessedReads,
     UnprocessedWrites,
+)
+from leap_tracker.adapters.poller_store import (
+    DynamoPollerStore,
     item_size_bytes,
     snapshot_item,
     write_units,
@@ -43,20 +40,9 @@ from leap_tracker.poller.ports import (
     StoredState,
 )
 from leap_tracker.table import decode_stored_entry
-from tests.unit.test_poller_fakes import T0, MemoryStore, make_entries, make_entry
-
-_SESSION = boto3.session.Session(region_name="us-east-1")  # reused: loading the service model is slow
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with mock_aws():
-        yield aws_client("dynamodb", _SESSION)
-
-
-@pytest.fixture
-def connections_table(dynamodb: Any) -> str:
-    return create_connections_table(dynamodb)
+from tests.builders import T0, guide_entries, guide_entry
+from tests.fakes.dynamodb import RequestCounter, scan_items, stored_connections
+from tests.fakes.poller import MemoryStore
 
 
 class RecordedSleeps(list[float]):
@@ -67,54 +53,6 @@ class RecordedSleeps(list[float]):
 @pytest.fixture
 def poller_store(dynamodb: Any, connections_table: str) -> DynamoPollerStore:
     return DynamoPollerStore(dynamodb, connections_table, sleep=RecordedSleeps(), draw=lambda: 1.0)
-
-
-class RequestCounter:
-    """Counts DynamoDB calls and the items put per key, through botocore's event hooks on a client."""
-
-    def __init__(self, client: Any) -> None:
-        self.calls: Counter[str] = Counter()
-        self.puts: Counter[str] = Counter()  # pk -> times put (BatchWriteItem and PutItem)
-        self.put_items: list[dict[str, Any]] = []
-        self.params: list[tuple[str, dict[str, Any]]] = []
-        client.meta.events.register("before-parameter-build.dynamodb.*", self._before_call)
-
-    def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        self.calls[model.name] += 1
-        self.params.append((model.name, params))
-        if model.name == "BatchWriteItem":
-            for requests in params["RequestItems"].values():
-                for request in requests:
-                    self._put(request["PutRequest"]["Item"])
-        elif model.name == "PutItem":
-            self._put(params["Item"])
-
-    def _put(self, item: dict[str, Any]) -> None:
-        self.puts[item[table.PK]["S"]] += 1
-        self.put_items.append(item)
-
-    def connection_puts(self) -> Counter[str]:
-        return Counter({pk: n for pk, n in self.puts.items() if pk.startswith(table.CONNECTION_PREFIX)})
-
-
-def scan_items(client: Any, table_name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
-    while True:
-        answer = client.scan(**kwargs)
-        items += answer["Items"]
-        if "LastEvaluatedKey" not in answer:
-            return items
-        kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
-def stored_connections(client: Any, table_name: str) -> dict[str, dict[str, Any]]:
-    """entry id -> stored snapshot item (low-level attribute values)."""
-    return {
-        table.entry_id_from_pk(item[table.PK]["S"]): item
-        for item in scan_items(client, table_name)
-        if item[table.PK]["S"].startswith(table.CONNECTION_PREFIX)
-    }
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -136,7 +74,9 @@ def test_the_table_is_created_as_the_template_declares(dynamodb: Any, connection
     properties = resource_properties(CONNECTIONS_TABLE_ID)
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    # Always KMS: the partner's key with KmsKeyArn, else aws/dynamodb (tests/unit/test_template_security.py).
+    sse = properties["SSESpecification"]
+    assert (sse["SSEEnabled"], sse["SSEType"]) == (True, "KMS")
 
 
 # --- the lease (same contract for the DynamoDB and the in-memory store) -------------------------
@@ -248,7 +188,7 @@ def test_the_checkpoint_round_trips_exactly(
 def test_snapshots_are_written_in_the_agreed_format_and_read_back(
     dynamodb: Any, connections_table: str, poller_store: DynamoPollerStore
 ) -> None:
-    entries = [validate_entry(raw) for raw in make_entries(120)]
+    entries = [validate_entry(raw) for raw in guide_entries(120)]
     counter = RequestCounter(dynamodb)
     poller_store.write_changes([SnapshotWrite(entry, 3) for entry in entries], [], T0)
     assert counter.calls["BatchWriteItem"] == -(-120 // BATCH_WRITE_LIMIT)
@@ -289,7 +229,7 @@ def test_snapshots_are_written_in_the_agreed_format_and_read_back(
 def test_a_malformed_entry_is_quarantined_with_its_reason_and_a_ttl(
     dynamodb: Any, connections_table: str, poller_store: DynamoPollerStore
 ) -> None:
-    broken = make_entry("broken")
+    broken = guide_entry("broken")
     broken["utility_connections"] = "oops"
     checked = validate_page([broken, 17], T0)
     poller_store.write_changes([], checked.quarantined, T0)
@@ -309,7 +249,7 @@ def test_the_entry_id_limit_is_dynamodbs_own(
 ) -> None:
     """An id at the limit is stored under the longest prefix; one byte more is what the table refuses."""
     at_limit = "参" * (table.MAX_ENTRY_ID_BYTES // 3) + "x" * (table.MAX_ENTRY_ID_BYTES % 3)
-    raw = {**make_entry(), "id": at_limit}
+    raw = {**guide_entry(), "id": at_limit}
     entry = validate_entry(raw)
     [record] = validate_page([{**raw, "connection_status": None}], T0).quarantined
     assert record.key == at_limit  # usable as a key: it fits QUARANTINE#, the longest prefix
@@ -357,7 +297,7 @@ def test_unprocessed_items_and_keys_are_retried_with_growing_jittered_backoff(
     store = DynamoPollerStore(
         Throttled(dynamodb, connections_table, rounds=3), connections_table, sleep=sleeps, draw=lambda: 0.5
     )
-    entries = [validate_entry(raw) for raw in make_entries(20)]
+    entries = [validate_entry(raw) for raw in guide_entries(20)]
     store.write_changes([SnapshotWrite(entry, 1) for entry in entries], [], T0)
     assert len(stored_connections(dynamodb, connections_table)) == 20
     policy = BatchRetryPolicy()
@@ -376,7 +316,7 @@ def test_items_still_unprocessed_after_every_retry_raise(dynamodb: Any, connecti
         retry=policy,
         sleep=RecordedSleeps(),
     )
-    entries = [validate_entry(raw) for raw in make_entries(5)]
+    entries = [validate_entry(raw) for raw in guide_entries(5)]
     with pytest.raises(UnprocessedWrites, match="after 3 BatchWriteItem attempts"):
         store.write_changes([SnapshotWrite(entry, 1) for entry in entries], [], T0)
     with pytest.raises(UnprocessedReads, match="after 3 BatchGetItem attempts"):
@@ -398,7 +338,7 @@ def test_item_sizes_follow_dynamodbs_rules() -> None:
 
 def test_a_typical_entry_is_one_write_unit() -> None:
     """The guide's one-utility entry: the snapshot item stays under 1 KB (one WCU per change)."""
-    item = snapshot_item(SnapshotWrite(validate_entry(make_entry("Test1012")), 12), T0)
+    item = snapshot_item(SnapshotWrite(validate_entry(guide_entry("Test1012")), 12), T0)
     assert item_size_bytes(item) < 1024
     assert write_units(item) == 1
 

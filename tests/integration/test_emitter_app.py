@@ -1,6 +1,7 @@
 """The emitter handler, invoked directly with stream events in Lambda's shape, publishing to moto SNS.
 
-A partner-style SQS queue (raw delivery) is subscribed to the topic and read back.
+A partner-style SQS queue (raw delivery) is subscribed to the topic and read back. The handler gets
+its dependencies built from the test's environment, on a moto SNS client the test can make refuse.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from moto import mock_aws
 from devtools import event_samples as samples
 from devtools.generate_schemas import SAMPLE_STREAM_EVENT
 from functions.emitter import app
-from leap_tracker.config import ConfigError
+from leap_tracker.config import ConfigError, load_settings
 from leap_tracker.events import catalog
 from leap_tracker.table import decode_stored_entry
-from tests.fakes import FakeLambdaContext
+from tests.fakes.lambda_runtime import FakeLambdaContext
 
 
 class FlakySns:
@@ -58,6 +59,12 @@ class Topic:
     sns: FlakySns
     queue_url: str
     sqs: Any
+    deps: app.Dependencies  # what the handler's cold start builds, publishing through ``sns``
+
+    def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return app.lambda_handler(
+            samples.stream_event(records), FakeLambdaContext(function_name="EmitterFunction"), self.deps
+        )
 
     def received(self) -> list[dict[str, Any]]:
         """Every message on the partner queue, in arrival order (body parsed, attributes flattened)."""
@@ -88,29 +95,20 @@ def make_topic(monkeypatch: pytest.MonkeyPatch, fifo: bool) -> Topic:
     flaky = FlakySns(sns)
     monkeypatch.setenv("EVENTS_TOPIC_ARN", topic_arn)
     monkeypatch.setenv("EVENTS_TOPIC_FIFO", "true" if fifo else "false")
-    monkeypatch.setattr(app, "aws_client", lambda service: flaky)
-    app.dependencies.cache_clear()  # a cold start with these settings
-    return Topic(flaky, queue_url, sqs)
+    deps = app.build_dependencies(load_settings(), client=lambda service: flaky)
+    return Topic(flaky, queue_url, sqs, deps)
 
 
 @pytest.fixture
 def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
     with mock_aws():
         yield make_topic(monkeypatch, fifo=False)
-    app.dependencies.cache_clear()
 
 
 @pytest.fixture
 def fifo_topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
     with mock_aws():
         yield make_topic(monkeypatch, fifo=True)
-    app.dependencies.cache_clear()
-
-
-def invoke(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return app.lambda_handler(
-        samples.stream_event(records), FakeLambdaContext(function_name="EmitterFunction")
-    )
 
 
 def sequence_numbers(records: list[dict[str, Any]]) -> list[str]:
@@ -124,7 +122,7 @@ def failed_items(response: dict[str, Any]) -> list[str]:
 def test_sample_event_publishes_every_event_valid_with_its_attributes(topic: Topic) -> None:
     event = json.loads(SAMPLE_STREAM_EVENT.read_text())
 
-    response = app.lambda_handler(event, FakeLambdaContext(function_name="EmitterFunction"))
+    response = app.lambda_handler(event, FakeLambdaContext(function_name="EmitterFunction"), topic.deps)
 
     assert response == {"batchItemFailures": []}
     received = topic.received()
@@ -156,9 +154,9 @@ def test_sample_event_publishes_every_event_valid_with_its_attributes(topic: Top
 def test_redelivered_records_give_the_same_ids(topic: Topic) -> None:
     records = samples.history_records(samples.commercial_history())
 
-    invoke(records)
+    topic.invoke(records)
     first = [m["event"]["id"] for m in topic.received()]
-    invoke(copy.deepcopy(records))
+    topic.invoke(copy.deepcopy(records))
     again = [m["event"]["id"] for m in topic.received()]
 
     assert first == again
@@ -170,7 +168,7 @@ def test_a_write_that_changed_nothing_publishes_nothing(topic: Topic) -> None:
     image = record["dynamodb"]["NewImage"]
     rewrite = samples.stream_record(image, {**image, "written_at": {"S": "2025-03-03T19:00:00Z"}}, 9)
 
-    assert invoke([rewrite]) == {"batchItemFailures": []}
+    assert topic.invoke([rewrite]) == {"batchItemFailures": []}
     assert topic.received() == []
     assert topic.sns.calls == []
 
@@ -184,7 +182,7 @@ def test_a_failed_publish_fails_that_record_and_every_later_one(topic: Topic) ->
     topic.sns.refuse = {error_event}
     position = next(i for i, r in enumerate(records) if r["dynamodb"]["NewImage"] == new)
 
-    response = invoke(records)
+    response = topic.invoke(records)
 
     assert failed_items(response) == sequence_numbers(records[position:])
     delivered = topic.received()
@@ -192,7 +190,7 @@ def test_a_failed_publish_fails_that_record_and_every_later_one(topic: Topic) ->
 
     # Lambda retries from the failed record; this time SNS takes everything
     topic.sns.refuse = set()
-    assert invoke(records[position:]) == {"batchItemFailures": []}
+    assert topic.invoke(records[position:]) == {"batchItemFailures": []}
     delivered += topic.received()
 
     # nothing lost, and per entry no change delivered before an earlier one
@@ -224,7 +222,7 @@ def test_an_sns_error_fails_the_records_of_that_call(topic: Topic) -> None:
     topic.sns.fail_calls = 1
 
     with pytest.raises(BatchProcessingError):  # every record failed: a function error, the batch is bisected
-        invoke(records)
+        topic.invoke(records)
 
     assert topic.received() == []
 
@@ -233,7 +231,7 @@ def test_a_poison_record_fails_with_the_records_behind_it(topic: Topic) -> None:
     records = samples.history_records(samples.commercial_history())
     records[2]["dynamodb"]["NewImage"]["entry"] = {"S": "{not json"}
 
-    response = invoke(records)
+    response = topic.invoke(records)
 
     assert failed_items(response) == sequence_numbers(records[2:])
     assert {m["event"]["sequence"] for m in topic.received()} == {"000000000001", "000000000002"}
@@ -244,7 +242,7 @@ def test_a_poison_record_alone_is_a_function_error(topic: Topic) -> None:
     del record["dynamodb"]["NewImage"]["sequence"]
 
     with pytest.raises(BatchProcessingError):
-        invoke([record])
+        topic.invoke([record])
 
 
 def test_removals_and_other_items_publish_nothing(topic: Topic) -> None:
@@ -253,15 +251,15 @@ def test_removals_and_other_items_publish_nothing(topic: Topic) -> None:
     watch = {"pk": {"S": "WATCH#x"}, "sk": {"S": "METER"}, "status": {"S": "OPEN"}}
     other = samples.stream_record(None, watch, 6)
 
-    assert invoke([removal, other]) == {"batchItemFailures": []}
+    assert topic.invoke([removal, other]) == {"batchItemFailures": []}
     assert topic.received() == []
 
 
 def test_fifo_topic_groups_by_entry_and_deduplicates_on_the_event_id(fifo_topic: Topic) -> None:
     records = samples.history_records(samples.commercial_history())
 
-    invoke(records)
-    invoke(records)  # a replay within the deduplication window
+    fifo_topic.invoke(records)
+    fifo_topic.invoke(records)  # a replay within the deduplication window
 
     received = fifo_topic.received()
     assert len(received) == 11
@@ -272,8 +270,6 @@ def test_fifo_topic_groups_by_entry_and_deduplicates_on_the_event_id(fifo_topic:
 
 def test_cold_start_without_a_topic_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EVENTS_TOPIC_ARN", raising=False)
-    app.dependencies.cache_clear()
 
     with pytest.raises(ConfigError, match="EVENTS_TOPIC_ARN"):
-        invoke(samples.history_records(samples.commercial_history()[:1]))
-    app.dependencies.cache_clear()
+        app.build_dependencies(load_settings())

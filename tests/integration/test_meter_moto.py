@@ -1,11 +1,12 @@
 """Meter watches in moto: the store's items and index, the two handlers, and a sweep against the
-Leap simulator (Meters API calls counted where they arrive)."""
+Leap simulator (Meters API calls counted where they arrive).
+
+The handlers get their dependencies built from the test's environment, as their cold start builds them.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -22,15 +23,14 @@ from functions.meter_sweep import app as sweep_app
 from functions.meter_watch import app as watch_app
 from leap_tracker import table
 from leap_tracker.adapters.watch_store import DUE_PAGE_SIZE, DynamoWatchStore, item_from_watch
-from leap_tracker.config import MeterWatchSettings
+from leap_tracker.config import MeterWatchSettings, load_settings
 from leap_tracker.events import catalog
 from leap_tracker.leap import wire
 from leap_tracker.leap.api import LeapUnavailable
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.meters.sweep import SweepIncomplete
-from tests.fakes import FakeLambdaContext
-from tests.integration.test_poller_handler import emf_metrics
+from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, logs_in_capture
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "connections"
@@ -52,6 +52,15 @@ class Aws:
     sqs: Any
     events_queue_url: str
     store: DynamoWatchStore
+    watch_deps: watch_app.Dependencies
+    sweep_deps: sweep_app.Dependencies | None = None  # built once Leap is configured (``leap``)
+
+    def sweep_at(self, now: datetime, remaining_ms: int = 300_000) -> dict[str, Any]:
+        return self.sweep({"mode": "scheduled", "scheduled_time": now.isoformat()}, remaining_ms)
+
+    def sweep(self, event: dict[str, Any], remaining_ms: int = 300_000) -> dict[str, Any]:
+        assert self.sweep_deps is not None, "the sweep tests use the leap fixture"
+        return sweep_app.lambda_handler(event, FakeLambdaContext(remaining_ms), self.sweep_deps)
 
     def published(self) -> list[dict[str, Any]]:
         """Every event that reached the topic (via a raw-delivery queue subscription)."""
@@ -108,11 +117,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         monkeypatch.setenv("CONNECTIONS_TABLE", TABLE)
         monkeypatch.setenv("EVENTS_TOPIC_ARN", topic_arn)
-        watch_app.dependencies.cache_clear()
-        sweep_app.dependencies.cache_clear()
-        yield Aws(dynamodb, sqs, queue_url, DynamoWatchStore(dynamodb, TABLE))
-    watch_app.dependencies.cache_clear()
-    sweep_app.dependencies.cache_clear()
+        watch_deps = watch_app.build_dependencies(load_settings())
+        yield Aws(dynamodb, sqs, queue_url, DynamoWatchStore(dynamodb, TABLE), watch_deps)
 
 
 def a_watch(n: int, completed_at: datetime = T0, ref_id: str | None = None) -> MeterWatch:
@@ -204,7 +210,7 @@ def sample_event(name: str) -> dict[str, Any]:
 def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(aws: Aws) -> None:
     event = sample_event("sqs-meter-watch-completed.json")
 
-    assert watch_app.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert watch_app.lambda_handler(event, FakeLambdaContext(), aws.watch_deps) == {"batchItemFailures": []}
     entry_id = "CAISO_62631455-9dfd-433b-9482-fd043f2336d4_Test1012"
     first = aws.raw_watch(entry_id)
     assert (first["completed_at"], first["due_at"], first["sequence"]) == (
@@ -213,14 +219,14 @@ def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(aws: A
         "4",
     )
 
-    watch_app.dependencies.cache_clear()  # a cold start changes nothing either
-    assert watch_app.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    cold_start = watch_app.build_dependencies(load_settings())  # a cold start changes nothing either
+    assert watch_app.lambda_handler(event, FakeLambdaContext(), cold_start) == {"batchItemFailures": []}
     assert aws.raw_watch(entry_id) == first
 
 
 def test_meter_watch_reports_only_the_malformed_record_as_failed(aws: Aws) -> None:
     event = sample_event("sqs-meter-watch-batch-with-malformed.json")
-    result = watch_app.lambda_handler(event, FakeLambdaContext())
+    result = watch_app.lambda_handler(event, FakeLambdaContext(), aws.watch_deps)
     assert result == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
     assert aws.store.get("CAISO_62631455-9dfd-433b-9482-fd043f2336d4_Test1012") is not None
 
@@ -235,7 +241,7 @@ def leap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LeapSimulator]:
         monkeypatch.setenv("LEAP_API_KEY", sim.api_key)
         monkeypatch.setenv("LEAP_MAX_RETRIES", "1")
         monkeypatch.setenv("LEAP_MAX_RETRY_SECONDS", "2")
-        sweep_app.dependencies.cache_clear()
+        aws.sweep_deps = sweep_app.build_dependencies(load_settings())
         yield sim
 
 
@@ -247,12 +253,6 @@ def completed_customers(sim: LeapSimulator) -> list[tuple[str, datetime, datetim
         if completed is not None:
             found.append((ref_id, completed, sim.meters_appear_at(ref_id)))
     return found
-
-
-def sweep_at(now: datetime, remaining_ms: int = 300_000) -> dict[str, Any]:
-    return sweep_app.lambda_handler(
-        {"mode": "scheduled", "scheduled_time": now.isoformat()}, FakeLambdaContext(remaining_ms)
-    )
 
 
 def test_250_due_watches_take_3_meters_api_calls_and_each_appearance_is_published_once(
@@ -267,7 +267,7 @@ def test_250_due_watches_take_3_meters_api_calls_and_each_appearance_is_publishe
     aws.seed_connections([w.entry_id for w in real + fillers])
     leap.reset_requests()
 
-    summary = sweep_at(now)
+    summary = aws.sweep_at(now)
 
     assert leap.requests[wire.METERS_SEARCH_PATH] == 3
     assert (summary["due"], summary["checked"], summary["meters_api_calls"]) == (250, 250, 3)
@@ -292,7 +292,7 @@ def test_a_sweep_out_of_time_checks_nothing_and_leaves_every_watch_due(aws: Aws,
     aws.seed_connections([a_watch(n).entry_id for n in range(5)])
     leap.reset_requests()
 
-    summary = sweep_at(T0 + 24 * HOUR, remaining_ms=RULES.sweep_time_margin_seconds * 1000 - 1)
+    summary = aws.sweep_at(T0 + 24 * HOUR, remaining_ms=RULES.sweep_time_margin_seconds * 1000 - 1)
 
     assert summary["stopped_early"]
     assert summary["due"] == 0
@@ -302,7 +302,7 @@ def test_a_sweep_out_of_time_checks_nothing_and_leaves_every_watch_due(aws: Aws,
 
 def test_a_watch_whose_connection_is_gone_is_closed_without_an_event(aws: Aws, leap: LeapSimulator) -> None:
     aws.seed_watches([a_watch(1)])
-    summary = sweep_at(T0 + 24 * HOUR)
+    summary = aws.sweep_at(T0 + 24 * HOUR)
     assert summary["connection_gone"] == 1
     assert aws.published() == []
     closed = aws.store.get(a_watch(1).entry_id)
@@ -314,9 +314,7 @@ def test_the_sweep_falls_back_to_the_clock_without_a_scheduled_time(aws: Aws, le
     fresh = a_watch(1, datetime.now(UTC))  # first check due tomorrow
     aws.seed_watches([fresh])
     aws.seed_connections([fresh.entry_id])
-    summary = sweep_app.lambda_handler(
-        {"mode": "scheduled", "scheduled_time": "<aws.scheduler.scheduled-time>"}, FakeLambdaContext()
-    )
+    summary = aws.sweep({"mode": "scheduled", "scheduled_time": "<aws.scheduler.scheduled-time>"})
     assert summary["due"] == 0
 
 
@@ -326,14 +324,11 @@ def test_leap_answering_500_to_every_retry_fails_the_sweep_invocation_and_leaves
     aws.seed_watches([a_watch(n) for n in range(3)])
     aws.seed_connections([a_watch(n).entry_id for n in range(3)])
     leap.inject(server_error(), times=None, path=wire.METERS_SEARCH_PATH)
-    handler = sweep_app.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(sys.stdout)  # bound to stdout at import: point it at the capture
-    try:
-        with pytest.raises(SweepIncomplete, match="Leap still answered 500") as failed:
-            sweep_at(T0 + 24 * HOUR)
-    finally:
-        handler.setStream(previous)
+    with (
+        logs_in_capture(sweep_app.logger),
+        pytest.raises(SweepIncomplete, match="Leap still answered 500") as failed,
+    ):
+        aws.sweep_at(T0 + 24 * HOUR)
     assert isinstance(failed.value.__cause__, LeapUnavailable)
     assert leap.requests[wire.METERS_SEARCH_PATH] == 2  # the request and its one retry (LEAP_MAX_RETRIES)
     assert len(list(aws.store.due_watches(T0 + 24 * HOUR))) == 3  # nothing lost: all still due
@@ -348,7 +343,7 @@ def test_a_reference_id_the_meters_search_refuses_is_not_sent_to_it(aws: Aws, le
     aws.seed_watches([a_watch(1), odd])
     aws.seed_connections([a_watch(1).entry_id, odd.entry_id])
     leap.reset_requests()
-    summary = sweep_at(T0 + 24 * HOUR)
+    summary = aws.sweep_at(T0 + 24 * HOUR)
     assert (summary["checked"], summary["unsearchable"], summary["meters_api_calls"]) == (2, 1, 1)
     [search] = [r for r in leap.request_log if r.path == wire.METERS_SEARCH_PATH]
     assert "order#17" not in json.dumps(search.body)

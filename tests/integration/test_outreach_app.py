@@ -1,7 +1,8 @@
 """The outreach function in moto, with a real queue, topics, table and a verifying webhook receiver.
 
 Time is moved with time-machine (never slept): moto's SQS visibility, the handler's clock and the
-receiver's timestamp check all follow it.
+receiver's timestamp check all follow it. The handler gets its dependencies built from the test's
+environment, as its cold start builds them; a change of configuration builds them again.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import time_machine
 from moto import mock_aws
 
 from devtools.local_runner.shapes import sqs_record
+from devtools.template_tables import create_connections_table
 from devtools.webhook_receiver import WebhookReceiver
 from functions.outreach import app
 from leap_tracker import table
 from leap_tracker.adapters.outreach_store import DynamoOutreachStore
 from leap_tracker.adapters.poller_store import snapshot_item
-from leap_tracker.config import ConfigError
+from leap_tracker.config import ConfigError, load_settings
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.leap import wire
@@ -33,10 +35,8 @@ from leap_tracker.leap.connect_model import validate_entry
 from leap_tracker.poller.ports import SnapshotWrite
 from leap_tracker.table import decode_stored_entry
 from leap_tracker.timeutil import format_instant
-from tests.fakes import FakeLambdaContext
-from tests.integration.test_meter_moto import create_connections_table
-from tests.integration.test_poller_handler import emf_metrics, output_lines
-from tests.unit.test_outreach_support import LAST_INTERACTION, entry, stalled_examples, utility
+from tests.builders import LAST_INTERACTION, entry, stalled_examples, utility
+from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, logs_in_capture, printed
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "connections"
@@ -56,6 +56,7 @@ class Env:
     traveller: Any
     monkeypatch: pytest.MonkeyPatch
     sequences: dict[str, int]
+    deps: app.Dependencies  # what the handler's cold start built from the environment
 
     # --- time -------------------------------------------------------------------------------------
     def at(self, moment: datetime) -> None:
@@ -85,7 +86,9 @@ class Env:
 
     def invoke(self, records: list[dict[str, Any]]) -> list[str]:
         """Run the handler on ``records``; delete what succeeded (as Lambda does); the failed ids."""
-        response = app.lambda_handler({"Records": records}, FakeLambdaContext(function_name="outreach"))
+        response = app.lambda_handler(
+            {"Records": records}, FakeLambdaContext(function_name="outreach"), self.deps
+        )
         failed = [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
         for record in records:
             if record["messageId"] not in failed:
@@ -93,7 +96,9 @@ class Env:
         return failed
 
     def follow_up(self) -> dict[str, Any]:
-        return app.lambda_handler({"mode": "follow_up"}, FakeLambdaContext(function_name="outreach"))
+        return app.lambda_handler(
+            {"mode": "follow_up"}, FakeLambdaContext(function_name="outreach"), self.deps
+        )
 
     def audit(self) -> list[dict[str, Any]]:
         return _drain(self.sqs, self.audit_queue_url)
@@ -108,7 +113,7 @@ class Env:
     def set_env(self, **values: str) -> None:
         for name, value in values.items():
             self.monkeypatch.setenv(name, value)
-        app.dependencies.cache_clear()  # a cold start with the new configuration
+        self.deps = app.build_dependencies(load_settings())  # a cold start with the new configuration
 
 
 def _typed(key: dict[str, str]) -> dict[str, Any]:
@@ -160,7 +165,6 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
             "OUTREACH_CHANNELS": "webhook",
         }.items():
             monkeypatch.setenv(name, value)
-        app.dependencies.cache_clear()
         yield Env(
             dynamodb,
             sqs,
@@ -172,8 +176,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
             traveller,
             monkeypatch,
             {},
+            app.build_dependencies(load_settings()),
         )
-    app.dependencies.cache_clear()
 
 
 def only(events: list[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:
@@ -384,7 +388,7 @@ def test_a_new_stall_inside_the_cooldown_is_sent_when_it_ends(env: Env) -> None:
         wire.CONNECTION_ERROR,
         [utility(status=wire.UTILITY_ERROR, error_code=wire.ERROR_MFA_FAILED)],
         ref_id="NotStarted1",
-        last_interaction=ACTIONABLE + timedelta(hours=1),
+        last=ACTIONABLE + timedelta(hours=1),
     )
     env.enqueue(env.store(moved_on))
 
@@ -419,42 +423,51 @@ def test_the_topic_channel_carries_the_same_message(env: Env) -> None:
 
 
 def test_without_a_channel_the_customer_is_decided_again_and_messaged_once_a_channel_exists(
-    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    warnings: list[str] = []
-    monkeypatch.setattr(app.logger, "warning", lambda message, *_, **__: warnings.append(message))
+    output: list[dict[str, Any]] = []  # the handler's log and EMF lines so far
+
+    def no_channel_warnings() -> int:
+        output.extend(printed(capsys)[1])
+        return sum(
+            1
+            for line in output
+            if line.get("level") == "WARNING" and line["message"].startswith("no outreach channel")
+        )
+
     env.set_env(OUTREACH_WEBHOOK_URL="")  # OUTREACH_CHANNELS=webhook without a URL: no channel at all
     raw = stalled_examples()["not_started"]
     env.at(ACTIONABLE)
     env.enqueue(env.store(raw))
 
-    records = env.receive()
-    assert env.invoke(records) == []
+    with logs_in_capture(app.logger):
+        records = env.receive()
+        assert env.invoke(records) == []
 
-    assert [e["data"]["suppressed_because"] for e in env.audit()] == ["no_channel"]
-    assert env.receiver.deliveries == []
-    state = env.state(raw["id"])
-    assert state["due_at"] == format_instant(ACTIONABLE + timedelta(hours=1))  # not forgotten
-    assert "attempts" not in state  # no attempt used
-    assert len(warnings) == 1  # once for the invocation, not once per record
-    assert sum(emf_metrics(output_lines(capsys))["OutreachNoChannel"]) == len(records)
+        assert [e["data"]["suppressed_because"] for e in env.audit()] == ["no_channel"]
+        assert env.receiver.deliveries == []
+        state = env.state(raw["id"])
+        assert state["due_at"] == format_instant(ACTIONABLE + timedelta(hours=1))  # not forgotten
+        assert "attempts" not in state  # no attempt used
+        assert no_channel_warnings() == 1  # once for the invocation, not once per record
+        assert sum(emf_metrics(output)["OutreachNoChannel"]) == len(records)
 
-    env.at(ACTIONABLE + timedelta(hours=1))  # still no channel: decided again, not audited again
-    assert env.follow_up()["suppressed"] == 1
-    assert env.audit() == []
-    assert env.state(raw["id"])["due_at"] == format_instant(ACTIONABLE + timedelta(hours=2))
-    assert len(warnings) == 2
+        env.at(ACTIONABLE + timedelta(hours=1))  # still no channel: decided again, not audited again
+        assert env.follow_up()["suppressed"] == 1
+        assert env.audit() == []
+        assert env.state(raw["id"])["due_at"] == format_instant(ACTIONABLE + timedelta(hours=2))
+        assert no_channel_warnings() == 2
 
-    env.set_env(OUTREACH_WEBHOOK_URL=env.receiver.url)  # a channel now (a redeploy: a cold start)
-    env.at(ACTIONABLE + timedelta(hours=2))
-    assert env.follow_up()["sent"] == 1
-    env.at(ACTIONABLE + timedelta(hours=3))
-    assert env.follow_up()["due"] == 0
+        env.set_env(OUTREACH_WEBHOOK_URL=env.receiver.url)  # a channel now (a redeploy: a cold start)
+        env.at(ACTIONABLE + timedelta(hours=2))
+        assert env.follow_up()["sent"] == 1
+        env.at(ACTIONABLE + timedelta(hours=3))
+        assert env.follow_up()["due"] == 0
 
     (delivery,) = env.receiver.accepted()
     assert (delivery.event["data"]["reason"], delivery.event["data"]["attempt"]) == ("not_started", 1)
     assert len(only(env.audit(), catalog.OUTREACH_SENT)) == 1
-    assert len(warnings) == 2
+    assert no_channel_warnings() == 2
 
 
 def test_a_failed_topic_publish_fails_the_record_and_uses_no_attempt(env: Env) -> None:
@@ -493,20 +506,16 @@ def _due_now(env: Env, *names: str) -> list[str]:
 
 
 def test_a_sweep_with_a_failed_customer_fails_after_finishing_the_others(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    logged: list[tuple[str, Any]] = []
-    monkeypatch.setattr(
-        app.logger, "info", lambda message, *_, **kw: logged.append((message, kw.get("extra")))
-    )
     _due_now(env, "not_started", "agreement_pending")
     env.receiver.fail_next(1)
 
-    with pytest.raises(app.FollowUpsFailed, match="1 of 2"):
+    with logs_in_capture(app.logger), pytest.raises(app.FollowUpsFailed, match="1 of 2"):
         env.follow_up()
 
     assert len(env.receiver.accepted()) == 1  # the other customer was done
-    (summary,) = [extra for message, extra in logged if message == "follow-up sweep"]
+    (summary,) = [line for line in printed(capsys)[1] if line.get("message") == "follow-up sweep"]
     assert (summary["due"], summary["sent"], summary["failed"]) == (2, 1, 1)
     assert env.follow_up()["sent"] == 1  # the failed one stayed due: Lambda's retry sends it
     assert len(env.receiver.accepted()) == 2
@@ -527,7 +536,7 @@ def test_a_sweep_cut_short_by_the_time_limit_is_not_a_failure(env: Env) -> None:
     _due_now(env, "not_started", "agreement_pending")
 
     # the claim's lease, then the first customer's check; the second finds too little time left
-    result = app.lambda_handler({"mode": "follow_up"}, _RunningOut([300_000, 300_000]))
+    result = app.lambda_handler({"mode": "follow_up"}, _RunningOut([300_000, 300_000]), env.deps)
 
     assert (result["due"], result["sent"], result["failed"], result["stopped_early"]) == (1, 1, 0, True)
     assert env.follow_up()["sent"] == 1  # the rest stayed due for the next sweep
@@ -547,12 +556,30 @@ def test_the_signing_secret_comes_from_secrets_manager(env: Env) -> None:
     assert env.receiver.rejected() == []
 
 
+@pytest.mark.parametrize(
+    ("configured", "max_age"), [({}, 300), ({"OUTREACH_WEBHOOK_SECRET_CACHE_SECONDS": "42"}, 42)]
+)
+def test_the_signing_secret_is_reused_as_long_as_configured(
+    monkeypatch: pytest.MonkeyPatch, configured: dict[str, str], max_age: int
+) -> None:
+    asked: list[tuple[str, int]] = []
+
+    def fake_get_secret(name: str, max_age: int) -> str:
+        asked.append((name, max_age))
+        return "whsec_c2VjcmV0\n"
+
+    monkeypatch.setattr("aws_lambda_powertools.utilities.parameters.get_secret", fake_get_secret)
+    settings = load_settings({"OUTREACH_WEBHOOK_SECRET_ARN": "arn:outreach-secret", **configured})
+
+    assert app.webhook_secret(settings.outreach)() == "whsec_c2VjcmV0"
+    assert asked == [("arn:outreach-secret", max_age)]
+
+
 def test_a_webhook_url_without_a_secret_fails_the_cold_start(env: Env) -> None:
     env.monkeypatch.delenv("OUTREACH_WEBHOOK_SECRET")
-    app.dependencies.cache_clear()
 
     with pytest.raises(ConfigError, match="OUTREACH_WEBHOOK_SECRET_ARN"):
-        app.dependencies()
+        app.build_dependencies(load_settings())
 
 
 # --- the sample events -----------------------------------------------------------------------------
@@ -568,5 +595,6 @@ def test_the_sample_events_are_handled(env: Env, path: Path) -> None:
             env.store(raw)
     env.at(ACTIONABLE + timedelta(days=1))
     # The samples' receipt handles are not real: a deferral would fail, so run them when actionable.
-    assert app.lambda_handler(sample, FakeLambdaContext(function_name="outreach"))["batchItemFailures"] == []
+    response = app.lambda_handler(sample, FakeLambdaContext(function_name="outreach"), env.deps)
+    assert response["batchItemFailures"] == []
     assert len(env.receiver.accepted()) == 1

@@ -10,14 +10,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from devtools.template_tables import create_connections_table
 from leap_tracker import table
 from leap_tracker.adapters.outreach_store import ClaimLost, DynamoOutreachStore
 from leap_tracker.adapters.poller_store import snapshot_item
 from leap_tracker.leap.connect_model import validate_entry
 from leap_tracker.outreach.ledger import Claim, LedgerStatus, Reservation
 from leap_tracker.poller.ports import SnapshotWrite
-from tests.integration.test_meter_moto import create_connections_table
-from tests.unit.test_outreach_support import stalled_examples
+from tests.builders import stalled_examples
 
 TABLE = "connections"
 NOW = datetime(2025, 3, 5, 10, 0, tzinfo=UTC)

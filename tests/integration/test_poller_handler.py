@@ -1,12 +1,13 @@
-"""The poller Lambda handler: configuration from the environment, inputs, summary, logs and EMF metrics."""
+"""The poller Lambda handler: configuration from the environment, inputs, summary, logs and EMF metrics.
+
+Each test builds the handler's dependencies from the environment it sets (as a cold start does) and
+passes them in.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,14 @@ import pytest
 from devtools.leap_simulator import LeapSimulator, server_error
 from functions.poller import app
 from leap_tracker import table
+from leap_tracker.config import load_settings
 from leap_tracker.leap.api import LeapAuthError, LeapUnavailable
 from leap_tracker.poller.request import InvalidPollRequest
 from leap_tracker.poller.run import PollFailed
-from tests.fakes import FakeLambdaContext
-from tests.integration import test_dynamo_store as dynamo_fixtures
-from tests.integration.test_dynamo_store import scan_items, stored_connections
+from tests.fakes.dynamodb import scan_items, stored_connections
+from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, emf_units, logs_in_capture, printed
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-# The DynamoDB fixtures, shared with the store tests.
-dynamodb = dynamo_fixtures.dynamodb
-connections_table = dynamo_fixtures.connections_table
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:
@@ -43,8 +40,11 @@ def sim() -> Iterator[LeapSimulator]:
 @pytest.fixture
 def configure(
     sim: LeapSimulator, connections_table: str, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., None]:
-    def apply(**overrides: str) -> None:
+) -> Callable[..., app.Dependencies]:
+    """Set the function's environment (the template's variables, overridable) and build what a cold
+    start would build from it."""
+
+    def apply(**overrides: str) -> app.Dependencies:
         variables = {
             "CONNECTIONS_TABLE": connections_table,
             "LEAP_API_BASE_URL": sim.base_url,
@@ -56,57 +56,27 @@ def configure(
         }
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
-        app.dependencies.cache_clear()  # a cold start with this configuration
+        return app.build_dependencies(load_settings())
 
-    yield apply
-    app.dependencies.cache_clear()
-
-
-@contextmanager
-def logs_in_capture() -> Iterator[None]:
-    """Point the handler's log stream (bound to stdout at import) at the test's captured stdout."""
-    handler = app.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.stream
-    handler.setStream(sys.stdout)
-    try:
-        yield
-    finally:
-        handler.setStream(previous)
+    return apply
 
 
 def output_lines(captured: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    out = captured.readouterr()
-    text = out.out + out.err
+    text, lines = printed(captured)
     assert "SECRET" not in text  # the API key never reaches a log line or a metric
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def emf_metrics(lines: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Metric name -> every value published, from the EMF lines Powertools printed."""
-    values: dict[str, list[float]] = {}
-    for line in lines:
-        if "_aws" in line:
-            for definition in line["_aws"]["CloudWatchMetrics"]:
-                assert definition["Namespace"] == "LeapConnectTracker"
-                for metric in definition["Metrics"]:
-                    value = line[metric["Name"]]
-                    values.setdefault(metric["Name"], []).extend(
-                        value if isinstance(value, list) else [value]
-                    )
-    return values
+    return lines
 
 
 def test_a_scheduled_invocation_polls_and_reports(
-    configure: Callable[..., None],
+    configure: Callable[..., app.Dependencies],
     sim: LeapSimulator,
     dynamodb: Any,
     connections_table: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure()
-    with logs_in_capture():
-        summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    deps = configure()
+    with logs_in_capture(app.logger):
+        summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(), deps)
     assert summary["status"] == "completed"
     assert summary["pass"] == "full"
     assert summary["run_id"] == FakeLambdaContext.aws_request_id
@@ -120,22 +90,27 @@ def test_a_scheduled_invocation_polls_and_reports(
     assert metrics["EntriesChanged"] == [sim.customers]
     assert metrics["PollInterrupted"] == [0]
     assert len(metrics["LeapApiLatency"]) == 3
+    units = emf_units(lines)
+    assert units.pop("LeapApiLatency") == "Milliseconds"
+    assert set(units.values()) == {"Count"}
     pages = [line for line in lines if line.get("message") == "page stored"]
     assert len(pages) == 3
     assert all(line["function_request_id"] == FakeLambdaContext.aws_request_id for line in pages)
 
 
-def test_every_sample_event_is_a_valid_input(configure: Callable[..., None], sim: LeapSimulator) -> None:
-    configure()
+def test_every_sample_event_is_a_valid_input(
+    configure: Callable[..., app.Dependencies], sim: LeapSimulator
+) -> None:
+    deps = configure()
     for path in sorted(EVENTS.glob("poller-*.json")):
-        summary = app.lambda_handler(json.loads(path.read_text()), FakeLambdaContext())
+        summary = app.lambda_handler(json.loads(path.read_text()), FakeLambdaContext(), deps)
         assert summary["status"] == "completed", path.name
 
 
-def test_one_reference_id_on_demand(configure: Callable[..., None], sim: LeapSimulator) -> None:
-    configure()
+def test_one_reference_id_on_demand(configure: Callable[..., app.Dependencies], sim: LeapSimulator) -> None:
+    deps = configure()
     ref_id = sim.ref_ids[4]
-    summary = app.lambda_handler(event("poller-ref-id.json", ref_id=ref_id), FakeLambdaContext())
+    summary = app.lambda_handler(event("poller-ref-id.json", ref_id=ref_id), FakeLambdaContext(), deps)
     assert summary["pass"] == "ref_id"
     assert summary["query"] == {"ref_id": ref_id}
     [entry] = summary["entries"]
@@ -145,21 +120,27 @@ def test_one_reference_id_on_demand(configure: Callable[..., None], sim: LeapSim
 
 
 def test_a_bad_input_is_a_clear_error_that_touches_nothing(
-    configure: Callable[..., None], dynamodb: Any, connections_table: str, capsys: pytest.CaptureFixture[str]
+    configure: Callable[..., app.Dependencies],
+    dynamodb: Any,
+    connections_table: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure()
+    deps = configure()
     with pytest.raises(InvalidPollRequest, match='needs a non-empty string "ref_id"'):
-        app.lambda_handler({"mode": "ref_id"}, FakeLambdaContext())
+        app.lambda_handler({"mode": "ref_id"}, FakeLambdaContext(), deps)
     assert scan_items(dynamodb, connections_table) == []
     assert emf_metrics(output_lines(capsys))["InvalidInput"] == [1]
 
 
 def test_a_wrong_key_ends_the_run_with_one_clear_error_line(
-    configure: Callable[..., None], dynamodb: Any, connections_table: str, capsys: pytest.CaptureFixture[str]
+    configure: Callable[..., app.Dependencies],
+    dynamodb: Any,
+    connections_table: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure(LEAP_API_KEY="sk-live-SECRET-but-wrong")
-    with logs_in_capture(), pytest.raises(PollFailed) as failed:
-        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    deps = configure(LEAP_API_KEY="sk-live-SECRET-but-wrong")
+    with logs_in_capture(app.logger), pytest.raises(PollFailed) as failed:
+        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(), deps)
     assert isinstance(failed.value.__cause__, LeapAuthError)
     lines = output_lines(capsys)
     errors = [line for line in lines if line.get("level") == "ERROR"]
@@ -172,11 +153,13 @@ def test_a_wrong_key_ends_the_run_with_one_clear_error_line(
 
 
 def test_too_little_time_left_stops_before_the_first_page(
-    configure: Callable[..., None], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
+    configure: Callable[..., app.Dependencies], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure(POLLER_TIME_MARGIN_SECONDS="60")
-    with logs_in_capture():
-        summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(remaining_ms=59_999))
+    deps = configure(POLLER_TIME_MARGIN_SECONDS="60")
+    with logs_in_capture(app.logger):
+        summary = app.lambda_handler(
+            event("poller-scheduled.json"), FakeLambdaContext(remaining_ms=59_999), deps
+        )
     assert summary["status"] == "interrupted"
     assert summary["pages"] == 0
     assert sim.requests == {}
@@ -184,16 +167,16 @@ def test_too_little_time_left_stops_before_the_first_page(
 
 
 def test_leap_answering_500_to_every_retry_makes_the_invocation_fail_with_its_metrics_flushed(
-    configure: Callable[..., None],
+    configure: Callable[..., app.Dependencies],
     sim: LeapSimulator,
     dynamodb: Any,
     connections_table: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure()
+    deps = configure()
     sim.inject(server_error(), times=None)
-    with logs_in_capture(), pytest.raises(PollFailed) as failed:
-        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext())
+    with logs_in_capture(app.logger), pytest.raises(PollFailed) as failed:
+        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(), deps)
     assert isinstance(failed.value.__cause__, LeapUnavailable)
     assert "Leap still answered 500 when retries ran out" in str(failed.value)
     lines = output_lines(capsys)
@@ -210,23 +193,23 @@ def test_leap_answering_500_to_every_retry_makes_the_invocation_fail_with_its_me
 
 
 def test_a_failed_ref_id_poll_logs_no_reference_id(
-    configure: Callable[..., None], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
+    configure: Callable[..., app.Dependencies], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure()
+    deps = configure()
     sim.inject(server_error(), times=None)
     ref_id = sim.ref_ids[2]
-    with logs_in_capture(), pytest.raises(PollFailed):
-        app.lambda_handler(event("poller-ref-id.json", ref_id=ref_id), FakeLambdaContext())
+    with logs_in_capture(app.logger), pytest.raises(PollFailed):
+        app.lambda_handler(event("poller-ref-id.json", ref_id=ref_id), FakeLambdaContext(), deps)
     out = capsys.readouterr()
     assert out.out.count('"level":"ERROR"') == 1
     assert ref_id not in out.out + out.err
 
 
 def test_an_eventbridge_scheduled_event_is_a_scheduled_run(
-    configure: Callable[..., None], sim: LeapSimulator
+    configure: Callable[..., app.Dependencies], sim: LeapSimulator
 ) -> None:
-    configure()
+    deps = configure()
     # `sam local generate-event cloudwatch scheduled-event`: what a classic EventBridge rule sends.
-    summary = app.lambda_handler(event("eventbridge-scheduled-event.json"), FakeLambdaContext())
+    summary = app.lambda_handler(event("eventbridge-scheduled-event.json"), FakeLambdaContext(), deps)
     assert (summary["status"], summary["mode"], summary["pass"]) == ("completed", "scheduled", "full")
     assert summary["changed"] == sim.customers

@@ -22,19 +22,14 @@ from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from leap_tracker.table import decode_stored_entry
-from tests.integration import test_dynamo_store as dynamo_fixtures
-from tests.integration.test_dynamo_store import RequestCounter, scan_items, stored_connections
-from tests.unit.test_poller_fakes import PageBudget, RecordingMetrics
+from tests.fakes.dynamodb import RequestCounter, scan_items, stored_connections
+from tests.fakes.poller import PageBudget
 
 SCHEDULED = PollRequest(PollMode.SCHEDULED)
 SETTINGS = PollerSettings()
 CUSTOMERS = 60  # moto costs ~2 ms per item written or read: enough for 6 pages, no more
 PAGE_SIZE = 10
 PAGES = CUSTOMERS // PAGE_SIZE
-
-# The DynamoDB fixtures, shared with the store tests.
-dynamodb = dynamo_fixtures.dynamodb
-connections_table = dynamo_fixtures.connections_table
 
 
 class World:
@@ -73,7 +68,6 @@ class World:
         env = PollEnvironment(
             source=leap,
             store=store or self.store(),
-            metrics=RecordingMetrics(),
             now=lambda: self.sim.now,
             remaining_ms=remaining or PageBudget(10_000),
             retry_count=lambda: leap.stats.retries if hasattr(leap, "stats") else 0,

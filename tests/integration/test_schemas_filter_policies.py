@@ -1,50 +1,20 @@
 """Every filter policy in docs/events.md is valid JSON and, subscribed in moto, selects what it claims.
 
 Each policy subscribes its own queue; the real messages of the doc's sample histories are published
-through the SNS publisher; each queue must receive exactly the events the claim below selects.
+through the SNS publisher; each queue must receive exactly the events its claim selects (the claims
+are in tests/builders.py, shared with the events end-to-end test).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable
-from typing import Any
 
 import boto3
 from moto import mock_aws
 
 from devtools import generate_schemas
 from leap_tracker.adapters.sns_publisher import SnsPublisher
-from leap_tracker.events.catalog import message_attributes
-
-POLICY_BLOCK = re.compile(
-    r"```json filter-policy name=(?P<name>\S+) scope=(?P<scope>\S+)\n(?P<policy>.*?)\n```", re.DOTALL
-)
-
-Claim = Callable[[dict[str, Any]], bool]
-CLAIMS: dict[str, Claim] = {
-    "errors-in-caiso": lambda e: (
-        e["type"] in ("connection.error", "utility.error")
-        and e["data"]["connection"]["transmission_region"] == "CAISO"
-    ),
-    "completions": lambda e: e["type"] == "connection.completed",
-    "agreements": lambda e: e["type"].startswith("agreement."),
-    "all-but-utilities": lambda e: not e["type"].startswith("utility."),
-    "user-canceled": lambda e: error_code(e) == "USER_CANCELED",
-    "sdge-utility-events": lambda e: (
-        e["type"].startswith("utility.") and e["data"]["utility"]["utility_name"].startswith("SDG&E")
-    ),
-}
-
-
-def error_code(event: dict[str, Any]) -> str | None:
-    return message_attributes(event).get("error_code")
-
-
-def doc_policies() -> dict[str, tuple[str, dict[str, Any]]]:
-    text = generate_schemas.EVENTS_DOC.read_text()
-    return {m["name"]: (m["scope"], json.loads(m["policy"])) for m in POLICY_BLOCK.finditer(text)}
+from tests.builders import CLAIMS, doc_policies
 
 
 def test_the_doc_has_the_promised_policies_and_each_has_a_claim() -> None:

@@ -3,17 +3,15 @@
 A poison record is reported alone in a partial batch response, even when every record of the batch is
 poison (Powertools would raise by default), and leaves one log line naming its message id and why,
 never its body. The poison record is ``events/sqs-receive-message.json``, exactly what
-``sam local generate-event sqs receive-message`` prints (its body is not a CloudEvent).
+``sam local generate-event sqs receive-message`` prints (its body is not a CloudEvent). Each handler
+gets its dependencies built from the test's environment, as its cold start builds them.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import logging
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,19 +24,20 @@ import time_machine
 from moto import mock_aws
 
 from devtools.local_runner.shapes import sqs_record
+from devtools.template_tables import create_connections_table
 from functions.meter_watch import app as watch_app
 from functions.outreach import app as outreach_app
 from leap_tracker.adapters.poller_store import snapshot_item
+from leap_tracker.config import load_settings
 from leap_tracker.events.diff import change_events
 from leap_tracker.leap.connect_model import validate_entry
 from leap_tracker.poller.ports import SnapshotWrite
-from tests.fakes import FakeLambdaContext
-from tests.integration.test_meter_moto import TABLE, create_connections_table
-from tests.integration.test_poller_handler import emf_metrics
-from tests.unit.test_outreach_support import LAST_INTERACTION, stalled_examples
+from tests.builders import LAST_INTERACTION, stalled_examples
+from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, logs_in_capture, printed
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 REGION = "us-east-1"
+TABLE = "connections"
 POISON_REF_ID = "PoisonRef42"
 
 
@@ -65,7 +64,12 @@ class Subscriber:
     good_sample: str  # a sample record the subscriber handles without failing
 
     def invoke(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.app.lambda_handler({"Records": records}, FakeLambdaContext())
+        return self.handle({"Records": records})
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The handler on ``event``, with what a cold start in the test's environment builds."""
+        deps = self.app.build_dependencies(load_settings())
+        return self.app.lambda_handler(event, FakeLambdaContext(), deps)
 
 
 METER_WATCH = Subscriber(watch_app, "MeterWatchRecordsFailed", "sqs-meter-watch-completed.json")
@@ -78,35 +82,13 @@ SUBSCRIBERS = pytest.mark.parametrize("subscriber", [METER_WATCH, OUTREACH], ids
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with time_machine.travel(LAST_INTERACTION + timedelta(minutes=30), tick=False), mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        create_connections_table(dynamodb)
+        create_connections_table(dynamodb, TABLE)
         monkeypatch.setenv("CONNECTIONS_TABLE", TABLE)
         sns = boto3.client("sns", region_name=REGION)
         monkeypatch.setenv("EVENTS_TOPIC_ARN", sns.create_topic(Name="events")["TopicArn"])
         monkeypatch.setenv("OUTREACH_CHANNELS", "topic")
         monkeypatch.setenv("OUTREACH_TOPIC_ARN", sns.create_topic(Name="outreach")["TopicArn"])
-        watch_app.dependencies.cache_clear()
-        outreach_app.dependencies.cache_clear()
         yield dynamodb
-    watch_app.dependencies.cache_clear()
-    outreach_app.dependencies.cache_clear()
-
-
-@contextmanager
-def logs_in_capture(subscriber: Subscriber) -> Iterator[None]:
-    """Point the handler's log stream (bound to stdout at import) at the test's captured stdout."""
-    handler = subscriber.app.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.stream
-    handler.setStream(sys.stdout)
-    try:
-        yield
-    finally:
-        handler.setStream(previous)
-
-
-def output(capsys: pytest.CaptureFixture[str]) -> tuple[str, list[dict[str, Any]]]:
-    text = capsys.readouterr().out
-    return text, [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def rejections(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -123,11 +105,11 @@ def test_the_generated_sqs_event_is_reported_and_logged_without_its_body(
 ) -> None:
     event = sample("sqs-receive-message.json")
 
-    with logs_in_capture(subscriber):
-        response = subscriber.app.lambda_handler(event, FakeLambdaContext())
+    with logs_in_capture(subscriber.app.logger):
+        response = subscriber.handle(event)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": POISON["messageId"]}]}
-    text, lines = output(capsys)
+    text, lines = printed(capsys)
     line = rejections(lines)[POISON["messageId"]]
     assert line["level"] == "WARNING"
     assert line["exception_type"] == "JSONDecodeError"
@@ -143,11 +125,11 @@ def test_a_batch_of_poison_only_is_reported_record_by_record(
 ) -> None:
     records = [poison(f"poison-{n}", body) for n, body in enumerate(POISON_BODIES)]
 
-    with logs_in_capture(subscriber):
+    with logs_in_capture(subscriber.app.logger):
         response = subscriber.invoke(records)
 
     assert failed_ids(response) == ["poison-0", "poison-1", "poison-2"]
-    text, lines = output(capsys)
+    text, lines = printed(capsys)
     assert sorted(rejections(lines)) == ["poison-0", "poison-1", "poison-2"]
     assert POISON["body"] not in text
     assert POISON_REF_ID not in text
@@ -160,11 +142,11 @@ def test_in_a_mixed_batch_only_the_poison_record_is_reported(
 ) -> None:
     (good,) = sample(subscriber.good_sample)["Records"]
 
-    with logs_in_capture(subscriber):
+    with logs_in_capture(subscriber.app.logger):
         response = subscriber.invoke([good, POISON])
 
     assert failed_ids(response) == [POISON["messageId"]]
-    _, lines = output(capsys)
+    _, lines = printed(capsys)
     assert list(rejections(lines)) == [POISON["messageId"]]
     assert emf_metrics(lines)[subscriber.failed_metric] == [1]
 
@@ -175,7 +157,7 @@ def test_meter_watch_opens_the_good_record_of_a_mixed_batch(aws: Any) -> None:
 
     METER_WATCH.invoke([POISON, good])
 
-    assert watch_app.dependencies().store.get(entry_id) is not None
+    assert watch_app.build_dependencies(load_settings()).store.get(entry_id) is not None
 
 
 def test_an_outreach_deferral_is_a_reported_failure_but_not_a_rejection(
@@ -186,11 +168,11 @@ def test_an_outreach_deferral_is_a_reported_failure_but_not_a_rejection(
     aws.put_item(TableName=TABLE, Item=stored)
     deferred = enqueued_record(change_events(None, raw, 1)[0])
 
-    with logs_in_capture(OUTREACH):
+    with logs_in_capture(OUTREACH.app.logger):
         response = OUTREACH.invoke([deferred, POISON])
 
     assert failed_ids(response) == [deferred["messageId"], POISON["messageId"]]
-    _, lines = output(capsys)
+    _, lines = printed(capsys)
     assert list(rejections(lines)) == [POISON["messageId"]]  # the deferral is no warning
     metrics = emf_metrics(lines)
     assert (metrics["OutreachDeferred"], metrics["OutreachRecordsFailed"]) == ([1], [1])

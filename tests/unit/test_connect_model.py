@@ -24,13 +24,13 @@ from leap_tracker.leap.connect_model import (
     content_hash,
     validate_entry,
 )
-from tests.unit.test_poller_fakes import make_entry
+from tests.builders import guide_entry
 
 UTILITIES = wire.ENTRY_UTILITY_CONNECTIONS
 
 
 def test_the_guide_example_is_valid_and_hashed_in_canonical_form() -> None:
-    raw = make_entry(
+    raw = guide_entry(
         "Test1012", status=wire.CONNECTION_ERROR, utility_status="ERROR", error_code="USER_CANCELED"
     )
     entry = validate_entry(raw)
@@ -70,7 +70,7 @@ def test_the_guide_example_is_valid_and_hashed_in_canonical_form() -> None:
     ],
 )
 def test_unknown_values_are_kept_and_reported(change: dict[str, Any], expected: UnknownValue) -> None:
-    raw = {**make_entry(), **change}
+    raw = {**guide_entry(), **change}
     entry = validate_entry(raw)
     assert entry.unknown_values == (expected,)
     assert json.loads(entry.canonical_json) == raw  # kept exactly as Leap sent it
@@ -79,15 +79,15 @@ def test_unknown_values_are_kept_and_reported(change: dict[str, Any], expected: 
 def test_pending_agreement_statuses_are_not_news() -> None:
     """Any status but NOT_REQUIRED and the done ones means pending by design: not counted as unknown."""
     agreements = {wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: "AWAITING_SIGNATURE"}
-    assert validate_entry(make_entry(agreements=agreements)).unknown_values == ()
+    assert validate_entry(guide_entry(agreement_statuses=agreements)).unknown_values == ()
 
 
 def test_optional_parts_may_be_absent_or_null() -> None:
-    raw = make_entry()
+    raw = guide_entry()
     for name in (wire.ENTRY_START, UTILITIES, wire.ENTRY_AGREEMENTS, wire.ENTRY_TRANSMISSION_REGION):
         del raw[name]
     validate_entry(raw)
-    nulls = make_entry()
+    nulls = guide_entry()
     nulls[wire.ENTRY_TRANSMISSION_REGION] = None
     utility = nulls[UTILITIES][0]
     for name in (
@@ -101,17 +101,17 @@ def test_optional_parts_may_be_absent_or_null() -> None:
 
 
 def _without(name: str) -> dict[str, Any]:
-    raw = make_entry()
+    raw = guide_entry()
     del raw[name]
     return raw
 
 
 def _with(**values: Any) -> dict[str, Any]:
-    return {**make_entry(), **values}
+    return {**guide_entry(), **values}
 
 
 def _with_utility(**values: Any) -> dict[str, Any]:
-    raw = make_entry()
+    raw = guide_entry()
     raw[UTILITIES][0].update(values)
     return raw
 
@@ -156,7 +156,7 @@ def test_malformed_entries_are_refused_with_a_reason(raw: Any, reason: str) -> N
 def test_a_refused_entry_keeps_its_id_when_it_had_a_usable_one() -> None:
     with pytest.raises(MalformedEntry) as refused:
         validate_entry(_without(LI))
-    assert refused.value.entry_id == make_entry()[wire.ENTRY_ID]
+    assert refused.value.entry_id == guide_entry()[wire.ENTRY_ID]
     with pytest.raises(MalformedEntry) as no_id:
         validate_entry(_with(id=None))
     assert no_id.value.entry_id is None
@@ -276,7 +276,7 @@ _MUTATIONS = st.sampled_from(
 def test_whatever_is_accepted_conforms_to_the_published_connection_schema(
     mutations: list[tuple[str, Any]],
 ) -> None:
-    raw = copy.deepcopy(make_entry())
+    raw = copy.deepcopy(guide_entry())
     for name, value in mutations:
         raw[name] = value
     try:

@@ -36,7 +36,7 @@ from leap_tracker.leap.api import (
     LeapUnavailable,
     MeterSource,
 )
-from tests.fakes import fast_leap_settings
+from tests.fakes.leap import fast_leap_settings
 
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path
 EVERYONE = ConnectQuery(start_date="2000-01-01T00:00:00Z")

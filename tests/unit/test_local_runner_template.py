@@ -87,11 +87,15 @@ def test_parameters_take_defaults_overrides_and_are_checked() -> None:
         "Count": {"Type": "Number", "Default": 3, "MinValue": 1},
         "Url": {"Type": "String", "AllowedPattern": "^https?://.+"},
         "Names": {"Type": "CommaDelimitedList", "Default": "x,y"},
+        # On a list the pattern applies to each value, as CloudFormation applies it.
+        "Ids": {"Type": "CommaDelimitedList", "Default": "", "AllowedPattern": "^([0-9]{3})?$"},
     }
     values = resolve_parameters(declared, {"Url": "http://127.0.0.1:1", "Count": 5})
-    assert values == {"Mode": "a", "Count": "5", "Url": "http://127.0.0.1:1", "Names": ["x", "y"]}
+    assert values == {"Mode": "a", "Count": "5", "Url": "http://127.0.0.1:1", "Names": ["x", "y"], "Ids": []}
+    assert resolve_parameters(declared, {"Url": "http://x", "Ids": "123,456"})["Ids"] == ["123", "456"]
     for overrides, message in (
         ({"Url": "ftp://x"}, "Url"),
+        ({"Url": "http://x", "Ids": "123,45"}, "Ids"),
         ({"Url": "http://x", "Mode": "c"}, "Mode"),
         ({"Url": "http://x", "Count": 0}, "Count"),
         ({}, "Url"),
@@ -115,7 +119,7 @@ def test_the_sam_transform_yields_the_mappings_and_schedules_that_deploy() -> No
     for name in ("BatchSize", "FilterCriteria", "FunctionResponseTypes", "BisectBatchOnFunctionError"):
         assert mapping["Properties"][name] == declared_stream[name]
     assert resources["PollerFunctionHourly"]["Type"] == "AWS::Scheduler::Schedule"
-    assert resources["PollerFunctionHourlyQueue"]["Type"] == "AWS::SQS::Queue"  # SAM's implicit DLQ
+    assert resources["PollerFunctionHourlyQueue"]["Type"] == "AWS::SQS::Queue"  # the schedule's own DLQ
     poller = resources["PollerFunction"]["Properties"]
     assert local_code_path(poller["Code"]) == "functions/poller/"
     # Globals merged in by SAM itself.

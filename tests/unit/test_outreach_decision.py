@@ -24,7 +24,7 @@ from leap_tracker.outreach.decision import (
     assess,
     decide,
 )
-from tests.unit.test_outreach_support import (
+from tests.builders import (
     ACTIONABLE,
     LAST_INTERACTION,
     PGE,

@@ -35,7 +35,7 @@ from leap_tracker.outreach.templates import (
 from leap_tracker.outreach.templates import (
     parse_templates as parse,
 )
-from tests.unit.test_outreach_support import (
+from tests.builders import (
     ACTIONABLE,
     PGE,
     SCE,

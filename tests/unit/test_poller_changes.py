@@ -24,7 +24,7 @@ from leap_tracker.poller.changes import (
     validate_page,
 )
 from leap_tracker.poller.ports import StoredState
-from tests.unit.test_poller_fakes import T0, make_entry
+from tests.builders import T0, guide_entry
 
 EARLY, LATE = T0 - timedelta(hours=3), T0 - timedelta(hours=1)
 
@@ -82,19 +82,19 @@ def test_applying_decisions_never_regresses_and_sequences_strictly_increase(
 
 
 def test_duplicates_in_a_page_keep_the_newest_then_the_later_one() -> None:
-    old = validate_entry(make_entry("a", last=EARLY))
-    new = validate_entry(make_entry("a", last=LATE))
-    tie = validate_entry(make_entry("a", last=LATE, status=wire.CONNECTION_COMPLETED))
-    other = validate_entry(make_entry("b"))
+    old = validate_entry(guide_entry("a", last=EARLY))
+    new = validate_entry(guide_entry("a", last=LATE))
+    tie = validate_entry(guide_entry("a", last=LATE, status=wire.CONNECTION_COMPLETED))
+    other = validate_entry(guide_entry("b"))
     assert newest_per_id([new, other, old]) == [new, other]
     assert newest_per_id([old, new, tie]) == [tie]
 
 
 def test_a_page_is_validated_entry_by_entry_and_malformed_ones_are_quarantined() -> None:
-    good = [make_entry(f"ok-{n}") for n in range(3)]
-    no_date = make_entry("bad-date")
+    good = [guide_entry(f"ok-{n}") for n in range(3)]
+    no_date = guide_entry("bad-date")
     no_date[wire.ENTRY_LAST_INTERACTION] = "yesterday"
-    page = [good[0], no_date, good[1], "garbage", good[2], make_entry("ok-1", last=EARLY)]
+    page = [good[0], no_date, good[1], "garbage", good[2], guide_entry("ok-1", last=EARLY)]
     checked = validate_page(page, T0)
     assert [entry.ref_id for entry in checked.valid] == ["ok-0", "ok-1", "ok-2"]
     assert checked.duplicates == 1
@@ -119,7 +119,7 @@ def test_a_page_is_validated_entry_by_entry_and_malformed_ones_are_quarantined()
     ],
 )
 def test_a_quarantine_key_is_the_entry_id_only_when_it_fits(entry_id: str, keyed_by_id: bool) -> None:
-    raw = {**make_entry(), wire.ENTRY_ID: entry_id}
+    raw = {**guide_entry(), wire.ENTRY_ID: entry_id}
     record = quarantine_record(raw, MalformedEntry("something", entry_id), T0)
     assert (record.key == entry_id) is keyed_by_id
     assert (record.entry_id == entry_id) is keyed_by_id  # the attribute too: it must be valid text
@@ -139,9 +139,9 @@ def test_a_quarantine_reason_is_storable_text_of_bounded_length() -> None:
 
 def test_unknown_values_are_counted_per_page() -> None:
     page = [
-        make_entry("a", status="PAUSED"),
-        make_entry("b", utility_status="ERROR", error_code="ACCOUNT_LOCKED"),
-        make_entry("c", utility_status="ERROR", error_code="ACCOUNT_LOCKED"),
+        guide_entry("a", status="PAUSED"),
+        guide_entry("b", utility_status="ERROR", error_code="ACCOUNT_LOCKED"),
+        guide_entry("c", utility_status="ERROR", error_code="ACCOUNT_LOCKED"),
     ]
     checked = validate_page(page, T0)
     assert checked.unknown_values == Counter(
@@ -155,7 +155,7 @@ def test_unknown_values_are_counted_per_page() -> None:
 
 
 def test_decide_page_writes_only_new_and_changed() -> None:
-    entries = [validate_entry(make_entry(ref, last=LATE)) for ref in ("new", "same", "changed", "stale")]
+    entries = [validate_entry(guide_entry(ref, last=LATE)) for ref in ("new", "same", "changed", "stale")]
     by_ref = {entry.ref_id: entry for entry in entries}
     stored = {
         by_ref["same"].entry_id: StoredState(by_ref["same"].content_hash, 2, LATE),

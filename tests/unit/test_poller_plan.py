@@ -17,7 +17,7 @@ from leap_tracker.leap.connect_model import MAX_REF_ID_BYTES
 from leap_tracker.poller.plan import plan_pass
 from leap_tracker.poller.ports import Checkpoint, PassKind, PassState
 from leap_tracker.poller.request import InvalidPollRequest, PollMode, PollRequest, parse_request
-from tests.unit.test_poller_fakes import T0
+from tests.builders import T0
 
 SETTINGS = PollerSettings(overlap_minutes=120, full_reconciliation_hours=24)
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -1,12 +1,15 @@
-"""A poller run over fakes: lease, pagination, checkpoints, interruption, errors, metrics."""
+"""A poller run over fakes: lease, pagination, checkpoints, interruption, errors, and the metrics
+the handler makes of its summary."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from functions.poller.app import run_metrics
 from leap_tracker import table
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap import wire
@@ -14,17 +17,9 @@ from leap_tracker.leap.api import LeapAuthError, LeapPageTokenExpired, LeapReque
 from leap_tracker.poller.ports import PassKind
 from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
-from tests.unit.test_poller_fakes import (
-    T0,
-    FakeClock,
-    FakeSource,
-    MemoryStore,
-    PageBudget,
-    RecordingMetrics,
-    make_entries,
-    make_entry,
-    pages_of,
-)
+from tests.builders import T0, guide_entries, guide_entry, pages_of
+from tests.fakes.leap import FakeSource
+from tests.fakes.poller import FakeClock, MemoryStore, PageBudget
 
 SETTINGS = PollerSettings()
 SCHEDULED = PollRequest(PollMode.SCHEDULED)
@@ -46,24 +41,29 @@ class Harness:
     def __init__(self, pages: list[list[dict]]) -> None:
         self.source = FakeSource(pages)
         self.store = MemoryStore()
-        self.metrics = RecordingMetrics()
+        self.metrics: dict[str, Any] = {}  # the handler's metrics of the last run (also a failed one)
         self.clock = FakeClock()
         self.runs = 0
 
     def run(self, request: PollRequest = SCHEDULED, remaining: PageBudget | None = None) -> RunSummary:
         self.runs += 1
-        self.metrics = RecordingMetrics()
+        self.metrics = {}
         env = PollEnvironment(
             source=self.source,
             store=self.store,
-            metrics=self.metrics,
             now=self.clock,
             remaining_ms=remaining or PageBudget(1000),
         )
-        return run_poll(request, f"run-{self.runs}", env, SETTINGS)
+        try:
+            summary = run_poll(request, f"run-{self.runs}", env, SETTINGS)
+        except PollFailed as failed:
+            self.metrics = run_metrics(failed.summary)
+            raise
+        self.metrics = run_metrics(summary)
+        return summary
 
 
-ENTRIES = make_entries(25)
+ENTRIES = guide_entries(25)
 
 
 @pytest.fixture
@@ -81,9 +81,9 @@ def test_a_first_poll_stores_every_entry_and_completes_a_full_pass(harness: Harn
     assert checkpoint.watermark == T0 - timedelta(hours=2) + timedelta(seconds=24)
     assert checkpoint.last_full_started_at == T0
     assert harness.store.lease is None
-    assert harness.metrics.names() >= METRIC_NAMES
-    assert harness.metrics.total("EntriesChanged") == 25
-    assert len([m for m in harness.metrics.values if m[0] == "LeapApiLatency"]) == 3
+    assert set(harness.metrics) >= METRIC_NAMES
+    assert harness.metrics["EntriesChanged"] == 25
+    assert len(harness.metrics["LeapApiLatency"]) == 3
 
 
 def test_a_second_poll_with_nothing_changed_writes_nothing(harness: Harness) -> None:
@@ -100,8 +100,8 @@ def test_a_second_poll_with_nothing_changed_writes_nothing(harness: Harness) -> 
 def test_changed_entries_and_only_they_are_written_with_their_next_sequence(harness: Harness) -> None:
     harness.run()
     later = T0 - timedelta(minutes=30)
-    harness.source.pages[0][3] = make_entry("ref-00003", status=wire.CONNECTION_COMPLETED, last=later)
-    harness.source.pages[2][1] = make_entry("ref-00021", status=wire.CONNECTION_ERROR, last=later)
+    harness.source.pages[0][3] = guide_entry("ref-00003", status=wire.CONNECTION_COMPLETED, last=later)
+    harness.source.pages[2][1] = guide_entry("ref-00021", status=wire.CONNECTION_ERROR, last=later)
     before = len(harness.store.written)
     harness.clock.advance(hours=1)
     summary = harness.run()
@@ -112,12 +112,12 @@ def test_changed_entries_and_only_they_are_written_with_their_next_sequence(harn
 
 def test_an_older_version_is_never_stored_over_a_newer_one(harness: Harness) -> None:
     harness.run()
-    older = make_entry("ref-00004", status=wire.CONNECTION_NOT_STARTED, last=T0 - timedelta(days=2))
+    older = guide_entry("ref-00004", status=wire.CONNECTION_NOT_STARTED, last=T0 - timedelta(days=2))
     harness.source.pages[0][4] = older
     summary = harness.run(PollRequest(PollMode.FULL))
     assert (summary.stale, summary.changed) == (1, 0)
     assert harness.store.sequence_of(older[wire.ENTRY_ID]) == 1
-    assert harness.metrics.total("EntriesStale") == 1
+    assert harness.metrics["EntriesStale"] == 1
 
 
 def test_a_run_near_its_time_limit_stops_and_the_next_run_finishes_without_gaps_or_repeats(
@@ -132,7 +132,7 @@ def test_a_run_near_its_time_limit_stops_and_the_next_run_finishes_without_gaps_
     assert pending.page_token == "tok+/2="
     assert pending.pages_done == 2
     assert harness.store.checkpoint.watermark is None  # moves only when the pass completes
-    assert harness.metrics.total("PollInterrupted") == 1
+    assert harness.metrics["PollInterrupted"] == 1
 
     second = harness.run()
     assert second.resumed
@@ -165,7 +165,7 @@ def test_a_crash_after_a_pages_writes_replays_that_page_without_writing_it_again
         harness.run()
     assert isinstance(failed.value.__cause__, RuntimeError)
     assert harness.store.lease is None  # released even so
-    assert harness.metrics.total("PollFailed") == 1
+    assert harness.metrics["PollFailed"] == 1
     harness.store.save_checkpoint = saves  # type: ignore[method-assign]
     replay = harness.run()
     assert replay.resumed
@@ -184,7 +184,7 @@ def test_a_run_that_cannot_get_the_lease_touches_nothing(harness: Harness) -> No
     assert harness.source.requests == []
     assert harness.store.checkpoints_saved == 0
     assert harness.store.lease == ("run-other", T0 + timedelta(minutes=10))
-    assert harness.metrics.total("PollSkipped") == 1
+    assert harness.metrics["PollSkipped"] == 1
 
 
 def test_an_expired_lease_is_taken_over(harness: Harness) -> None:
@@ -222,7 +222,7 @@ def test_an_auth_error_ends_the_run_clearly_and_releases_the_lease(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []  # the handler logs it, once
     assert harness.store.lease is None
     assert harness.store.checkpoint.pending is not None  # page 1 done: the next run resumes at page 2
-    assert harness.metrics.total("PollFailed") == 1
+    assert harness.metrics["PollFailed"] == 1
 
 
 def test_a_refused_request_is_a_configuration_error(harness: Harness) -> None:
@@ -245,7 +245,7 @@ def test_leap_unavailable_fails_the_run_and_the_next_resumes_from_the_checkpoint
         "poll failed: LeapUnavailable: Leap still answered 503 when retries ran out "
         "(2 page(s) stored by this run; the next run resumes from the checkpoint)"
     )
-    assert harness.metrics.total("PollFailed") == 1
+    assert harness.metrics["PollFailed"] == 1
     assert harness.store.lease is None
     assert harness.store.checkpoint.pending is not None
     assert harness.store.checkpoint.pending.page_token == "tok+/2="
@@ -269,7 +269,7 @@ def test_an_expired_token_restarts_the_pass_from_its_stored_query(harness: Harne
         (query, "tok+/2="),
     ]
     assert (summary.changed, summary.unchanged) == (15, 10)
-    assert harness.metrics.total("PageTokenRestarts") == 1
+    assert harness.metrics["PageTokenRestarts"] == 1
 
 
 def test_a_second_expired_token_in_one_run_fails_the_run(harness: Harness) -> None:
@@ -282,7 +282,7 @@ def test_a_second_expired_token_in_one_run_fails_the_run(harness: Harness) -> No
 
 
 def test_a_malformed_entry_is_quarantined_and_the_rest_of_its_page_stored(harness: Harness) -> None:
-    broken = make_entry("ref-00005")
+    broken = guide_entry("ref-00005")
     del broken[wire.ENTRY_CONNECTION_STATUS]
     harness.source.pages[0][5] = broken
     summary = harness.run()
@@ -290,7 +290,7 @@ def test_a_malformed_entry_is_quarantined_and_the_rest_of_its_page_stored(harnes
     [record] = harness.store.quarantine
     assert record.key == broken[wire.ENTRY_ID]
     assert "connection_status is missing" in record.reason
-    assert harness.metrics.total("EntriesInvalid") == 1
+    assert harness.metrics["EntriesInvalid"] == 1
 
 
 @pytest.mark.parametrize(
@@ -342,7 +342,7 @@ def test_a_table_that_refuses_the_lease_fails_the_run(harness: Harness) -> None:
     with pytest.raises(PollFailed, match="ProvisionedThroughputExceededException"):
         harness.run()
     assert harness.source.requests == []
-    assert harness.metrics.total("PollFailed") == 1
+    assert harness.metrics["PollFailed"] == 1
 
 
 def test_a_failed_ref_id_poll_says_to_ask_again_and_its_log_form_hides_the_reference_id(
@@ -359,16 +359,16 @@ def test_a_failed_ref_id_poll_says_to_ask_again_and_its_log_form_hides_the_refer
 
 
 def test_unknown_values_are_counted_not_refused(harness: Harness) -> None:
-    harness.source.pages[1][0] = make_entry("ref-00010", status="PAUSED", last=T0 - timedelta(hours=2))
+    harness.source.pages[1][0] = guide_entry("ref-00010", status="PAUSED", last=T0 - timedelta(hours=2))
     summary = harness.run()
     assert (summary.unknown_values, summary.invalid, summary.changed) == (1, 0, 25)
-    assert harness.metrics.total("UnknownEnumValues") == 1
+    assert harness.metrics["UnknownEnumValues"] == 1
 
 
 def test_a_ref_id_poll_stores_that_entry_and_leaves_the_pass_state_alone(harness: Harness) -> None:
     harness.run(remaining=PageBudget(1))
     checkpoint = harness.store.checkpoint
-    harness.source.pages = [[make_entry("ref-00001", status=wire.CONNECTION_COMPLETED, last=T0)]]
+    harness.source.pages = [[guide_entry("ref-00001", status=wire.CONNECTION_COMPLETED, last=T0)]]
     summary = harness.run(PollRequest(PollMode.REF_ID, "ref-00001"))
     assert summary.status is RunStatus.COMPLETED
     assert summary.as_dict()["entries"] == [

@@ -27,7 +27,7 @@ from leap_tracker.outreach.decision import ALL_REASONS, Because
 from leap_tracker.poller.changes import quarantine_record
 from leap_tracker.poller.ports import SnapshotWrite
 from leap_tracker.timeutil import format_instant
-from tests.unit.test_poller_fakes import T0, make_entry
+from tests.builders import T0, guide_entry
 
 MAX_ATTRIBUTE_NAME_BYTES = 65_535  # a ledger entry is an attribute named SENT#<dedupe key>
 CONTENT_HASH = "f" * 64  # sha256 hex: every content hash has this length
@@ -110,7 +110,7 @@ def _text(value: Any) -> str:
 @settings(max_examples=300, deadline=None)
 @given(entry_id=candidate_ids)
 def test_every_key_built_from_an_accepted_entry_id_fits(entry_id: str) -> None:
-    raw = {**make_entry(), wire.ENTRY_ID: entry_id}
+    raw = {**guide_entry(), wire.ENTRY_ID: entry_id}
     try:
         validate_entry(raw)
     except MalformedEntry:
@@ -123,7 +123,7 @@ def test_every_key_built_from_an_accepted_entry_id_fits(entry_id: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(entry_id=candidate_ids, ref_id=candidate_ids)
 def test_a_quarantined_entry_always_gets_a_key_that_fits(entry_id: str, ref_id: str) -> None:
-    raw = {**make_entry(), wire.ENTRY_ID: entry_id, wire.ENTRY_REF_ID: ref_id}
+    raw = {**guide_entry(), wire.ENTRY_ID: entry_id, wire.ENTRY_REF_ID: ref_id}
     try:
         validate_entry(raw)
         problem = MalformedEntry("some other problem", entry_id)

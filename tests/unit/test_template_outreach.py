@@ -185,7 +185,7 @@ def test_the_outreach_topic_delivers_to_a_durable_queue_the_partner_reads() -> N
         and {"Ref": "OutreachRequestsQueue"} in r["Properties"]["Queues"]
     ]
 
-    assert (queue["MessageRetentionPeriod"], queue["SqsManagedSseEnabled"]) == (1209600, True)
+    assert queue["MessageRetentionPeriod"] == 1209600  # encryption: tests/unit/test_template_security.py
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == dead_letters
     assert resources["OutreachRequestsDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
     (subscription,) = subscriptions
@@ -193,7 +193,9 @@ def test_the_outreach_topic_delivers_to_a_durable_queue_the_partner_reads() -> N
     assert (subscription["Protocol"], subscription["RawMessageDelivery"]) == ("sqs", True)
     assert "FilterPolicy" not in subscription  # every outreach request
     assert subscription["RedrivePolicy"]["deadLetterTargetArn"] == dead_letters
-    ((statement,),) = [policy["PolicyDocument"]["Statement"] for policy in policies]
+    ((statement,),) = [
+        [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"] for policy in policies
+    ]
     assert (statement["Effect"], statement["Action"]) == ("Allow", "sqs:SendMessage")
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "OutreachTopic"}}}

@@ -1,16 +1,19 @@
 """Configuration: the one module that reads environment variables.
 
-Every variable has a default (listed in the README); handlers call :func:`load_settings` once per cold
-start and pass plain values down, so domain logic never reads ``os.environ``. A malformed value is a
-:class:`ConfigError` naming the variable, raised before any work starts.
+Every variable has a default (listed in the README): the default of the settings field it sets, written
+there only; :data:`VARIABLES` names each field's variable and how its text is read. Handlers call
+:func:`load_settings` once per cold start and pass plain values down, so domain logic never reads
+``os.environ``. A malformed value is a :class:`ConfigError` naming the variable, raised before any work
+starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
 
 from leap_tracker.leap import wire
 
@@ -61,6 +64,7 @@ class OutreachSettings:
     webhook_url: str = ""
     webhook_secret_arn: str = ""
     webhook_secret: str = field(default="", repr=False)  # OUTREACH_WEBHOOK_SECRET: local runs only
+    webhook_secret_cache_seconds: int = 300  # Powertools parameters cache: a rotation is seen this soon
     webhook_timeout_seconds: float = 10.0  # per request; a timeout is a failure, retried through the queue
     topic_arn: str = ""
     cooldown_hours: int = 48  # between two messages to one customer
@@ -96,51 +100,111 @@ class Settings:
     meters: MeterWatchSettings = field(default_factory=MeterWatchSettings)
 
 
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """The environment variable behind one settings field. Its default is the field's own, so each
+    default is written once, in the dataclasses above."""
+
+    name: str
+    read: Callable[[_Env, str, Any], Any]  # (env, variable name, field default) -> value
+    then: Callable[[Any], Any] | None = None  # applied to the value read or defaulted
+
+    def value(self, env: _Env, default: Any) -> Any:
+        value = self.read(env, self.name, default)
+        return value if self.then is None else self.then(value)
+
+
+def _text(name: str, then: Callable[[str], Any] | None = None) -> Variable:
+    return Variable(name, lambda env, var, default: env.str(var, default), then)
+
+
+def _whole(name: str, low: int | None = None, high: int | None = None) -> Variable:
+    return Variable(name, lambda env, var, default: env.int(var, default, low=low, high=high))
+
+
+def _number(name: str) -> Variable:
+    return Variable(name, lambda env, var, default: env.float(var, default))
+
+
+def _flag(name: str) -> Variable:
+    return Variable(name, lambda env, var, default: env.bool(var, default))
+
+
+def _names(name: str, allowed: set[str] | None = None, then: Callable[[Any], Any] | None = None) -> Variable:
+    return Variable(name, lambda env, var, default: env.csv(var, default, allowed=allowed), then)
+
+
+# Settings class -> {field: the variable that sets it}. The fields not listed are built by load_settings:
+# connect_wire (from LEAP_CONNECT_PATH and LEAP_CONNECT_WIRE_OVERRIDES) and the nested sections.
+VARIABLES: Mapping[type, Mapping[str, Variable]] = {
+    LeapApiSettings: {
+        "base_url": _text("LEAP_API_BASE_URL", then=lambda url: url.rstrip("/")),
+        "api_key_secret_arn": _text("LEAP_API_KEY_SECRET_ARN"),
+        "api_key": _text("LEAP_API_KEY"),
+        "page_size": _whole("LEAP_PAGE_SIZE", low=1, high=10_000),
+        "connect_timeout_seconds": _number("LEAP_CONNECT_TIMEOUT_SECONDS"),
+        "read_timeout_seconds": _number("LEAP_READ_TIMEOUT_SECONDS"),
+        "max_retries": _whole("LEAP_MAX_RETRIES", low=0, high=20),
+        "max_retry_seconds": _number("LEAP_MAX_RETRY_SECONDS"),
+        "backoff_factor": _number("LEAP_BACKOFF_FACTOR"),
+        "secret_max_age_seconds": _whole("LEAP_API_KEY_CACHE_SECONDS", low=0),
+    },
+    PollerSettings: {
+        "overlap_minutes": _whole("POLL_OVERLAP_MINUTES", low=0),
+        "full_reconciliation_hours": _whole("FULL_RECONCILIATION_HOURS", low=1),
+        "full_reconciliation_start": _text("FULL_RECONCILIATION_START"),
+        "lease_seconds": _whole("POLLER_LEASE_SECONDS", low=60),
+        "time_margin_seconds": _whole("POLLER_TIME_MARGIN_SECONDS", low=1),
+    },
+    OutreachSettings: {
+        "channels": _names("OUTREACH_CHANNELS", allowed={"webhook", "topic"}),
+        "webhook_url": _text("OUTREACH_WEBHOOK_URL"),
+        "webhook_secret_arn": _text("OUTREACH_WEBHOOK_SECRET_ARN"),
+        "webhook_secret": _text("OUTREACH_WEBHOOK_SECRET"),
+        "webhook_secret_cache_seconds": _whole("OUTREACH_WEBHOOK_SECRET_CACHE_SECONDS", low=0),
+        "webhook_timeout_seconds": _number("OUTREACH_WEBHOOK_TIMEOUT_SECONDS"),
+        "topic_arn": _text("OUTREACH_TOPIC_ARN"),
+        "cooldown_hours": _whole("OUTREACH_COOLDOWN_HOURS", low=0),
+        "max_attempts": _whole("OUTREACH_MAX_ATTEMPTS", low=1),
+        "connect_url_pattern": _text("OUTREACH_CONNECT_URL_PATTERN"),
+        "templates_file": _text("OUTREACH_TEMPLATES_FILE"),
+        "notify_other_utility": _flag("OUTREACH_NOTIFY_OTHER_UTILITY"),
+    },
+    MeterWatchSettings: {
+        "first_check_hours": _whole("METER_FIRST_CHECK_HOURS", low=0),
+        "overdue_hours": _whole("METER_OVERDUE_HOURS", low=1),
+        "give_up_days": _whole("METER_GIVE_UP_DAYS", low=1),
+        "retry_minutes": _whole("METER_RETRY_MINUTES", low=1),
+        "max_retry_hours": _whole("METER_MAX_RETRY_HOURS", low=1),
+        "overdue_retry_hours": _whole("METER_OVERDUE_RETRY_HOURS", low=1),
+        "sweep_time_margin_seconds": _whole("METER_SWEEP_TIME_MARGIN_SECONDS", low=1),
+    },
+    Settings: {
+        "connections_table": _text("CONNECTIONS_TABLE"),
+        "events_topic_arn": _text("EVENTS_TOPIC_ARN"),
+        "events_topic_fifo": _flag("EVENTS_TOPIC_FIFO"),
+        "actionable_delay_minutes": _whole("ACTIONABLE_DELAY_MINUTES", low=0),
+        "agreement_done_statuses": _names("AGREEMENT_DONE_STATUSES", then=frozenset),
+    },
+}
+
+
+def field_default(spec: Field[Any]) -> Any:
+    """A dataclass field's default value (its factory called, if it has one)."""
+    if spec.default is not MISSING:
+        return spec.default
+    if spec.default_factory is not MISSING:
+        return spec.default_factory()
+    raise TypeError(f"settings field {spec.name} has no default")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every variable (see README) from ``environ`` (default: the process environment)."""
     env = _Env(os.environ if environ is None else environ)
-    leap = LeapApiSettings(
-        base_url=env.str("LEAP_API_BASE_URL", wire.PRODUCTION_BASE_URL).rstrip("/"),
-        api_key_secret_arn=env.str("LEAP_API_KEY_SECRET_ARN", ""),
-        api_key=env.str("LEAP_API_KEY", ""),
-        connect_wire=_connect_wire(env),
-        page_size=env.int("LEAP_PAGE_SIZE", 500, low=1, high=10_000),
-        connect_timeout_seconds=env.float("LEAP_CONNECT_TIMEOUT_SECONDS", 3.05),
-        read_timeout_seconds=env.float("LEAP_READ_TIMEOUT_SECONDS", 30.0),
-        max_retries=env.int("LEAP_MAX_RETRIES", 5, low=0, high=20),
-        max_retry_seconds=env.float("LEAP_MAX_RETRY_SECONDS", 120.0),
-        backoff_factor=env.float("LEAP_BACKOFF_FACTOR", 0.5),
-        secret_max_age_seconds=env.int("LEAP_API_KEY_CACHE_SECONDS", 300, low=0),
-    )
-    poller = PollerSettings(
-        overlap_minutes=env.int("POLL_OVERLAP_MINUTES", 120, low=0),
-        full_reconciliation_hours=env.int("FULL_RECONCILIATION_HOURS", 24, low=1),
-        full_reconciliation_start=env.str("FULL_RECONCILIATION_START", "2015-01-01T00:00:00Z"),
-        lease_seconds=env.int("POLLER_LEASE_SECONDS", 960, low=60),
-        time_margin_seconds=env.int("POLLER_TIME_MARGIN_SECONDS", 60, low=1),
-    )
-    outreach = OutreachSettings(
-        channels=env.csv("OUTREACH_CHANNELS", DEFAULT_OUTREACH_CHANNELS, allowed={"webhook", "topic"}),
-        webhook_url=env.str("OUTREACH_WEBHOOK_URL", ""),
-        webhook_secret_arn=env.str("OUTREACH_WEBHOOK_SECRET_ARN", ""),
-        webhook_secret=env.str("OUTREACH_WEBHOOK_SECRET", ""),
-        webhook_timeout_seconds=env.float("OUTREACH_WEBHOOK_TIMEOUT_SECONDS", 10.0),
-        topic_arn=env.str("OUTREACH_TOPIC_ARN", ""),
-        cooldown_hours=env.int("OUTREACH_COOLDOWN_HOURS", 48, low=0),
-        max_attempts=env.int("OUTREACH_MAX_ATTEMPTS", 3, low=1),
-        connect_url_pattern=env.str("OUTREACH_CONNECT_URL_PATTERN", DEFAULT_CONNECT_URL_PATTERN),
-        templates_file=env.str("OUTREACH_TEMPLATES_FILE", ""),
-        notify_other_utility=env.bool("OUTREACH_NOTIFY_OTHER_UTILITY", False),
-    )
-    meters = MeterWatchSettings(
-        first_check_hours=env.int("METER_FIRST_CHECK_HOURS", 24, low=0),
-        overdue_hours=env.int("METER_OVERDUE_HOURS", 72, low=1),
-        give_up_days=env.int("METER_GIVE_UP_DAYS", 14, low=1),
-        retry_minutes=env.int("METER_RETRY_MINUTES", 60, low=1),
-        max_retry_hours=env.int("METER_MAX_RETRY_HOURS", 12, low=1),
-        overdue_retry_hours=env.int("METER_OVERDUE_RETRY_HOURS", 24, low=1),
-        sweep_time_margin_seconds=env.int("METER_SWEEP_TIME_MARGIN_SECONDS", 30, low=1),
-    )
+    leap = _load(env, LeapApiSettings, connect_wire=_connect_wire(env))
+    poller = _load(env, PollerSettings)
+    outreach = _load(env, OutreachSettings)
+    meters = _load(env, MeterWatchSettings)
     for name, hours in (
         ("METER_FIRST_CHECK_HOURS", meters.first_check_hours),
         ("METER_OVERDUE_HOURS", meters.overdue_hours),
@@ -151,19 +215,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"{name}={hours} must be less than METER_GIVE_UP_DAYS={meters.give_up_days} days "
                 f"({meters.give_up_days * 24} h)"
             )
-    return Settings(
-        connections_table=env.str("CONNECTIONS_TABLE", ""),
-        events_topic_arn=env.str("EVENTS_TOPIC_ARN", ""),
-        events_topic_fifo=env.bool("EVENTS_TOPIC_FIFO", False),
-        actionable_delay_minutes=env.int("ACTIONABLE_DELAY_MINUTES", 60, low=0),
-        agreement_done_statuses=frozenset(
-            env.csv("AGREEMENT_DONE_STATUSES", tuple(sorted(wire.DEFAULT_AGREEMENT_DONE_STATUSES)))
-        ),
-        leap=leap,
-        poller=poller,
-        outreach=outreach,
-        meters=meters,
-    )
+    return _load(env, Settings, leap=leap, poller=poller, outreach=outreach, meters=meters)
+
+
+def _load[S](env: _Env, settings: type[S], **built: Any) -> S:
+    """One settings object: each field from its variable (in field order), or from ``built``."""
+    variables = VARIABLES[settings]
+    values = {}
+    for spec in fields(settings):  # type: ignore[arg-type]
+        if spec.name in built:
+            values[spec.name] = built[spec.name]
+        elif spec.name in variables:
+            values[spec.name] = variables[spec.name].value(env, field_default(spec))
+        else:  # a new field without its line in VARIABLES: fail every load, not silently default
+            raise TypeError(f"{settings.__name__}.{spec.name} has no variable in config.VARIABLES")
+    return settings(**values)
 
 
 def require(value: str, name: str) -> str:

@@ -18,12 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.adapters.dynamo import (
+    BatchTiming,
+    TableBatches,
+    deserialize,
+    is_condition_failed,
+    optional_instant,
+    serialize,
+    string_key,
+)
 from leap_tracker.outreach.decision import History, Snapshot
 from leap_tracker.outreach.ledger import (
     STATE_ITEM_TYPE,
@@ -40,11 +48,6 @@ from leap_tracker.outreach.ledger import (
 from leap_tracker.table import decode_stored_entry
 from leap_tracker.timeutil import format_instant, parse_instant
 
-MAX_BATCH_GET_TRIES = 5
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
 
 class ClaimLost(RuntimeError):
     """The caller's claim is no longer its own (its lease ran out and someone took over)."""
@@ -53,30 +56,20 @@ class ClaimLost(RuntimeError):
 class DynamoOutreachStore:
     """Implements ``leap_tracker.outreach.ports.OutreachStore`` on the one table (low-level client)."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str, **timing: Unpack[BatchTiming]) -> None:
         self._client = client
         self._table = table_name
+        self._batches = TableBatches(client, table_name, **timing)
 
     # --- reads ----------------------------------------------------------------------------------
 
     def load(self, entry_id: str) -> tuple[Snapshot | None, History]:
-        connection_key = _key(table.connection_key(entry_id))
-        state_key = _key(table.outreach_state_key(entry_id))
-        by_pk: dict[str, dict[str, Any]] = {}
-        request = {self._table: {"Keys": [connection_key, state_key], "ConsistentRead": True}}
-        for _ in range(MAX_BATCH_GET_TRIES):  # one round trip for both items; unprocessed keys are rare
-            response = self._client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self._table, []):
-                by_pk[item[table.PK]["S"]] = _deserialize(item)
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise RuntimeError(
-                f"DynamoDB left keys of {entry_id} unprocessed after {MAX_BATCH_GET_TRIES} tries"
-            )
-        connection = by_pk.get(connection_key[table.PK]["S"])
-        state = by_pk.get(state_key[table.PK]["S"], {})
+        connection_key = table.connection_key(entry_id)
+        state_key = table.outreach_state_key(entry_id)
+        keys = [string_key(connection_key), string_key(state_key)]  # both items in one round trip
+        by_pk = {item[table.PK]["S"]: deserialize(item) for item in self._batches.get(keys, consistent=True)}
+        connection = by_pk.get(connection_key[table.PK])
+        state = by_pk.get(state_key[table.PK], {})
         return (snapshot_from_item(connection) if connection else None), history_from_item(state)
 
     def ledger_entry(self, entry_id: str, dedupe_key: str) -> dict[str, Any] | None:
@@ -86,7 +79,7 @@ class DynamoOutreachStore:
     def suppression_published(self, entry_id: str, key: str) -> bool:
         response = self._client.get_item(
             TableName=self._table,
-            Key=_key(table.outreach_suppressed_key(entry_id, key)),
+            Key=string_key(table.outreach_suppressed_key(entry_id, key)),
             ConsistentRead=True,
             ProjectionExpression="#pk",
             ExpressionAttributeNames={"#pk": table.PK},
@@ -223,7 +216,7 @@ class DynamoOutreachStore:
         names = {"#bucket": table.DUE_BUCKET_ATTRIBUTE, "#due": table.DUE_AT_ATTRIBUTE}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": _key(table.outreach_state_key(entry_id)),
+            "Key": string_key(table.outreach_state_key(entry_id)),
             "ExpressionAttributeNames": names,
         }
         if not create:  # a plain schedule change never creates a state item
@@ -236,7 +229,7 @@ class DynamoOutreachStore:
                 "SET #bucket = :bucket, #due = :due, #entry = :entry, #item_type = :type"
             )
             names |= {"#entry": StateAttr.ENTRY_ID, "#item_type": table.ITEM_TYPE}
-            request["ExpressionAttributeValues"] = _serialize(
+            request["ExpressionAttributeValues"] = serialize(
                 {
                     ":bucket": table.OUTREACH_FOLLOW_UP_BUCKET,
                     ":due": format_instant(at),
@@ -247,13 +240,13 @@ class DynamoOutreachStore:
         try:
             self._client.update_item(**request)
         except ClientError as error:
-            if _error_code(error) != _CONDITION_FAILED:
+            if not is_condition_failed(error):
                 raise
 
     def mark_completed(self, entry_id: str, ref_id: str, now: datetime) -> None:
         self._client.update_item(
             TableName=self._table,
-            Key=_key(table.outreach_state_key(entry_id)),
+            Key=string_key(table.outreach_state_key(entry_id)),
             UpdateExpression=(
                 "SET #completed = if_not_exists(#completed, :now), #entry = :entry, #ref = :ref, "
                 "#item_type = :item_type, #updated = :now REMOVE #bucket, #due"
@@ -267,7 +260,7 @@ class DynamoOutreachStore:
                 "#bucket": table.DUE_BUCKET_ATTRIBUTE,
                 "#due": table.DUE_AT_ATTRIBUTE,
             },
-            ExpressionAttributeValues=_serialize(
+            ExpressionAttributeValues=serialize(
                 {
                     ":now": format_instant(now),
                     ":entry": entry_id,
@@ -290,7 +283,7 @@ class DynamoOutreachStore:
         }
         if reason:
             item[SuppressedAttr.REASON] = reason
-        self._client.put_item(TableName=self._table, Item=_serialize(item))
+        self._client.put_item(TableName=self._table, Item=serialize(item))
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -301,25 +294,25 @@ class DynamoOutreachStore:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=_key(table.outreach_state_key(entry_id)),
+                Key=string_key(table.outreach_state_key(entry_id)),
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_serialize(values),
+                ExpressionAttributeValues=serialize(values),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _error_code(error) != _CONDITION_FAILED:
+            if not is_condition_failed(error):
                 raise
             item = error.response.get("Item")
-            return _deserialize(item) if item is not None else self._state(entry_id)
+            return deserialize(item) if item is not None else self._state(entry_id)
         return None
 
     def _state(self, entry_id: str) -> dict[str, Any]:
         response = self._client.get_item(
-            TableName=self._table, Key=_key(table.outreach_state_key(entry_id)), ConsistentRead=True
+            TableName=self._table, Key=string_key(table.outreach_state_key(entry_id)), ConsistentRead=True
         )
-        return _deserialize(response.get("Item") or {})
+        return deserialize(response.get("Item") or {})
 
 
 # --- expressions of the protocol ------------------------------------------------------------------
@@ -398,12 +391,12 @@ def history_from_item(item: Mapping[str, Any]) -> History:
     in_sweep = item.get(table.DUE_BUCKET_ATTRIBUTE) == table.OUTREACH_FOLLOW_UP_BUCKET
     return History(
         attempts=int(item.get(StateAttr.ATTEMPTS, 0)),
-        last_sent_at=_instant(item.get(StateAttr.LAST_SENT_AT)),
+        last_sent_at=optional_instant(item.get(StateAttr.LAST_SENT_AT)),
         last_reason=item.get(StateAttr.LAST_REASON),
         last_state=item.get(StateAttr.LAST_STATE),
         state_sends=int(item.get(StateAttr.STATE_SENDS, 0)),
-        completed_at=_instant(item.get(StateAttr.COMPLETED_AT)),
-        follow_up_at=_instant(item.get(table.DUE_AT_ATTRIBUTE)) if in_sweep else None,
+        completed_at=optional_instant(item.get(StateAttr.COMPLETED_AT)),
+        follow_up_at=optional_instant(item.get(table.DUE_AT_ATTRIBUTE)) if in_sweep else None,
     )
 
 
@@ -419,30 +412,3 @@ def _ledger_entry(reservation: Reservation, now: datetime, lease_until: datetime
         SentAttr.RESERVED_AT: format_instant(now),
         SentAttr.LEASE_UNTIL: format_instant(lease_until),
     }
-
-
-def _instant(value: Any) -> datetime | None:
-    return parse_instant(str(value)) if value else None
-
-
-def _key(key: Mapping[str, str]) -> dict[str, Any]:
-    return {name: {"S": value} for name, value in key.items()}
-
-
-def _serialize(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(name): _serializer.serialize(_plain(value)) for name, value in values.items()}
-
-
-def _plain(value: Any) -> Any:
-    """StrEnum keys of nested maps as plain strings (the serializer wants str keys)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

@@ -3,25 +3,31 @@
 All in the one table (key design in ``leap_tracker.table``), through the low-level client: items are
 built as AttributeValue dicts by hand, which is both the cheapest in CPU and explicit about sizes.
 Snapshots are read with BatchGetItem (100 keys a call, strongly consistent, projected to what change
-detection needs) and written with BatchWriteItem (25 a call). Unprocessed keys and items are retried
-with capped exponential backoff and full jitter; writes still unprocessed after that raise, so the
-caller does not checkpoint the page.
+detection needs) and written with BatchWriteItem (25 a call), through ``adapters.dynamo``: unprocessed
+keys and items are retried with capped exponential backoff and full jitter; writes still unprocessed
+after that raise, so the caller does not checkpoint the page.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.adapters.dynamo import (
+    BatchStats,
+    BatchTiming,
+    TableBatches,
+    is_condition_failed,
+    optional_instant,
+    string_key,
+)
 from leap_tracker.leap.api import ConnectQuery
 from leap_tracker.poller.ports import (
     Checkpoint,
@@ -36,8 +42,6 @@ from leap_tracker.poller.ports import (
 from leap_tracker.table import encode_stored_entry
 from leap_tracker.timeutil import format_instant, parse_instant
 
-BATCH_GET_LIMIT = 100
-BATCH_WRITE_LIMIT = 25
 WRITE_UNIT_BYTES = 1024
 
 CHECKPOINT_ITEM_TYPE = "poller_checkpoint"
@@ -73,55 +77,28 @@ Q_RAW_ENTRY = "raw_entry"
 Q_RECEIVED_AT = "received_at"
 Q_ENTRY_ID = "entry_id"
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-class UnprocessedWrites(RuntimeError):
-    """DynamoDB still had not taken some items after every retry (throttling that outlasted backoff)."""
-
-
-class UnprocessedReads(RuntimeError):
-    """DynamoDB still had not answered some keys after every retry."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRetryPolicy:
-    max_attempts: int = 8
-    base_seconds: float = 0.05
-    cap_seconds: float = 5.0
-
-    def delay(self, attempt: int, draw: Callable[[], float]) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-        return draw() * min(self.cap_seconds, self.base_seconds * 2**attempt)
+# What change detection reads of a stored snapshot.
+SNAPSHOT_STATE_ATTRIBUTES = (
+    table.PK,
+    table.CONN_CONTENT_HASH,
+    table.CONN_SEQUENCE,
+    table.CONN_LAST_INTERACTION,
+)
 
 
 @dataclass(slots=True)
-class StoreStats:
-    read_requests: int = 0
-    write_requests: int = 0
-    items_written: int = 0
+class StoreStats(BatchStats):
     write_units: int = 0  # estimated from item sizes (1 per started KB per item), snapshots + quarantine
-    unprocessed_retries: int = 0
 
 
 class DynamoPollerStore:
     """Implements ``poller_ports.PollerStore`` on the connections table."""
 
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        *,
-        retry: BatchRetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        draw: Callable[[], float] = random.random,
-    ) -> None:
+    def __init__(self, client: Any, table_name: str, **timing: Unpack[BatchTiming]) -> None:
         self._client = client
         self._table = table_name
-        self._retry = retry or BatchRetryPolicy()
-        self._sleep = sleep
-        self._draw = draw
         self.stats = StoreStats()
+        self._batches = TableBatches(client, table_name, stats=self.stats, **timing)
 
     # --- lease ----------------------------------------------------------------------------------
 
@@ -144,7 +121,7 @@ class DynamoPollerStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _error_code(error) != _CONDITION_FAILED:
+            if not is_condition_failed(error):
                 raise
             holder, until_held = _lease_holder(error)
             raise LeaseHeld(holder, until_held) from None
@@ -169,7 +146,7 @@ class DynamoPollerStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _error_code(error) != _CONDITION_FAILED:
+            if not is_condition_failed(error):
                 raise
             holder, _ = _lease_holder(error)
             raise LeaseLost(f"run {owner} lost the poller lease; it is now held by {holder}") from None
@@ -184,7 +161,7 @@ class DynamoPollerStore:
                 ExpressionAttributeValues={":me": _s(owner)},
             )
         except ClientError as error:
-            if _error_code(error) != _CONDITION_FAILED:
+            if not is_condition_failed(error):
                 raise
             return False
         return True
@@ -205,13 +182,9 @@ class DynamoPollerStore:
     # --- snapshots and quarantine ---------------------------------------------------------------
 
     def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
-        unique = list(dict.fromkeys(entry_ids))  # BatchGetItem refuses repeated keys
-        found: dict[str, StoredState] = {}
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys = [_connection_key(entry_id) for entry_id in unique[start : start + BATCH_GET_LIMIT]]
-            for item in self._batch_get(keys):
-                found[table.entry_id_from_pk(item[table.PK]["S"])] = stored_state_from_item(item)
-        return found
+        keys = [_connection_key(entry_id) for entry_id in dict.fromkeys(entry_ids)]  # no repeated keys
+        items = self._batches.get(keys, projection=SNAPSHOT_STATE_ATTRIBUTES, consistent=True)
+        return {table.entry_id_from_pk(item[table.PK]["S"]): stored_state_from_item(item) for item in items}
 
     def write_changes(
         self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
@@ -219,56 +192,7 @@ class DynamoPollerStore:
         items = [snapshot_item(write, now) for write in snapshots]
         items += [quarantine_item(record) for record in quarantined]
         self.stats.write_units += sum(write_units(item) for item in items)
-        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
-
-    def _batch_get(self, keys: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": keys,
-                "ConsistentRead": True,
-                "ProjectionExpression": "#pk, #hash, #seq, #last",
-                "ExpressionAttributeNames": {
-                    "#pk": table.PK,
-                    "#hash": table.CONN_CONTENT_HASH,
-                    "#seq": table.CONN_SEQUENCE,
-                    "#last": table.CONN_LAST_INTERACTION,
-                },
-            }
-        }
-        attempt = 0
-        while True:
-            answer = self._client.batch_get_item(RequestItems=request)
-            self.stats.read_requests += 1
-            yield from answer.get("Responses", {}).get(self._table, [])
-            request = answer.get("UnprocessedKeys") or {}
-            if not request.get(self._table, {}).get("Keys"):
-                return
-            attempt += 1
-            if attempt >= self._retry.max_attempts:
-                missing = len(request[self._table]["Keys"])
-                raise UnprocessedReads(f"{missing} key(s) still unread after {attempt} BatchGetItem attempts")
-            self.stats.unprocessed_retries += 1
-            self._sleep(self._retry.delay(attempt, self._draw))
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            pending = requests[start : start + BATCH_WRITE_LIMIT]
-            attempt = 0
-            while pending:
-                answer = self._client.batch_write_item(RequestItems={self._table: pending})
-                self.stats.write_requests += 1
-                unprocessed = (answer.get("UnprocessedItems") or {}).get(self._table, [])
-                self.stats.items_written += len(pending) - len(unprocessed)
-                pending = unprocessed
-                if not pending:
-                    break
-                attempt += 1
-                if attempt >= self._retry.max_attempts:
-                    raise UnprocessedWrites(
-                        f"{len(pending)} item(s) still unwritten after {attempt} BatchWriteItem attempts"
-                    )
-                self.stats.unprocessed_retries += 1
-                self._sleep(self._retry.delay(attempt, self._draw))
+        self._batches.put(items)
 
 
 # --- item formats (module functions: the tests and the bench read them too) ---------------------
@@ -430,7 +354,7 @@ def _n(value: int) -> dict[str, str]:
 
 
 def _connection_key(entry_id: str) -> dict[str, Any]:
-    return {name: _s(value) for name, value in table.connection_key(entry_id).items()}
+    return string_key(table.connection_key(entry_id))
 
 
 def _poller_key(sort_key: str) -> dict[str, Any]:
@@ -447,12 +371,7 @@ def _precise_instant(value: datetime) -> str:
 
 
 def _optional_instant(values: Mapping[str, Any], name: str) -> datetime | None:
-    text = values.get(name, {}).get("S")
-    return parse_instant(text) if text else None
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+    return optional_instant(values.get(name, {}).get("S"))
 
 
 def _lease_holder(error: ClientError) -> tuple[str, datetime | None]:

@@ -12,7 +12,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leap_tracker.events.publishing import OutgoingMessage
+from leap_tracker.adapters.aws import error_code
+from leap_tracker.config import Settings, require
+from leap_tracker.events.publishing import OutgoingMessage, plan_calls
 
 MAX_BATCH_MESSAGES = 10  # SNS PublishBatch: entries per call
 MAX_BATCH_BYTES = 262_144  # SNS: a message, and all messages of one call together
@@ -43,7 +45,7 @@ class SnsPublisher:
                 PublishBatchRequestEntries=[self._entry(str(i), m) for i, m in enumerate(messages)],
             )
         except (ClientError, BotoCoreError) as exc:  # botocore already retried throttling and 5xx
-            reason = _error_code(exc)
+            reason = error_code(exc) or type(exc).__name__
             return {message.event_id: reason for message in messages}
         return {
             messages[
@@ -53,19 +55,13 @@ class SnsPublisher:
         }
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-        """Every message, in as few calls as the limits allow; the failures of all calls."""
+        """Every message, in order and in as few calls as the limits allow (the packing rule of
+        ``events.publishing``, the messages taken as one record: a call may hold several messages of
+        one entry), every call made; the failures of all calls."""
         failures: dict[str, str] = {}
-        batch: list[OutgoingMessage] = []
-        size = 0
-        for message in messages:
-            if batch and (
-                len(batch) == self.max_batch_messages or size + message.size > self.max_batch_bytes
-            ):
-                failures |= self.publish_batch(batch)
-                batch, size = [], 0
-            batch.append(message)
-            size += message.size
-        return failures | self.publish_batch(batch)
+        for call in plan_calls([messages], self.max_batch_messages, self.max_batch_bytes):
+            failures |= self.publish_batch([message for _, message in call])
+        return failures
 
     def _entry(self, entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -82,7 +78,7 @@ class SnsPublisher:
         return entry
 
 
-def _error_code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code", "ClientError")
-    return type(exc).__name__
+def events_publisher(settings: Settings, sns_client: Any) -> SnsPublisher:
+    """The publisher of the events topic (EVENTS_TOPIC_ARN, FIFO or not), as every stage builds it."""
+    topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
+    return SnsPublisher(sns_client, topic_arn, fifo=settings.events_topic_fifo)

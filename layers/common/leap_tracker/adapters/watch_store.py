@@ -9,45 +9,44 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.adapters.dynamo import (
+    BatchTiming,
+    TableBatches,
+    deserialize,
+    is_condition_failed,
+    optional_instant,
+    serialize,
+    string_key,
+)
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.timeutil import format_instant, parse_instant
 
 # One due-index page per Meters search (100 Reference IDs): reads track the sweep's pace.
 DUE_PAGE_SIZE = 100
-BATCH_GET_LIMIT = 100
-_UNPROCESSED_ROUNDS = 5  # BatchGetItem may leave keys unprocessed under throttling: ask again
-
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-class WatchStoreError(RuntimeError):
-    """The table did not answer fully (e.g. keys still unprocessed after retries)."""
 
 
 class DynamoWatchStore:
     """Implements :class:`leap_tracker.meters.ports.WatchStore` with a low-level DynamoDB client."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str, **timing: Unpack[BatchTiming]) -> None:
         self._client = client
         self._table = table_name
+        self._batches = TableBatches(client, table_name, **timing)
 
     def create(self, watch: MeterWatch) -> bool:
         return self._put(watch, "attribute_not_exists(#pk)", {"#pk": table.PK}, {})
 
     def get(self, entry_id: str) -> MeterWatch | None:
         answer = self._client.get_item(
-            TableName=self._table, Key=_serialize(table.watch_key(entry_id)), ConsistentRead=True
+            TableName=self._table, Key=string_key(table.watch_key(entry_id)), ConsistentRead=True
         )
         item = answer.get("Item")
-        return watch_from_item(_deserialize(item)) if item else None
+        return watch_from_item(deserialize(item)) if item else None
 
     def replace(self, before: MeterWatch, after: MeterWatch) -> bool:
         if before.entry_id != after.entry_id:
@@ -65,7 +64,7 @@ class DynamoWatchStore:
             IndexName=table.DUE_INDEX,
             KeyConditionExpression="#bucket = :bucket AND #due <= :now",
             ExpressionAttributeNames={"#bucket": table.DUE_BUCKET_ATTRIBUTE, "#due": table.DUE_AT_ATTRIBUTE},
-            ExpressionAttributeValues=_serialize(
+            ExpressionAttributeValues=serialize(
                 {":bucket": table.METER_WATCH_BUCKET, ":now": format_instant(now)}
             ),
             ScanIndexForward=True,
@@ -73,48 +72,27 @@ class DynamoWatchStore:
         )
         for page in pages:
             for item in page.get("Items", []):
-                yield watch_from_item(_deserialize(item))
+                yield watch_from_item(deserialize(item))
 
     def existing_connections(self, entry_ids: Sequence[str]) -> set[str]:
-        unique = list(dict.fromkeys(entry_ids))  # BatchGetItem refuses duplicate keys
-        existing: set[str] = set()
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys = [_serialize(table.connection_key(e)) for e in unique[start : start + BATCH_GET_LIMIT]]
-            existing |= self._batch_get_pks(keys)
-        return existing
-
-    def _batch_get_pks(self, keys: list[dict[str, Any]]) -> set[str]:
-        found: set[str] = set()
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": keys,
-                "ProjectionExpression": "#pk",
-                "ExpressionAttributeNames": {"#pk": table.PK},
-            }
-        }
-        for _ in range(_UNPROCESSED_ROUNDS):
-            answer = self._client.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(self._table, []):
-                found.add(table.entry_id_from_pk(item[table.PK]["S"]))
-            request = answer.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-        # Never guess: an unanswered key must not read as "connection gone".
-        raise WatchStoreError(f"connection snapshots still unprocessed after {_UNPROCESSED_ROUNDS} rounds")
+        # Never guess: a key still unanswered after the retries raises, it never reads as "gone".
+        keys = [string_key(table.connection_key(e)) for e in dict.fromkeys(entry_ids)]  # no repeated keys
+        items = self._batches.get(keys, projection=(table.PK,))
+        return {table.entry_id_from_pk(item[table.PK]["S"]) for item in items}
 
     def _put(self, watch: MeterWatch, condition: str, names: dict[str, str], values: dict[str, Any]) -> bool:
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Item": _serialize(item_from_watch(watch)),
+            "Item": serialize(item_from_watch(watch)),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
         }
         if values:
-            request["ExpressionAttributeValues"] = _serialize(values)
+            request["ExpressionAttributeValues"] = serialize(values)
         try:
             self._client.put_item(**request)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+            if is_condition_failed(exc):
                 return False
             raise
         return True
@@ -159,28 +137,16 @@ def watch_from_item(item: dict[str, Any]) -> MeterWatch:
         completed_at=parse_instant(item[table.WATCH_COMPLETED_AT]),
         sequence=int(item[table.WATCH_SEQUENCE]),
         opened_at=parse_instant(item[table.WATCH_OPENED_AT]),
-        due_at=_parse_or_none(item.get(table.DUE_AT_ATTRIBUTE)),
+        due_at=optional_instant(item.get(table.DUE_AT_ATTRIBUTE)),
         checks=int(item[table.WATCH_CHECKS]),
         overdue_published=bool(item.get(table.WATCH_OVERDUE_PUBLISHED, False)),
         status=WatchStatus(item[table.WATCH_STATUS]),
         closed_reason=ClosedReason(reason) if reason else None,
-        closed_at=_parse_or_none(item.get(table.WATCH_CLOSED_AT)),
-        last_checked_at=_parse_or_none(item.get(table.WATCH_LAST_CHECKED_AT)),
+        closed_at=optional_instant(item.get(table.WATCH_CLOSED_AT)),
+        last_checked_at=optional_instant(item.get(table.WATCH_LAST_CHECKED_AT)),
         meter_ids=tuple(item.get(table.WATCH_METER_IDS) or ()),
     )
 
 
-def _serialize(values: dict[str, Any]) -> dict[str, Any]:
-    return {name: _serializer.serialize(value) for name, value in values.items()}
-
-
-def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
-
-
 def _instant_or_none(value: datetime | None) -> str | None:
     return format_instant(value) if value is not None else None
-
-
-def _parse_or_none(value: str | None) -> datetime | None:
-    return parse_instant(value) if value else None

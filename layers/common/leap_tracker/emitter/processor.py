@@ -1,9 +1,9 @@
-"""Powertools' batch processor for the table stream, made to keep each entry's events in order.
+"""Powertools' batch processing for the table stream, made to keep each entry's events in order.
 
 Powertools' ``BatchProcessor`` runs every record and reports each failed one; for a stream, Lambda then
 resumes from the lowest failed sequence number. A record processed AFTER a failure would therefore be
 published before the failed one is retried (a later change of an entry overtaking an earlier one), and
-again on the retry. This subclass changes two things, nothing else:
+again on the retry. This processor differs in two things, nothing else:
 
 1. it stops at the first record the record handler fails on, and reports that record and every later
    one as failed;
@@ -14,6 +14,13 @@ again on the retry. This subclass changes two things, nothing else:
 Retries are safe: event ids are deterministic, so a record published again yields the same ids.
 When every record fails, Powertools raises (a function error), so the event source mapping bisects
 the batch and a record that always fails ends alone in the on-failure destination.
+
+Built only on Powertools' documented extension points ("Create your own partial processor"): the
+``_prepare`` / ``_process_record`` / ``_clean`` hooks, ``success_handler`` and ``failure_handler``.
+Records are prepared one by one in ``_process_record``, published together in ``_clean`` (as the
+Powertools example writes its results there), then reported; ``BasePartialBatchProcessor`` builds the
+response and raises when every record failed. tests/unit/test_emitter_processor.py holds Powertools
+to that contract; pyproject.toml pins the minor series it was verified on.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch import BasePartialBatchProcessor, EventType, ExceptionInfo
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from leap_tracker.events.publishing import OutgoingMessage, PublishOutcome
 
@@ -38,43 +46,55 @@ class SkippedAfterFailure(Exception):
 Publish = Callable[[Sequence[Sequence[OutgoingMessage]]], PublishOutcome]
 
 
-class InOrderStreamProcessor(BatchProcessor):
-    """Use with ``process_partial_response``; the record handler returns a record's messages."""
+class InOrderStreamProcessor(BasePartialBatchProcessor):
+    """Use with ``process_partial_response``. The record handler takes a ``DynamoDBRecord`` (only: no
+    Lambda context) and returns that record's messages."""
 
-    def __init__(self, publish: Publish, **kwargs: Any) -> None:
-        super().__init__(EventType.DynamoDBStreams, **kwargs)
+    def __init__(self, publish: Publish, logger: Any = None) -> None:
+        super().__init__(EventType.DynamoDBStreams, logger=logger)
         self._publish = publish
         self.outcome = PublishOutcome(published_records=0)
+        self._records: list[DynamoDBRecord] = []
+        self._prepared: list[list[OutgoingMessage]] = []
+        self._handler_failure: ExceptionInfo | None = None
 
-    def process(self) -> list[tuple]:
-        records = [self._to_batch_type(record, self.event_type) for record in self.records]
-        prepared: list[list[OutgoingMessage]] = []
-        handler_failure = None
-        for record in records:
-            try:
-                prepared.append(list(self._prepare_record(record)))
-            except Exception:
-                handler_failure = sys.exc_info()
-                break
-        self.outcome = self._publish(prepared)
-        published = self.outcome.published_records
-        results = [self.success_handler(records[i], prepared[i]) for i in range(published)]
-        for position in range(published, len(records)):
-            failure = self._failure(position, len(prepared), handler_failure)
-            results.append(self.failure_handler(records[position], failure))
-        return results
+    def _prepare(self) -> None:
+        super()._prepare()
+        self.outcome = PublishOutcome(published_records=0)
+        self._records, self._prepared, self._handler_failure = [], [], None
 
-    def _prepare_record(self, record: Any) -> list[OutgoingMessage]:
-        if self._handler_accepts_lambda_context:
-            return self.handler(record=record, lambda_context=self.lambda_context)
-        return self.handler(record=record)
+    def _process_record(self, record: dict[str, Any]) -> None:
+        """Prepare one record's messages; after the first record the handler fails on, none."""
+        parsed = DynamoDBRecord(record)
+        self._records.append(parsed)
+        if self._handler_failure is not None:
+            return
+        try:
+            self._prepared.append(list(self.handler(parsed)))
+        except Exception:
+            self._handler_failure = sys.exc_info()
 
-    def _failure(self, position: int, prepared: int, handler_failure: Any) -> Any:
+    async def _async_process_record(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError("the stream is processed synchronously, in order")
+
+    def _clean(self) -> None:
+        """Publish the prepared records in one ordered pass, report every record, then let Powertools
+        answer (or raise when every record failed)."""
+        self.outcome = self._publish(self._prepared)
+        for position, record in enumerate(self._records):
+            if position < self.outcome.published_records:
+                self.success_handler(record, self._prepared[position])
+            else:
+                self.failure_handler(record, self._failure(position))
+        super()._clean()
+
+    def _failure(self, position: int) -> ExceptionInfo:
+        prepared = len(self._prepared)
         if position < prepared and position == self.outcome.published_records:
             reasons = "; ".join(f"{event_id}: {why}" for event_id, why in self.outcome.failures.items())
             return _exc_info(RecordNotPublished(reasons or "not published"))
-        if position == prepared and handler_failure is not None:
-            return handler_failure
+        if position == prepared and self._handler_failure is not None:
+            return self._handler_failure
         return _exc_info(SkippedAfterFailure("an earlier record of this batch failed"))
 
 

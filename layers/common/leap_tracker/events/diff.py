@@ -40,12 +40,15 @@ Entry = Mapping[str, Any]
 Event = dict[str, Any]
 
 
+_DEFAULTS = Settings()  # the rules' defaults are the configuration's, written once in config.py
+
+
 @dataclass(frozen=True, slots=True)
 class DiffRules:
     """The configurable parts of the diff (from Settings)."""
 
-    actionable_delay: timedelta = timedelta(minutes=60)
-    agreement_done_statuses: frozenset[str] = wire.DEFAULT_AGREEMENT_DONE_STATUSES
+    actionable_delay: timedelta = timedelta(minutes=_DEFAULTS.actionable_delay_minutes)
+    agreement_done_statuses: frozenset[str] = _DEFAULTS.agreement_done_statuses
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiffRules:

@@ -93,13 +93,16 @@ class Action(StrEnum):
     DEFER = "defer"
 
 
+_DEFAULTS = Settings()  # the policy's defaults are the configuration's, written once in config.py
+
+
 @dataclass(frozen=True, slots=True)
 class OutreachPolicy:
-    actionable_delay: timedelta = timedelta(minutes=60)
-    cooldown: timedelta = timedelta(hours=48)
-    max_attempts: int = 3
-    notify_other_utility: bool = False
-    agreement_done_statuses: frozenset[str] = wire.DEFAULT_AGREEMENT_DONE_STATUSES
+    actionable_delay: timedelta = timedelta(minutes=_DEFAULTS.actionable_delay_minutes)
+    cooldown: timedelta = timedelta(hours=_DEFAULTS.outreach.cooldown_hours)
+    max_attempts: int = _DEFAULTS.outreach.max_attempts
+    notify_other_utility: bool = _DEFAULTS.outreach.notify_other_utility
+    agreement_done_statuses: frozenset[str] = _DEFAULTS.agreement_done_statuses
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutreachPolicy:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -33,19 +33,13 @@ logger = Logger(child=True)
 MAX_TOKEN_RESTARTS_PER_RUN = 1  # a second refused token in one run means something else is wrong
 
 
-class MetricSink(Protocol):
-    """Powertools ``Metrics`` satisfies this; tests pass a recorder."""
-
-    def add_metric(self, name: str, unit: Any, value: float) -> Any: ...
-
-
 @dataclass(frozen=True, slots=True)
 class PollEnvironment:
-    """Everything a run touches, injected (the handler wires the real ones)."""
+    """Everything a run touches, injected (the handler wires the real ones, and turns the summary
+    into metrics)."""
 
     source: ConnectSource
     store: PollerStore
-    metrics: MetricSink
     now: Callable[[], datetime]
     remaining_ms: Callable[[], int]  # Lambda's context.get_remaining_time_in_millis
     monotonic: Callable[[], float] = time.monotonic
@@ -186,7 +180,6 @@ class _Run:
             return summary
         finally:
             summary.retries = self.env.retry_count() - self.retries_before
-            self._emit_metrics()
 
     def _take_lease(self) -> bool:
         now = self.env.now()
@@ -359,27 +352,6 @@ class _Run:
         if summary.api_latency_ms:
             extra["latency_ms"] = summary.api_latency_ms[-1]
         logger.info("page stored", extra=extra)
-
-    def _emit_metrics(self) -> None:
-        summary, sink = self.summary, self.env.metrics
-        counts = {
-            "PagesFetched": summary.pages,
-            "EntriesSeen": summary.entries_seen,
-            "EntriesChanged": summary.changed,
-            "EntriesUnchanged": summary.unchanged,
-            "EntriesStale": summary.stale,
-            "EntriesInvalid": summary.invalid,
-            "UnknownEnumValues": summary.unknown_values,
-            "LeapRetries": summary.retries,
-            "PageTokenRestarts": summary.token_restarts,
-            "PollInterrupted": int(summary.status is RunStatus.INTERRUPTED),
-            "PollSkipped": int(summary.status is RunStatus.SKIPPED),
-            "PollFailed": int(summary.status in (RunStatus.FAILED, RunStatus.LEASE_LOST)),
-        }
-        for name, value in counts.items():
-            sink.add_metric(name=name, unit="Count", value=value)
-        for latency in summary.api_latency_ms:
-            sink.add_metric(name="LeapApiLatency", unit="Milliseconds", value=latency)
 
 
 def _query_dict(query: ConnectQuery) -> dict[str, str]:

@@ -1,0 +1,117 @@
+"""The entry points: ``run_demo`` (for tests and tools) and ``main`` (``python -m devtools.demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from devtools.demo.checks import ground_truth_checks
+from devtools.demo.hours import run_hours, stored_entries
+from devtools.demo.model import (
+    DEFAULT_CLICK_DAYS,
+    DEFAULT_CUSTOMERS,
+    DEFAULT_DAYS,
+    DEFAULT_SEED,
+    DEFAULT_START_OFFSET_HOURS,
+    DemoConfig,
+    DemoResult,
+)
+from devtools.demo.report import Report, headline, summary_tables
+from devtools.demo.world import bring_up, functions_output_to, running_rules
+
+
+def run_demo(
+    seed: int = DEFAULT_SEED,
+    customers: int = DEFAULT_CUSTOMERS,
+    days: int = DEFAULT_DAYS,
+    out: TextIO | None = None,
+    *,
+    start_offset_hours: int = DEFAULT_START_OFFSET_HOURS,
+    click_days: int = DEFAULT_CLICK_DAYS,
+    quiet: bool = False,
+    function_logs: Path | None = None,
+) -> DemoResult:
+    """Run the product over ``days`` simulated days; write progress, summary and checks to ``out``.
+
+    The functions' own output (logs, EMF metrics) is discarded, or appended to ``function_logs``.
+    """
+    config = DemoConfig(seed, customers, days, start_offset_hours, click_days)
+    report = Report(out or sys.stdout)  # taken before stdout is redirected for the functions
+    report.line(headline(config))
+    with functions_output_to(function_logs), bring_up(config) as world:
+        rules = running_rules(world.cloud)
+        run = run_hours(world, config, report if not quiet else None)
+        run.stored = stored_entries(world.cloud)
+        summary = summary_tables(world, run, rules)
+        checks = tuple(ground_truth_checks(world, run, rules))
+    report.block(summary)
+    report.block(["Ground-truth checks", *(check.line() for check in checks)])
+    return DemoResult(config, report.text(), checks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    result = run_demo(
+        args.seed,
+        args.customers,
+        args.days,
+        sys.stdout,
+        start_offset_hours=args.start_offset,
+        click_days=args.click_days,
+        quiet=args.quiet,
+        function_logs=args.function_logs,
+    )
+    print(f"\n---\nwall time: {time.perf_counter() - started:.1f} s (the only line that varies between runs)")
+    return 0 if result.passed else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.demo",
+        description="Run leap-connect-tracker locally (moto + the Leap simulator) and check it against "
+        "the simulator's ground truth. Exits 1 when a check fails.",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="simulator seed (default %(default)s)")
+    parser.add_argument("--customers", type=_positive, default=DEFAULT_CUSTOMERS, help="default %(default)s")
+    parser.add_argument(
+        "--days", type=_positive, default=DEFAULT_DAYS, help="simulated days (default %(default)s)"
+    )
+    parser.add_argument(
+        "--start-offset",
+        type=_not_negative,
+        default=DEFAULT_START_OFFSET_HOURS,
+        metavar="HOURS",
+        help="hours the campaign has been running when the demo starts (default %(default)s)",
+    )
+    parser.add_argument(
+        "--click-days",
+        type=_positive,
+        default=DEFAULT_CLICK_DAYS,
+        help="customers click over this many days from the campaign start (default %(default)s)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no line per simulated hour, only the summary")
+    parser.add_argument(
+        "--function-logs",
+        type=Path,
+        metavar="FILE",
+        help="append the functions' output (JSON logs, EMF metrics) to FILE instead of discarding it",
+    )
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value

@@ -1,0 +1,139 @@
+"""The local world: the Leap simulator, template.yaml in the local runner, a partner's webhook endpoint
+and two partner queues; where the functions' own output goes; the rules the functions run with."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, redirect_stdout
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from devtools.demo.model import (
+    EMITTER,
+    EVENTS_TOPIC,
+    FILTERED_POLICY,
+    METER_SWEEP,
+    OUTREACH,
+    DemoConfig,
+)
+from devtools.leap_simulator import DEFAULT_START as CAMPAIGN_START
+from devtools.leap_simulator import LeapSimulator
+from devtools.local_runner import LocalCloud
+from devtools.webhook_receiver import WebhookReceiver
+from leap_tracker.config import MeterWatchSettings, Settings, load_settings
+from leap_tracker.events.diff import DiffRules
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = PROJECT_ROOT / "template.yaml"
+EVENTS_DOC = PROJECT_ROOT / "docs" / "events.md"
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """The three local parts, wired as tests/e2e/conftest.py wires them."""
+
+    leap: LeapSimulator
+    webhook: WebhookReceiver
+    cloud: LocalCloud
+    everything: str  # partner queue URLs
+    filtered: str
+    filter_policy: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The configuration the functions actually run with (template.yaml's environment)."""
+
+    settings: Settings  # the outreach function's
+    meters: MeterWatchSettings  # the meter sweep's
+    diff: DiffRules  # the emitter's
+
+    @property
+    def actionable_delay(self) -> timedelta:
+        return timedelta(minutes=self.settings.actionable_delay_minutes)
+
+
+@contextmanager
+def bring_up(config: DemoConfig) -> Iterator[World]:
+    click_window = timedelta(days=config.click_days)
+    leap = LeapSimulator(config.seed, config.customers, start=CAMPAIGN_START, click_window=click_window)
+    with leap, WebhookReceiver() as webhook:
+        cloud = LocalCloud(
+            TEMPLATE,
+            start=config.start,
+            parameters={
+                "LeapApiBaseUrl": leap.base_url,
+                "OutreachChannels": "webhook",  # the demo's partner takes outreach on a signed webhook
+                "OutreachWebhookUrl": webhook.url,
+            },
+            secrets={"LeapApiKeySecretArn": leap.api_key, "OutreachWebhookSecretArn": webhook.secret},
+        )
+        with cloud:
+            leap.set_time(cloud.now())
+            cloud.on_advance(lambda now, _delta: leap.set_time(now))  # Leap answers as of the same instant
+            scope, policy = doc_filter_policy(FILTERED_POLICY)
+            yield World(
+                leap=leap,
+                webhook=webhook,
+                cloud=cloud,
+                everything=cloud.subscribe_queue(EVENTS_TOPIC, name="partner-everything"),
+                filtered=cloud.subscribe_queue(EVENTS_TOPIC, policy, scope=scope, name="partner-filtered"),
+                filter_policy=policy,
+            )
+
+
+class _FunctionOutput(io.TextIOBase):
+    """Where the functions' stdout goes during the run: their JSON log lines and EMF metrics (one
+    document per invocation) would bury the demo's own lines. Discarded, or appended to a file.
+
+    One object for the whole process: Powertools' Logger keeps the stream it found at import.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: TextIO | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.target is not None:
+            self.target.write(text)
+        return len(text)
+
+
+_FUNCTION_OUTPUT = _FunctionOutput()
+
+
+@contextmanager
+def functions_output_to(path: Path | None) -> Iterator[None]:
+    with ExitStack() as stack:
+        _FUNCTION_OUTPUT.target = stack.enter_context(path.open("a", encoding="utf-8")) if path else None
+        stack.callback(setattr, _FUNCTION_OUTPUT, "target", None)
+        stack.enter_context(redirect_stdout(_FUNCTION_OUTPUT))
+        yield
+
+
+def doc_filter_policy(name: str, doc: Path = EVENTS_DOC) -> tuple[str, dict[str, Any]]:
+    """(scope, policy) of a ready filter policy published in docs/events.md, by its name."""
+    fence = re.compile(r"```json filter-policy name=(\S+) scope=(\S+)\n(.*?)```", re.DOTALL)
+    for found, scope, body in fence.findall(doc.read_text(encoding="utf-8")):
+        if found == name:
+            return scope, json.loads(body)
+    raise LookupError(f"{doc} publishes no filter policy named {name!r}")
+
+
+def running_rules(cloud: LocalCloud) -> Rules:
+    def settings_of(function: str) -> Settings:
+        return load_settings(cloud.functions[function].full_environment())
+
+    return Rules(
+        settings=settings_of(OUTREACH),
+        meters=settings_of(METER_SWEEP).meters,
+        diff=DiffRules.from_settings(settings_of(EMITTER)),
+    )

@@ -1,0 +1,194 @@
+"""Test data shared by the suite: Connect entries as Leap sends them, stalled customers, and the
+filter policies of docs/events.md with what each claims to select.
+
+One entry builder, :func:`entry`, with :func:`utility` and :func:`agreements` for its parts;
+:func:`guide_entry` is the one-utility entry of Leap's guide that the poller and store tests use.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devtools import generate_schemas
+from leap_tracker.events.catalog import message_attributes
+from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import canonical_json, content_hash
+from leap_tracker.outreach.decision import Snapshot
+
+SDGE = "SDG&E: San Diego Gas & Electric"
+SCE = "SCE: Southern California Edison"
+PGE = "PG&E: Pacific Gas and Electric"
+GUIDE_ENTRY_UUID = "62631455-9dfd-433b-9482-fd043f2336d4"  # the middle part of the guide's entry id
+GUIDE_AUTHORIZATION_UUID = "910bfb80-8b22-4341-8b5b-8752a21dccad"
+
+T0 = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)  # "now" of the poller tests
+LAST_INTERACTION = datetime(2025, 3, 5, 8, 0, 0, tzinfo=UTC)  # when the outreach tests' customers acted
+ACTIONABLE = LAST_INTERACTION + timedelta(hours=1)
+STARTED_BEFORE_LAST = timedelta(minutes=10)  # an entry's default start: shortly before its last interaction
+
+
+# --- Connect entries ---------------------------------------------------------------------------------
+
+
+def instant(moment: datetime) -> str:
+    return moment.strftime(wire.WIRE_DATETIME_FORMAT)
+
+
+def utility(
+    name: str = SDGE,
+    status: str = wire.UTILITY_NOT_CONNECTED,
+    required: bool = True,
+    error_code: str | None = None,
+    *,
+    started: datetime | None = None,
+    last: datetime | None = None,
+    authorization: str | None = None,
+) -> dict[str, Any]:
+    """One utility connection of an entry; its instants are null unless given."""
+    return {
+        wire.UTILITY_AUTHORIZATION_UUID: authorization or f"uuid-{name[:3]}",
+        wire.UTILITY_NAME: name,
+        wire.UTILITY_IS_REQUIRED: required,
+        wire.UTILITY_STATUS: status,
+        wire.UTILITY_ERROR_CODE: error_code,
+        wire.UTILITY_START: instant(started) if started else None,
+        wire.UTILITY_LAST_INTERACTION: instant(last) if last else None,
+    }
+
+
+def agreements(
+    prohibited: str | None = wire.AGREEMENT_NOT_REQUIRED, dr: str | None = wire.AGREEMENT_NOT_REQUIRED
+) -> dict[str, str | None]:
+    return {
+        wire.AGREEMENT_PROHIBITED_RESOURCE_ATTESTATION: prohibited,
+        wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: dr,
+    }
+
+
+def entry(
+    status: str = wire.CONNECTION_PARTIAL,
+    utilities: Sequence[dict[str, Any]] = (),
+    agreement_statuses: dict[str, Any] | None = None,
+    *,
+    ref_id: str = "Test1012",
+    last: datetime = LAST_INTERACTION,
+    started: datetime | None = None,
+    region: str = "CAISO",
+) -> dict[str, Any]:
+    """A well-formed Connect entry; agreements default to both NOT_REQUIRED."""
+    return {
+        wire.ENTRY_ID: f"{region}_{GUIDE_ENTRY_UUID}_{ref_id}",
+        wire.ENTRY_TRANSMISSION_REGION: region,
+        wire.ENTRY_REF_ID: ref_id,
+        wire.ENTRY_START: instant(started or last - STARTED_BEFORE_LAST),
+        wire.ENTRY_LAST_INTERACTION: instant(last),
+        wire.ENTRY_CONNECTION_STATUS: status,
+        wire.ENTRY_UTILITY_CONNECTIONS: list(utilities),
+        wire.ENTRY_AGREEMENTS: agreements() if agreement_statuses is None else agreement_statuses,
+    }
+
+
+def guide_entry(
+    ref_id: str = "ref-1",
+    *,
+    status: str = wire.CONNECTION_PARTIAL,
+    last: datetime = T0 - timedelta(hours=2),
+    region: str = "CAISO",
+    utility_status: str = wire.UTILITY_NOT_CONNECTED,
+    error_code: str | None = None,
+    agreement_statuses: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The entry of Leap's guide: one required SDG&E connection, started a day before its last interaction."""
+    started = last - timedelta(days=1)
+    connection = utility(
+        SDGE,
+        utility_status,
+        error_code=error_code,
+        started=started,
+        last=last,
+        authorization=GUIDE_AUTHORIZATION_UUID,
+    )
+    return entry(
+        status, [connection], agreement_statuses, ref_id=ref_id, last=last, started=started, region=region
+    )
+
+
+def guide_entries(count: int, *, last: datetime = T0 - timedelta(hours=2)) -> list[dict[str, Any]]:
+    """``count`` guide entries "ref-00000", ... whose last interactions are a second apart."""
+    return [guide_entry(f"ref-{n:05d}", last=last + timedelta(seconds=n)) for n in range(count)]
+
+
+def pages_of(entries: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [list(entries[start : start + size]) for start in range(0, len(entries), size)]
+
+
+# --- stalled customers (outreach) --------------------------------------------------------------------
+
+
+def snapshot(raw: dict[str, Any], sequence: int = 1) -> Snapshot:
+    """The snapshot the poller would store for ``raw`` (same canonical JSON and content hash)."""
+    return Snapshot(copy.deepcopy(raw), content_hash(canonical_json(raw)), sequence)
+
+
+def stalled_examples() -> dict[str, dict[str, Any]]:
+    """One entry per stage a customer can stall at, named by the reason it should get."""
+    return {
+        "not_started": entry(wire.CONNECTION_NOT_STARTED, ref_id="NotStarted1"),
+        "utility_not_connected": entry(wire.CONNECTION_PARTIAL, [utility()], ref_id="NotConnected1"),
+        "utility_error.USER_CANCELED": entry(
+            wire.CONNECTION_ERROR,
+            [utility(status=wire.UTILITY_ERROR, error_code=wire.ERROR_USER_CANCELED)],
+            ref_id="Canceled1",
+        ),
+        "utility_error.unknown": entry(
+            wire.CONNECTION_ERROR,
+            [utility(status=wire.UTILITY_ERROR, error_code="SOMETHING_NEW")],
+            ref_id="NewCode1",
+        ),
+        "agreement_pending": entry(
+            wire.CONNECTION_PARTIAL,
+            [utility(status=wire.UTILITY_CONNECTED)],
+            agreements(prohibited="PENDING", dr="SIGNED"),
+            ref_id="Agreement1",
+        ),
+    }
+
+
+# --- the filter policies of docs/events.md -------------------------------------------------------------
+
+POLICY_BLOCK = re.compile(
+    r"```json filter-policy name=(?P<name>\S+) scope=(?P<scope>\S+)\n(?P<policy>.*?)\n```", re.DOTALL
+)
+
+Claim = Callable[[dict[str, Any]], bool]
+
+
+def error_code(event: dict[str, Any]) -> str | None:
+    return message_attributes(event).get("error_code")
+
+
+# What each policy of the doc must select, written independently of the policy.
+CLAIMS: dict[str, Claim] = {
+    "errors-in-caiso": lambda e: (
+        e["type"] in ("connection.error", "utility.error")
+        and e["data"]["connection"]["transmission_region"] == "CAISO"
+    ),
+    "completions": lambda e: e["type"] == "connection.completed",
+    "agreements": lambda e: e["type"].startswith("agreement."),
+    "all-but-utilities": lambda e: not e["type"].startswith("utility."),
+    "user-canceled": lambda e: error_code(e) == "USER_CANCELED",
+    "sdge-utility-events": lambda e: (
+        e["type"].startswith("utility.") and e["data"]["utility"]["utility_name"].startswith("SDG&E")
+    ),
+}
+
+
+def doc_policies() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Policy name -> (scope, policy), as docs/events.md shows them."""
+    text = generate_schemas.EVENTS_DOC.read_text()
+    return {m["name"]: (m["scope"], json.loads(m["policy"])) for m in POLICY_BLOCK.finditer(text)}

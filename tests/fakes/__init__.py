@@ -1,0 +1,10 @@
+"""Test doubles shared across the suite, one module per thing they stand for.
+
+- ``lambda_runtime``: the Lambda context a handler gets, and what it printed (log lines, EMF metrics).
+- ``leap``: a Connect source over fixed pages, and client settings pointing at the Leap simulator.
+- ``poller``: the in-memory poller store (held to the DynamoDB store's contract in
+  tests/integration/test_dynamo_store.py), a clock and a remaining-time budget.
+- ``dynamodb``: what reached a (moto) table: its items read back, and the requests counted.
+
+Test data (entries, stalled customers, ...) is built by ``tests.builders``.
+"""

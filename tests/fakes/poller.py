@@ -1,0 +1,99 @@
+"""The poller's other collaborators: an in-memory store, a clock and a remaining-time budget.
+
+The in-memory store follows the ``PollerStore`` contract of the DynamoDB store (the integration
+tests run the same contract checks against both), so the run logic can be tested without moto.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from leap_tracker.poller.ports import (
+    Checkpoint,
+    LeaseHeld,
+    LeaseLost,
+    QuarantineRecord,
+    SnapshotWrite,
+    StoredState,
+)
+from tests.builders import T0
+
+
+@dataclass
+class MemoryStore:
+    """An in-memory PollerStore that counts what it is asked to write."""
+
+    snapshots: dict[str, SnapshotWrite] = field(default_factory=dict)
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    checkpoints_saved: int = 0
+    lease: tuple[str, datetime] | None = None
+    written: list[tuple[str, int]] = field(default_factory=list)  # (entry id, sequence), in order
+    write_calls: int = 0
+
+    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
+        if self.lease is not None and not self.lease[1] < now:
+            raise LeaseHeld(*self.lease)
+        self.lease = (owner, until)
+
+    def renew_lease(self, owner: str, until: datetime) -> None:
+        if self.lease is None or self.lease[0] != owner:
+            raise LeaseLost(f"run {owner} lost the poller lease")
+        self.lease = (owner, until)
+
+    def release_lease(self, owner: str) -> bool:
+        if self.lease is None or self.lease[0] != owner:
+            return False
+        self.lease = None
+        return True
+
+    def load_checkpoint(self) -> Checkpoint:
+        return self.checkpoint
+
+    def save_checkpoint(self, checkpoint: Checkpoint, owner: str, now: datetime) -> None:
+        self.checkpoint = checkpoint
+        self.checkpoints_saved += 1
+
+    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
+        return {
+            entry_id: StoredState(write.entry.content_hash, write.sequence, write.entry.last_interaction)
+            for entry_id in entry_ids
+            if (write := self.snapshots.get(entry_id)) is not None
+        }
+
+    def write_changes(
+        self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
+    ) -> None:
+        self.write_calls += 1
+        for write in snapshots:
+            self.snapshots[write.entry.entry_id] = write
+            self.written.append((write.entry.entry_id, write.sequence))
+        self.quarantine.extend(quarantined)
+
+    def sequence_of(self, entry_id: str) -> int:
+        return self.snapshots[entry_id].sequence
+
+
+class FakeClock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+class PageBudget:
+    """A remaining-time callable with plenty of time for ``pages`` page checks, then none."""
+
+    def __init__(self, pages: int) -> None:
+        self.left = pages
+
+    def __call__(self) -> int:
+        self.left -= 1
+        return 900_000 if self.left >= 0 else 0

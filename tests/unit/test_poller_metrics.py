@@ -1,0 +1,84 @@
+"""The poller handler's metrics of a run summary (``functions.poller.app.run_metrics``): one count per
+name and run, and one latency per page read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from functions.poller.app import run_metrics
+from leap_tracker.poller.request import PollMode
+from leap_tracker.poller.run import RunStatus, RunSummary
+
+NO_OUTCOME = {"PollInterrupted": 0, "PollSkipped": 0, "PollFailed": 0}
+
+
+def counted(summary: RunSummary) -> dict[str, int]:
+    """The summary's own counts, under the metric names they are published as."""
+    return {
+        "PagesFetched": summary.pages,
+        "EntriesSeen": summary.entries_seen,
+        "EntriesChanged": summary.changed,
+        "EntriesUnchanged": summary.unchanged,
+        "EntriesStale": summary.stale,
+        "EntriesInvalid": summary.invalid,
+        "UnknownEnumValues": summary.unknown_values,
+        "LeapRetries": summary.retries,
+        "PageTokenRestarts": summary.token_restarts,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        pytest.param(RunStatus.COMPLETED, NO_OUTCOME, id="completed"),
+        pytest.param(RunStatus.INTERRUPTED, {**NO_OUTCOME, "PollInterrupted": 1}, id="interrupted"),
+        pytest.param(RunStatus.SKIPPED, {**NO_OUTCOME, "PollSkipped": 1}, id="skipped"),
+        pytest.param(RunStatus.FAILED, {**NO_OUTCOME, "PollFailed": 1}, id="failed"),
+        # its work was not done either
+        pytest.param(RunStatus.LEASE_LOST, {**NO_OUTCOME, "PollFailed": 1}, id="lease-lost"),
+    ],
+)
+def test_each_status_has_its_flag_and_the_counts_are_the_summarys(
+    status: RunStatus, outcome: dict[str, int]
+) -> None:
+    summary = RunSummary(
+        run_id="run-1",
+        mode=PollMode.SCHEDULED,
+        status=status,
+        pages=3,
+        entries_seen=25,
+        changed=7,
+        new=4,
+        unchanged=16,
+        stale=2,
+        invalid=1,
+        unknown_values=5,
+        retries=6,
+        token_restarts=1,
+        api_latency_ms=[12.5, 40.0, 7.25],
+    )
+
+    metrics = run_metrics(summary)
+
+    assert metrics == {**counted(summary), **outcome, "LeapApiLatency": [12.5, 40.0, 7.25]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, {"PagesFetched": 0, "EntriesSeen": 0, "LeapRetries": 0, "LeapApiLatency": []}),
+        ({"pages": 2, "api_latency_ms": [1.0, 2.0]}, {"PagesFetched": 2, "LeapApiLatency": [1.0, 2.0]}),
+        ({"retries": 2, "status": RunStatus.FAILED}, {"LeapRetries": 2, "PollFailed": 1, "PagesFetched": 0}),
+    ],
+    ids=["nothing-read", "two-pages", "failed-after-retries"],
+)
+def test_the_metrics_follow_the_summary(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    metrics = run_metrics(RunSummary(run_id="run-1", mode=PollMode.SCHEDULED, **fields))
+    assert {name: metrics[name] for name in expected} == expected
+
+
+def test_the_new_count_and_the_ref_id_entries_are_not_metrics() -> None:
+    summary = RunSummary(run_id="run-1", mode=PollMode.REF_ID, new=1, entries=[{"id": "x"}])
+    assert set(run_metrics(summary)) == {*counted(summary), *NO_OUTCOME, "LeapApiLatency"}
