@@ -1,0 +1,60 @@
+"""Print template.yaml as CloudFormation receives it: after the AWS SAM transform (for scanners).
+
+    python -m devtools.transformed_template > .aws-sam/transformed.json
+    python -m devtools.transformed_template --parameter KmsKeyArn=arn:aws:kms:... --output t.json
+
+The transform is the local runner's (``samtranslator``, what the ``AWS::Serverless-2016-10-31``
+transform is built on). Parameters without a default get a placeholder of the right shape; SAM
+substitutes few of them, so Conditions and ``Fn::If`` stay in the output for a scanner to see both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from devtools.local_runner.template import load_sam_template, resolve_parameters, transform
+
+REPO = Path(__file__).resolve().parents[1]
+# Values for the parameters that have no default: placeholders with the shape the template demands.
+PLACEHOLDERS = {
+    "LeapApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:leap/api-key-AbCdEf"
+}
+REGION = "us-east-1"
+
+
+def transformed(template: Path, overrides: dict[str, str]) -> dict[str, Any]:
+    sam = load_sam_template(template)
+    declared = sam.get("Parameters", {})
+    values = {name: value for name, value in PLACEHOLDERS.items() if name in declared}
+    parameters = resolve_parameters(declared, values | overrides)
+    return transform(sam, parameters, REGION)
+
+
+def _override(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition("=")
+    if not separator:
+        raise argparse.ArgumentTypeError(f"{text!r} is not Name=Value")
+    return name, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--template", type=Path, default=REPO / "template.yaml")
+    parser.add_argument("--parameter", type=_override, action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--output", type=Path, help="write here instead of standard output")
+    args = parser.parse_args(argv)
+    text = json.dumps(transformed(args.template, dict(args.parameter)), indent=2, sort_keys=True) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
