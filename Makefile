@@ -17,7 +17,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 help:
 	@echo "make demo   - run the whole product locally (moto + the Leap simulator)"
 	@echo "make test   - every test, ruff, sam validate --lint, cfn-lint, checkov and sam build"
-	@echo "make scan   - checkov on template.yaml and on the template after the SAM transform"
+	@echo "make scan   - checkov on template.yaml and subscriber/template.yaml, as written and after the SAM transform"
 	@echo "make bench  - the benchmarks in bench/"
 	@echo "make schemas - regenerate schemas/ from the event catalog"
 	@echo "make contract-check - our Meters v2 description against Leap's file (LEAP_METERS_OPENAPI=/path/to/meters-v2.yml)"
@@ -38,6 +38,8 @@ lint: $(STAMP)
 template: $(STAMP)
 	$(BIN)/sam validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --template subscriber/template.yaml
+	$(BIN)/cfn-lint subscriber/template.yaml
 
 # checkov, pinned, in a virtual environment of its own: it pins boto3 1.35 and networkx 2.6, which
 # clash with this project's boto3 and cfn-lint. Findings are fixed or skipped in the resource's
@@ -57,13 +59,25 @@ $(CHECKOV_STAMP):
 
 # Both the template as written and as CloudFormation receives it (SAM's generated resources).
 # --skip-download and CKV_SKIP_PACKAGE_UPDATE_CHECK: nothing is fetched, the scan runs offline.
+# The subscriber template too; checkov evaluates Conditions on the parameters' defaults, so it is also
+# scanned with DeploySampleConsumer=true as its default (as written and transformed): the consumer's parts.
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --framework cloudformation --skip-download --compact --quiet
+SUBSCRIBER := subscriber/template.yaml
+SUBSCRIBER_CONSUMER := .aws-sam/subscriber-consumer.json
+SUBSCRIBER_TRANSFORMED := .aws-sam/subscriber-consumer-transformed.json
 scan: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m devtools.transformed_template --output $(TRANSFORMED)
-	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --framework cloudformation --skip-download --compact --quiet -f template.yaml
-	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --framework cloudformation --skip-download --compact --quiet -f $(TRANSFORMED)
+	$(CHECKOV) -f template.yaml
+	$(CHECKOV) -f $(TRANSFORMED)
+	$(BIN)/python -m devtools.transformed_template --template $(SUBSCRIBER) --default DeploySampleConsumer=true --untransformed --output $(SUBSCRIBER_CONSUMER)
+	$(BIN)/python -m devtools.transformed_template --template $(SUBSCRIBER) --default DeploySampleConsumer=true --output $(SUBSCRIBER_TRANSFORMED)
+	$(CHECKOV) -f $(SUBSCRIBER)
+	$(CHECKOV) -f $(SUBSCRIBER_CONSUMER)
+	$(CHECKOV) -f $(SUBSCRIBER_TRANSFORMED)
 
 build: $(STAMP)
 	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build
+	$(BIN)/sam build --template subscriber/template.yaml --build-dir .aws-sam/subscriber-build
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q

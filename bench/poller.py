@@ -67,6 +67,7 @@ from leap_tracker.leap.connect_model import canonical_json, validate_entry  # no
 from leap_tracker.poller.ports import Checkpoint, QuarantineRecord, SnapshotWrite, StoredState  # noqa: E402
 from leap_tracker.poller.request import PollMode, PollRequest  # noqa: E402
 from leap_tracker.poller.run import PollEnvironment, RunSummary, run_poll  # noqa: E402
+from leap_tracker.privacy import Pseudonyms  # noqa: E402
 from leap_tracker.table import decode_stored_entry  # noqa: E402
 
 SEED = 2025
@@ -76,6 +77,7 @@ TABLE = "connections"
 SCHEDULED = PollRequest(PollMode.SCHEDULED)
 FULL = PollRequest(PollMode.FULL)
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path
+BENCH_PSEUDONYMS = Pseudonyms.from_secret("bench-log-hash-key-0123456789abcdefghijklmnop")
 
 
 # --- counting DynamoDB requests and write units ----------------------------------------------------
@@ -193,6 +195,7 @@ def poll(
         store=store,
         now=now,
         remaining_ms=lambda: 900_000,
+        pseudonyms=BENCH_PSEUDONYMS,
         retry_count=lambda: getattr(getattr(source, "stats", None), "retries", 0),
     )
     return run_poll(request, f"bench-{run[0]}", env, PollerSettings())

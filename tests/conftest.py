@@ -1,4 +1,5 @@
-"""Shared test set-up: every test runs with fake AWS credentials and the Powertools variables set.
+"""Shared test set-up: every test runs with fake AWS credentials, the Powertools variables and a log
+hash key set.
 
 Nothing here reaches AWS: moto intercepts boto3 in the tests that use it, and these variables make
 sure a test that forgets `mock_aws` fails on credentials instead of touching a real account.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+from tests.fakes.log_key import LOG_HASH_KEY
 
 TEST_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -23,6 +26,9 @@ TEST_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": "LeapConnectTracker",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_DEV": "false",
+    # The stand-in for the log hash key secret (local runs only), so a handler built from the
+    # environment has one; a test of the missing key removes it.
+    "LOG_HASH_KEY": LOG_HASH_KEY,
 }
 
 # Set at import so module-level Powertools objects created during collection see them too.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -20,7 +21,7 @@ from devtools.demo.model import (
     DemoResult,
 )
 from devtools.demo.report import Report, headline, summary_tables
-from devtools.demo.world import bring_up, functions_output_to, running_rules
+from devtools.demo.world import World, bring_up, functions_output_to, running_rules
 
 
 def run_demo(
@@ -33,10 +34,13 @@ def run_demo(
     click_days: int = DEFAULT_CLICK_DAYS,
     quiet: bool = False,
     function_logs: Path | None = None,
+    while_up: Callable[[World], None] | None = None,
 ) -> DemoResult:
     """Run the product over ``days`` simulated days; write progress, summary and checks to ``out``.
 
     The functions' own output (logs, EMF metrics) is discarded, or appended to ``function_logs``.
+    ``while_up`` is called with the world after the run, before it is torn down (a test looks into
+    the stack, e.g. reads the log hash key secret the template generated).
     """
     config = DemoConfig(seed, customers, days, start_offset_hours, click_days)
     report = Report(out or sys.stdout)  # taken before stdout is redirected for the functions
@@ -47,6 +51,8 @@ def run_demo(
         run.stored = stored_entries(world.cloud)
         summary = summary_tables(world, run, rules)
         checks = tuple(ground_truth_checks(world, run, rules))
+        if while_up is not None:
+            while_up(world)
     report.block(summary)
     report.block(["Ground-truth checks", *(check.line() for check in checks)])
     return DemoResult(config, report.text(), checks)

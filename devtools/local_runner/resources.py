@@ -2,16 +2,18 @@
 
 Created in moto: DynamoDB tables (keys, indexes, stream, billing, SSE, TTL, point-in-time recovery),
 SNS topics (FIFO, KMS key, inline subscriptions), SQS queues (every queue attribute, redrive),
-SNS subscriptions (filter policy and its scope, raw delivery, redrive), queue and topic policies and
-Secrets Manager secrets. Functions, event source mappings, schedules, layers, IAM roles and log
-groups are not created in moto: the runner plays them itself, so they only get names and ARNs. Any
-other type is listed in :attr:`Resources.not_emulated` and answers ``Ref`` with its logical id.
+SNS subscriptions (filter policy and its scope, raw delivery, redrive), queue and topic policies,
+Secrets Manager secrets, CloudWatch alarms and dashboards (stored: moto evaluates no alarm).
+Functions, event source mappings, schedules, layers, IAM roles and log groups are not created in
+moto: the runner plays them itself, so they only get names and ARNs. Any other type is listed in
+:attr:`Resources.not_emulated` and answers ``Ref`` with its logical id.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,10 +259,45 @@ class Provisioner:
         name = p.get("Name") or self.physical_name(logical_id, limit=512)
         value = p.get("SecretString")
         if value is None:
-            generate = p.get("GenerateSecretString", {})
-            value = secrets.token_urlsafe(int(generate.get("PasswordLength", 32)))
-        arn = self._client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+            value = _generated_secret(p.get("GenerateSecretString", {}))
+        request = {"Name": name, "SecretString": value}
+        if p.get("KmsKeyId"):
+            request["KmsKeyId"] = p["KmsKeyId"]
+        arn = self._client("secretsmanager").create_secret(**request)["ARN"]
         return Resource(logical_id, "AWS::SecretsManager::Secret", arn, {"Id": arn}, p)
+
+    # -- CloudWatch -----------------------------------------------------------------------------
+    _ALARM_TEXT = (
+        "AlarmDescription",
+        "Namespace",
+        "MetricName",
+        "Statistic",
+        "ExtendedStatistic",
+        "Unit",
+        "ComparisonOperator",
+        "TreatMissingData",
+        "EvaluateLowSampleCountPercentile",
+        "ThresholdMetricId",
+    )
+    _ALARM_NUMBERS = {"Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int, "Threshold": float}
+    _ALARM_AS_IS = ("Dimensions", "Metrics", "AlarmActions", "OKActions", "InsufficientDataActions")
+
+    def _alarm(self, logical_id: str, p: dict[str, Any]) -> Resource:
+        name = p.get("AlarmName") or self.physical_name(logical_id, limit=255)
+        request: dict[str, Any] = {"AlarmName": name}
+        request |= {key: str(p[key]) for key in self._ALARM_TEXT if key in p}
+        request |= {key: cast(p[key]) for key, cast in self._ALARM_NUMBERS.items() if key in p}
+        request |= {key: p[key] for key in self._ALARM_AS_IS if key in p}
+        if "ActionsEnabled" in p:
+            request["ActionsEnabled"] = _truthy(p["ActionsEnabled"])
+        self._client("cloudwatch").put_metric_alarm(**request)
+        arn = self.arn("cloudwatch", f"alarm:{name}")
+        return Resource(logical_id, "AWS::CloudWatch::Alarm", name, {"Arn": arn}, p)
+
+    def _dashboard(self, logical_id: str, p: dict[str, Any]) -> Resource:
+        name = p.get("DashboardName") or self.physical_name(logical_id, limit=255)
+        self._client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=p["DashboardBody"])
+        return Resource(logical_id, "AWS::CloudWatch::Dashboard", name, {}, p)
 
     _CREATORS: dict[str, Callable[[Provisioner, str, dict[str, Any]], Resource]] = {
         "AWS::DynamoDB::Table": _table,
@@ -270,7 +307,18 @@ class Provisioner:
         "AWS::SNS::Subscription": _subscription,
         "AWS::SNS::TopicPolicy": _topic_policy,
         "AWS::SecretsManager::Secret": _secret,
+        "AWS::CloudWatch::Alarm": _alarm,
+        "AWS::CloudWatch::Dashboard": _dashboard,
     }
+
+
+def _generated_secret(spec: Mapping[str, Any]) -> str:
+    """A random string as GenerateSecretString makes it: its length, letters and digits, and
+    punctuation unless ExcludePunctuation (the other exclusion options are not emulated)."""
+    alphabet = string.ascii_letters + string.digits
+    if not _truthy(spec.get("ExcludePunctuation", False)):
+        alphabet += string.punctuation
+    return "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
 
 
 def _truthy(value: Any) -> bool:

@@ -70,6 +70,26 @@ class Schedule:
         return json.loads(text)
 
 
+@dataclass(frozen=True)
+class SubscriberStack:
+    """A stack deployed next to the main one (``LocalCloud.deploy_subscriber``)."""
+
+    name: str
+    template_path: Path
+    parameters: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    resources: Resources
+    functions: Mapping[str, LocalFunction]  # by "<stack name>/<logical id>", as the cloud knows them
+
+    @property
+    def queue_url(self) -> str:
+        return str(self.outputs["QueueUrl"])
+
+    def function_id(self, logical_id: str) -> str:
+        """How the cloud names one of this stack's functions (or mappings)."""
+        return f"{self.name}/{logical_id}"
+
+
 # ------------------------------------------------------------------------- resources in moto
 
 
@@ -207,21 +227,29 @@ def add_code_paths(project_root: Path, resources: Resources) -> list[str]:
     return added
 
 
-def local_functions(resources: Resources, *, region: str, env: Mapping[str, str]) -> dict[str, LocalFunction]:
-    """Every AWS::Lambda::Function, by logical id, with its resolved environment (``env`` added last)."""
+def local_functions(
+    resources: Resources, *, region: str, env: Mapping[str, str], package: tuple[str, ...] = ()
+) -> dict[str, LocalFunction]:
+    """Every AWS::Lambda::Function, by logical id, with its resolved environment (``env`` added last).
+
+    ``package``: where the template's directory is as a package of the project root (a CodeUri is
+    relative to its template: ``consumer/`` of subscriber/template.yaml is ``subscriber.consumer``).
+    """
     return {
-        resource.logical_id: _local_function(resource, region, env)
+        resource.logical_id: _local_function(resource, region, env, package)
         for resource in resources.of_type("AWS::Lambda::Function")
     }
 
 
-def _local_function(resource: Resource, region: str, env: Mapping[str, str]) -> LocalFunction:
+def _local_function(
+    resource: Resource, region: str, env: Mapping[str, str], template_package: tuple[str, ...]
+) -> LocalFunction:
     p = resource.properties
     code = local_code_path(p.get("Code"))
     if code is None:
         raise TemplateError(f"{resource.logical_id}: only local CodeUri directories can run locally")
     handler_module, handler_name = p["Handler"].rsplit(".", 1)
-    package = ".".join(Path(code).parts)
+    package = ".".join((*template_package, *Path(code).parts))
     module_name = f"{package}.{handler_module}" if package else handler_module
     memory = int(p.get("MemorySize", 128))
     template_env = {

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
 from leap_tracker.config import Settings, load_settings
 from leap_tracker.emitter.processor import InOrderStreamProcessor
@@ -38,8 +39,10 @@ class Dependencies:
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
-    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
-    return Dependencies(DiffRules.from_settings(settings), events_publisher(settings, client("sns")))
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service.
+    The log hash key (a FIFO topic's group ids are entry pseudonyms) is read here, once."""
+    publisher = events_publisher(settings, client("sns"), log_pseudonyms(settings))
+    return Dependencies(DiffRules.from_settings(settings), publisher)
 
 
 @cache

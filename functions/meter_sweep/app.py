@@ -21,10 +21,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
 from leap_tracker.adapters.watch_store import DynamoWatchStore
-from leap_tracker.config import MeterWatchSettings, Settings, load_settings, require
+from leap_tracker.config import MeterWatchSettings, Settings, load_settings, plain_http_variables, require
 from leap_tracker.meters.sweep import MeterSweepSummary, SweepIncomplete, run_sweep
+from leap_tracker.privacy import Pseudonyms, excerpt
 from leap_tracker.timeutil import parse_instant, utc_now
 
 logger = Logger()
@@ -40,17 +42,22 @@ class Dependencies:
     leap: LeapHttpClient
     publisher: SnsPublisher
     settings: MeterWatchSettings
+    pseudonyms: Pseudonyms
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
-    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service.
+    The log hash key is read here, once."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
-    publisher = events_publisher(settings, client("sns"))
+    for variable in plain_http_variables(settings):
+        logger.warning(f"{variable} is a loopback http:// URL: accepted for local runs only")
+    pseudonyms = log_pseudonyms(settings)
     return Dependencies(
         store=DynamoWatchStore(client("dynamodb"), table_name),
         leap=LeapHttpClient(settings.leap),
-        publisher=publisher,
+        publisher=events_publisher(settings, client("sns"), pseudonyms),
         settings=settings.meters,
+        pseudonyms=pseudonyms,
     )
 
 
@@ -71,7 +78,9 @@ def sweep_time(event: dict[str, Any]) -> datetime:
         try:
             return parse_instant(planned)
         except ValueError:
-            logger.warning("unusable scheduled_time, using the clock", extra={"scheduled_time": planned})
+            logger.warning(
+                "unusable scheduled_time, using the clock", extra={"scheduled_time": excerpt(planned)}
+            )
     return utc_now()
 
 
@@ -83,6 +92,7 @@ def lambda_handler(
     """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
     deps = deps or dependencies()
     calls_before = deps.leap.stats.meters_requests
+    refusals_before = deps.leap.stats.auth_refusals
     try:
         summary = run_sweep(
             store=deps.store,
@@ -91,14 +101,22 @@ def lambda_handler(
             settings=deps.settings,
             now=sweep_time(event),
             remaining_ms=context.get_remaining_time_in_millis,
+            pseudonyms=deps.pseudonyms,
         )
     except SweepIncomplete as incomplete:
         result = _report(incomplete.summary, deps.leap.stats.meters_requests - calls_before)
+        _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
         logger.error(str(incomplete), extra=result)
         raise  # log_metrics flushes the metrics on the way out
     result = _report(summary, deps.leap.stats.meters_requests - calls_before)
+    _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
     logger.info("meter sweep", extra=result)
     return result
+
+
+def _add_auth_refusals(count: int) -> None:
+    """Leap refused the API key (401/403): the LeapAuthFailures alarm's metric (the poller's too)."""
+    metrics.add_metric("LeapAuthFailures", MetricUnit.Count, count)
 
 
 def _report(summary: MeterSweepSummary, api_calls: int) -> dict[str, Any]:

@@ -21,10 +21,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.config import MeterWatchSettings, Settings, load_settings, require
+from leap_tracker.leap import wire
 from leap_tracker.meters.opening import OpenResult, open_watch
+from leap_tracker.privacy import Pseudonyms, excerpt
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()
@@ -35,12 +38,15 @@ metrics = Metrics()
 class Dependencies:
     store: DynamoWatchStore
     settings: MeterWatchSettings
+    pseudonyms: Pseudonyms
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
-    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service.
+    The log hash key is read here, once."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
-    return Dependencies(DynamoWatchStore(client("dynamodb"), table_name), settings.meters)
+    store = DynamoWatchStore(client("dynamodb"), table_name)
+    return Dependencies(store, settings.meters, log_pseudonyms(settings))
 
 
 @cache
@@ -52,8 +58,11 @@ def dependencies() -> Dependencies:
 def record_handler(record: SQSRecord, deps: Dependencies) -> OpenResult:
     event = json.loads(record.body)
     result = open_watch(deps.store, event, utc_now(), deps.settings)
-    # The event id only: ref ids are the partner's free text and may identify a customer.
-    logger.info("meter watch", extra={"result": result.value, "event_id": event.get("id")})
+    # The event id and the entry's pseudonym: ref ids are the partner's free text (a customer's).
+    line = {"result": result.value, "event_id": excerpt(event.get("id"))}
+    if result is not OpenResult.IGNORED:  # a completion open_watch checked: its entry id is a string
+        line["entry"] = deps.pseudonyms.entry(event["data"]["connection"][wire.ENTRY_ID])
+    logger.info("meter watch", extra=line)
     opened = result in (OpenResult.OPENED, OpenResult.REOPENED)
     metrics.add_metric("WatchesOpened", MetricUnit.Count, 1 if opened else 0)  # 0 too: redeliveries show
     return result

@@ -28,16 +28,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.outreach_store import DynamoOutreachStore
-from leap_tracker.adapters.secrets import secret_provider
+from leap_tracker.adapters.secrets import log_pseudonyms, secret_provider
 from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.webhook import WebhookChannel, secret_key
-from leap_tracker.config import OutreachSettings, Settings, load_settings, require
+from leap_tracker.config import OutreachSettings, Settings, load_settings, plain_http_variables, require
 from leap_tracker.outreach import deferral
 from leap_tracker.outreach.decision import Action, Because, OutreachPolicy
 from leap_tracker.outreach.ports import Channel, EventTopic, TopicChannel
-from leap_tracker.outreach.service import Outreach, OutreachResult
+from leap_tracker.outreach.service import DeliveryFailed, Outreach, OutreachResult
 from leap_tracker.outreach.templates import check_connect_url_pattern, load_templates
+from leap_tracker.privacy import Pseudonyms
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()
@@ -65,10 +66,14 @@ class Dependencies:
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
-    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service.
+    The log hash key is read here, once."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
+    for variable in plain_http_variables(settings):
+        logger.warning(f"{variable} is a loopback http:// URL: accepted for local runs only")
+    pseudonyms = log_pseudonyms(settings)
     sns = client("sns")
-    audit = EventTopic(events_publisher(settings, sns))
+    audit = EventTopic(events_publisher(settings, sns, pseudonyms))
     outreach = Outreach(
         store=DynamoOutreachStore(client("dynamodb"), table_name),
         channels=build_channels(settings.outreach, sns),
@@ -76,6 +81,7 @@ def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_cl
         templates=load_templates(settings.outreach.templates_file),
         policy=OutreachPolicy.from_settings(settings),
         connect_url_pattern=check_connect_url_pattern(settings.outreach.connect_url_pattern),
+        pseudonyms=pseudonyms,
     )
     margin_ms = int((settings.outreach.webhook_timeout_seconds + 5) * 1000)
     return Dependencies(outreach, cache(partial(client, "sqs")), margin_ms)
@@ -118,8 +124,12 @@ def lease_until(now: datetime, context: LambdaContext) -> datetime:
 
 def handle_record(record: SQSRecord, lambda_context: LambdaContext, deps: Dependencies) -> str:
     now = utc_now()
-    outcome = deps.outreach.handle_event(record.json_body, now, lease_until(now, lambda_context))
-    _log(outcome)
+    try:
+        outcome = deps.outreach.handle_event(record.json_body, now, lease_until(now, lambda_context))
+    except DeliveryFailed:  # the queue retries it; counted for the delivery failures alarm
+        metrics.add_metric("OutreachDeliveryFailures", MetricUnit.Count, 1)
+        raise
+    _log(outcome, deps.outreach.pseudonyms)
     if outcome.action is not Action.DEFER or outcome.until is None:
         return outcome.action.value
     if deferral.hand_over_to_sweep(int(record.attributes.approximate_receive_count)):
@@ -159,7 +169,7 @@ def follow_up(context: LambdaContext, deps: Dependencies) -> dict[str, Any]:
         has_time=lambda: context.get_remaining_time_in_millis() > deps.follow_up_margin_ms,
     )
     for outcome in summary.outcomes:
-        _log(outcome)
+        _log(outcome, deps.outreach.pseudonyms)
     result = {
         "due": summary.due,
         "sent": sum(1 for o in summary.outcomes if o.action is Action.SEND),
@@ -169,6 +179,7 @@ def follow_up(context: LambdaContext, deps: Dependencies) -> dict[str, Any]:
         "stopped_early": summary.stopped_early,
     }
     metrics.add_metric("FollowUpsFailed", MetricUnit.Count, summary.failed)
+    metrics.add_metric("OutreachDeliveryFailures", MetricUnit.Count, summary.delivery_failures)
     logger.info("follow-up sweep", extra=result)
     if summary.failed:  # the others are done; failing counts an error and runs Lambda's async retries
         raise FollowUpsFailed(f"{summary.failed} of {summary.due} due customers failed; they stay due")
@@ -184,7 +195,7 @@ def _warn_without_channel(deps: Dependencies) -> None:
         )
 
 
-def _log(outcome: OutreachResult) -> None:
+def _log(outcome: OutreachResult, pseudonyms: Pseudonyms) -> None:
     metric = {Action.SEND: "OutreachSent", Action.SUPPRESS: "OutreachSuppressed"}.get(outcome.action)
     if metric:
         metrics.add_metric(metric, MetricUnit.Count, 1)
@@ -193,7 +204,7 @@ def _log(outcome: OutreachResult) -> None:
     logger.info(
         "outreach decision",
         extra={
-            "entry_id": outcome.entry_id,
+            "entry": pseudonyms.entry(outcome.entry_id),  # never the id: it embeds the Reference ID
             "action": outcome.action.value,
             "reason": outcome.reason,
             "because": outcome.because.value if outcome.because else None,

@@ -23,9 +23,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.poller_store import DynamoPollerStore
-from leap_tracker.config import Settings, load_settings, require
-from leap_tracker.poller.request import InvalidPollRequest, parse_request
+from leap_tracker.adapters.secrets import log_pseudonyms
+from leap_tracker.config import Settings, load_settings, plain_http_variables, require
+from leap_tracker.poller.request import InvalidPollRequest, PollMode, parse_request
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
+from leap_tracker.privacy import Pseudonyms
 from leap_tracker.timeutil import utc_now
 
 logger = Logger()
@@ -37,15 +39,20 @@ class Dependencies:
     settings: Settings
     leap: LeapHttpClient
     store: DynamoPollerStore
+    pseudonyms: Pseudonyms
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
-    """What the handler works with, from its settings; ``client`` makes the AWS clients by service."""
+    """What the handler works with, from its settings; ``client`` makes the AWS clients by service.
+    The log hash key is read here, once."""
     table_name = require(settings.connections_table, "CONNECTIONS_TABLE")
+    for variable in plain_http_variables(settings):
+        logger.warning(f"{variable} is a loopback http:// URL: accepted for local runs only")
     return Dependencies(
         settings=settings,
         leap=LeapHttpClient(settings.leap),
         store=DynamoPollerStore(client("dynamodb"), table_name),
+        pseudonyms=log_pseudonyms(settings),
     )
 
 
@@ -72,18 +79,22 @@ def lambda_handler(
         store=deps.store,
         now=utc_now,
         remaining_ms=context.get_remaining_time_in_millis,
+        pseudonyms=deps.pseudonyms,
         retry_count=lambda: deps.leap.stats.retries,
     )
     run_id = getattr(context, "aws_request_id", "") or uuid.uuid4().hex
+    refusals_before = deps.leap.stats.auth_refusals
     try:
         summary = run_poll(request, run_id, env, deps.settings.poller)
     except PollFailed as failure:
         # One ERROR line with the summary; log_metrics flushes the metrics on the way out of the
         # exception too (PollFailed among them).
         _add_metrics(run_metrics(failure.summary))
-        logger.error(str(failure), extra=failure.summary.for_log())
+        _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
+        logger.error(str(failure), extra=failure.summary.for_log(deps.pseudonyms))
         raise
     _add_metrics(run_metrics(summary))
+    _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
     return summary.as_dict()
 
 
@@ -102,8 +113,17 @@ def run_metrics(summary: RunSummary) -> dict[str, int | list[float]]:
         "PollInterrupted": int(summary.status is RunStatus.INTERRUPTED),
         "PollSkipped": int(summary.status is RunStatus.SKIPPED),
         "PollFailed": int(summary.status in (RunStatus.FAILED, RunStatus.LEASE_LOST)),
+        # The freshness alarm's metric: a pass read its last page (a ref_id poll is not a pass).
+        "PollPassCompleted": int(
+            summary.status is RunStatus.COMPLETED and summary.mode is not PollMode.REF_ID
+        ),
         "LeapApiLatency": list(summary.api_latency_ms),
     }
+
+
+def _add_auth_refusals(count: int) -> None:
+    """Leap refused the API key (401/403): the LeapAuthFailures alarm's metric (the sweep's too)."""
+    metrics.add_metric(name="LeapAuthFailures", unit=MetricUnit.Count, value=count)
 
 
 def _add_metrics(values: dict[str, int | list[float]]) -> None:

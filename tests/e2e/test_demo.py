@@ -15,6 +15,7 @@ from devtools.local_runner import PartnerMessage
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events.diff import DEFAULT_RULES, change_events
 from leap_tracker.leap import wire
+from subscriber.filter_policies import named_policy
 from tests.builders import entry
 
 # 25 customers, 2 simulated days, joining the campaign 2 days in: seed 99 gives meters appearing for 8
@@ -147,10 +148,11 @@ def test_meters_are_certainly_found_only_once_the_longest_wait_has_passed() -> N
 
 
 def test_the_demo_reads_its_filter_policy_and_schedule_rates_from_the_sources() -> None:
-    scope, policy = demo.doc_filter_policy(demo.FILTERED_POLICY)
+    # The filtered partner queue is a subscriber stack given this ready policy's name.
+    policy = named_policy(demo.FILTERED_POLICY)
 
-    assert scope == "MessageAttributes"
-    assert set(policy) == {"type", "transmission_region"}
+    assert policy.scope == "MessageAttributes"  # what the demo's own matching (checks._matches) reads
+    assert set(policy.policy) == {"type", "transmission_region"}
     assert demo.schedule_rate("rate(1 hour)") == timedelta(hours=1)
     assert demo.schedule_rate("rate(2 days)") == timedelta(days=2)
     with pytest.raises(ValueError, match="one simulated hour"):

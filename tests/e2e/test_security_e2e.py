@@ -150,8 +150,17 @@ def test_with_a_partner_key_and_partner_accounts_events_reach_a_partner_and_ever
     assert {function for function, *_ in call_log.calls} == set(FUNCTIONS)
 
     keys = encryption_keys(cloud)
-    assert len(keys) == 14  # 11 queues, 2 topics, the table
+    assert len(keys) == 15  # 11 queues, 3 topics (events, outreach, alarms), the table
     assert keys == dict.fromkeys(keys, cloud.parameters["KmsKeyArn"])
+    log_hash_key = cloud.resources["LogHashKeySecret"].ref
+    secret = cloud.client("secretsmanager").describe_secret(SecretId=log_hash_key)
+    assert secret["KmsKeyId"] == cloud.parameters["KmsKeyArn"]
+    readers = {
+        function
+        for function, service, operation, params in call_log.calls
+        if (service, operation) == ("secretsmanager", "GetSecretValue") and params["SecretId"] == log_hash_key
+    }
+    assert readers == set(FUNCTIONS)  # each read the key its role allows (checked above)
     policy = json.loads(
         cloud.client("sns").get_topic_attributes(TopicArn=cloud.resources.topic_arn("EventsTopic"))[
             "Attributes"

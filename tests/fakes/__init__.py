@@ -5,6 +5,7 @@
 - ``poller``: the in-memory poller store (held to the DynamoDB store's contract in
   tests/integration/test_dynamo_store.py), a clock and a remaining-time budget.
 - ``dynamodb``: what reached a (moto) table: its items read back, and the requests counted.
+- ``log_key``: the log hash key every test's environment holds, and the pseudonyms it gives.
 
 Test data (entries, stalled customers, ...) is built by ``tests.builders``.
 """

@@ -26,6 +26,7 @@ from leap_tracker.config import ConfigError, load_settings
 from leap_tracker.events import catalog
 from leap_tracker.table import decode_stored_entry
 from tests.fakes.lambda_runtime import FakeLambdaContext
+from tests.fakes.log_key import PSEUDONYMS
 
 
 class FlakySns:
@@ -255,7 +256,7 @@ def test_removals_and_other_items_publish_nothing(topic: Topic) -> None:
     assert topic.received() == []
 
 
-def test_fifo_topic_groups_by_entry_and_deduplicates_on_the_event_id(fifo_topic: Topic) -> None:
+def test_fifo_topic_groups_by_entry_pseudonym_and_deduplicates_on_the_event_id(fifo_topic: Topic) -> None:
     records = samples.history_records(samples.commercial_history())
 
     fifo_topic.invoke(records)
@@ -264,7 +265,9 @@ def test_fifo_topic_groups_by_entry_and_deduplicates_on_the_event_id(fifo_topic:
     received = fifo_topic.received()
     assert len(received) == 11
     entry_id = decode_stored_entry(records[0]["dynamodb"]["NewImage"]["entry"]["B"])["id"]
-    assert {m["raw"]["Attributes"]["MessageGroupId"] for m in received} == {entry_id}
+    # One group for the entry, named by its keyed pseudonym (LOG_HASH_KEY): SNS metadata is not
+    # encrypted, and the entry id embeds the Reference ID.
+    assert {m["raw"]["Attributes"]["MessageGroupId"] for m in received} == {PSEUDONYMS.entry(entry_id)}
     assert [m["event"]["sequence"] for m in received] == sorted(m["event"]["sequence"] for m in received)
 
 

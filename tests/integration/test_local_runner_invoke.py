@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,6 +114,16 @@ def test_secrets_become_real_secrets_behind_their_parameter() -> None:
         arn = cloud.parameters["LeapApiKeySecretArn"]
         assert cloud.functions[POLLER].environment["LEAP_API_KEY_SECRET_ARN"] == arn
         assert cloud.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"] == "leap-key-123"
+
+
+def test_a_secret_the_template_generates_is_made_as_its_generate_secret_string_says() -> None:
+    with LocalCloud(TEMPLATE, secrets={"LeapApiKeySecretArn": "leap-key-123"}) as cloud:
+        arn = cloud.resources["LogHashKeySecret"].ref
+        value = cloud.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        environments = {name: f.environment["LOG_HASH_KEY_SECRET_ARN"] for name, f in cloud.functions.items()}
+
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", value)  # PasswordLength 64, ExcludePunctuation
+    assert set(environments.values()) == {arn}  # every function reads the one key
 
 
 def test_the_schedule_invokes_its_function_with_the_template_input(cloud: LocalCloud) -> None:

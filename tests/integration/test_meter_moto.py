@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devtools.leap_simulator import LeapSimulator, server_error
+from devtools.leap_simulator import LeapSimulator, http_error, server_error
 from devtools.template_tables import create_connections_table as create_table_as_declared
 from functions.meter_sweep import app as sweep_app
 from functions.meter_watch import app as watch_app
@@ -335,7 +335,24 @@ def test_leap_answering_500_to_every_retry_fails_the_sweep_invocation_and_leaves
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     [error] = [line for line in lines if line.get("level") == "ERROR"]
     assert (error["leap_failures"], error["checked"], error["due"]) == (1, 0, 3)
-    assert emf_metrics(lines)["MetersApiFailures"] == [1]  # flushed although the handler raised
+    metrics = emf_metrics(lines)
+    assert metrics["MetersApiFailures"] == [1]  # flushed although the handler raised
+    assert metrics["LeapAuthFailures"] == [0]  # Leap failed, but did not refuse the key
+
+
+def test_leap_refusing_the_key_is_counted_for_the_auth_alarm(
+    aws: Aws, leap: LeapSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws.seed_watches([a_watch(n) for n in range(3)])
+    aws.seed_connections([a_watch(n).entry_id for n in range(3)])
+    leap.inject(http_error(401), times=None, path=wire.METERS_SEARCH_PATH)
+    with logs_in_capture(sweep_app.logger), pytest.raises(SweepIncomplete, match=r"API key \(401\)"):
+        aws.sweep_at(T0 + 24 * HOUR)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    metrics = emf_metrics(lines)
+    assert metrics["LeapAuthFailures"] == [1]  # the LeapAuthFailures alarm's metric, flushed on the raise
+    assert metrics["MetersApiFailures"] == [1]
+    assert len(list(aws.store.due_watches(T0 + 24 * HOUR))) == 3  # all still due for the next sweep
 
 
 def test_a_reference_id_the_meters_search_refuses_is_not_sent_to_it(aws: Aws, leap: LeapSimulator) -> None:

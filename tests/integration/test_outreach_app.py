@@ -272,13 +272,14 @@ def test_after_several_deferrals_the_customer_is_handed_to_the_sweep(env: Env) -
 # --- failures and retries --------------------------------------------------------------------------
 
 
-def test_a_failed_webhook_is_retried_through_the_queue(env: Env) -> None:
+def test_a_failed_webhook_is_retried_through_the_queue(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     env.at(ACTIONABLE)
     env.enqueue(env.store(stalled_examples()["utility_not_connected"])[:1])
     env.receiver.fail_next(1)
 
     records = env.receive()
     assert env.invoke(records) == [records[0]["messageId"]]
+    assert emf_metrics(printed(capsys)[1])["OutreachDeliveryFailures"] == [1]  # the delivery alarm's
     assert env.audit() == []  # nothing sent, nothing audited
     assert "pending_key" not in env.state(stalled_examples()["utility_not_connected"]["id"])
 
@@ -338,7 +339,7 @@ def env_event(raw: dict[str, Any]) -> dict[str, Any]:
     return change_events(None, raw, 1)[0]
 
 
-def test_a_malformed_message_fails_alone(env: Env) -> None:
+def test_a_malformed_message_fails_alone(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     env.at(ACTIONABLE)
     env.enqueue(env.store(stalled_examples()["not_started"])[:1])
     env.sqs.send_message(QueueUrl=env.queue_url, MessageBody="not json")
@@ -352,6 +353,9 @@ def test_a_malformed_message_fails_alone(env: Env) -> None:
     assert len(records) == 3
     assert len(failed) == 2
     assert len(env.receiver.accepted()) == 1
+    metrics = emf_metrics(printed(capsys)[1])
+    assert metrics["OutreachRecordsFailed"] == [2]
+    assert "OutreachDeliveryFailures" not in metrics  # no channel refused anything
 
 
 # --- follow-ups ------------------------------------------------------------------------------------
@@ -470,7 +474,9 @@ def test_without_a_channel_the_customer_is_decided_again_and_messaged_once_a_cha
     assert no_channel_warnings() == 2
 
 
-def test_a_failed_topic_publish_fails_the_record_and_uses_no_attempt(env: Env) -> None:
+def test_a_failed_topic_publish_fails_the_record_and_uses_no_attempt(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     topic_arn = os.environ["OUTREACH_TOPIC_ARN"]
     env.set_env(OUTREACH_CHANNELS="topic", OUTREACH_TOPIC_ARN=topic_arn + "-gone")  # SNS refuses
     raw = stalled_examples()["utility_not_connected"]
@@ -479,6 +485,7 @@ def test_a_failed_topic_publish_fails_the_record_and_uses_no_attempt(env: Env) -
 
     records = env.receive()
     assert env.invoke(records) == [records[0]["messageId"]]  # retried through the queue
+    assert emf_metrics(printed(capsys)[1])["OutreachDeliveryFailures"] == [1]  # the topic channel too
     assert env.audit() == []
     assert {"attempts", "pending_key"}.isdisjoint(env.state(raw["id"]))
 
@@ -515,8 +522,10 @@ def test_a_sweep_with_a_failed_customer_fails_after_finishing_the_others(
         env.follow_up()
 
     assert len(env.receiver.accepted()) == 1  # the other customer was done
-    (summary,) = [line for line in printed(capsys)[1] if line.get("message") == "follow-up sweep"]
+    lines = printed(capsys)[1]
+    (summary,) = [line for line in lines if line.get("message") == "follow-up sweep"]
     assert (summary["due"], summary["sent"], summary["failed"]) == (2, 1, 1)
+    assert emf_metrics(lines)["OutreachDeliveryFailures"] == [1]  # the delivery alarm's metric
     assert env.follow_up()["sent"] == 1  # the failed one stayed due: Lambda's retry sends it
     assert len(env.receiver.accepted()) == 2
 

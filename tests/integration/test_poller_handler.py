@@ -16,7 +16,7 @@ import pytest
 from devtools.leap_simulator import LeapSimulator, server_error
 from functions.poller import app
 from leap_tracker import table
-from leap_tracker.config import load_settings
+from leap_tracker.config import ConfigError, load_settings
 from leap_tracker.leap.api import LeapAuthError, LeapUnavailable
 from leap_tracker.poller.request import InvalidPollRequest
 from leap_tracker.poller.run import PollFailed
@@ -89,6 +89,8 @@ def test_a_scheduled_invocation_polls_and_reports(
     assert metrics["PagesFetched"] == [3]
     assert metrics["EntriesChanged"] == [sim.customers]
     assert metrics["PollInterrupted"] == [0]
+    assert metrics["PollPassCompleted"] == [1]  # the freshness alarm's metric
+    assert metrics["LeapAuthFailures"] == [0]
     assert len(metrics["LeapApiLatency"]) == 3
     units = emf_units(lines)
     assert units.pop("LeapApiLatency") == "Milliseconds"
@@ -147,7 +149,10 @@ def test_a_wrong_key_ends_the_run_with_one_clear_error_line(
     assert len(errors) == 1
     assert "Leap rejected the API key (401)" in errors[0]["message"]
     assert "LEAP_API_KEY" in errors[0]["message"]  # says which setting to fix
-    assert emf_metrics(lines)["PollFailed"] == [1]
+    metrics = emf_metrics(lines)
+    assert metrics["PollFailed"] == [1]
+    assert metrics["LeapAuthFailures"] == [1]  # the LeapAuthFailures alarm's metric
+    assert metrics["PollPassCompleted"] == [0]
     leases = [i for i in scan_items(dynamodb, connections_table) if i[table.SK]["S"] == table.LEASE_SK]
     assert leases == []
 
@@ -185,6 +190,7 @@ def test_leap_answering_500_to_every_retry_makes_the_invocation_fail_with_its_me
     assert (error["status"], error["pages"], error["retries"]) == ("failed", 0, 2)  # LEAP_MAX_RETRIES
     metrics = emf_metrics(lines)  # log_metrics flushed them although the handler raised
     assert metrics["PollFailed"] == [1]
+    assert metrics["LeapAuthFailures"] == [0]  # Leap failed, but did not refuse the key
     assert metrics["LeapRetries"] == [2]
     assert metrics["PagesFetched"] == [0]
     items = scan_items(dynamodb, connections_table)
@@ -213,3 +219,24 @@ def test_an_eventbridge_scheduled_event_is_a_scheduled_run(
     summary = app.lambda_handler(event("eventbridge-scheduled-event.json"), FakeLambdaContext(), deps)
     assert (summary["status"], summary["mode"], summary["pass"]) == ("completed", "scheduled", "full")
     assert summary["changed"] == sim.customers
+
+
+def test_a_loopback_http_leap_url_is_accepted_for_local_runs_with_a_warning(
+    configure: Callable[..., app.Dependencies], sim: LeapSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sim.base_url.startswith("http://127.0.0.1:")  # the simulator: what local runs use
+
+    with logs_in_capture(app.logger):
+        configure()
+
+    warnings = [line for line in output_lines(capsys) if line.get("level") == "WARNING"]
+    assert [line["message"] for line in warnings] == [
+        "LEAP_API_BASE_URL is a loopback http:// URL: accepted for local runs only"
+    ]
+
+
+def test_a_plain_http_leap_url_elsewhere_fails_the_cold_start_naming_the_variable(
+    configure: Callable[..., app.Dependencies],
+) -> None:
+    with pytest.raises(ConfigError, match=r"^LEAP_API_BASE_URL must be an https:// URL"):
+        configure(LEAP_API_BASE_URL="http://api.leap.energy")

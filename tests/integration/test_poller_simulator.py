@@ -23,6 +23,7 @@ from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from leap_tracker.table import decode_stored_entry
 from tests.fakes.dynamodb import RequestCounter, scan_items, stored_connections
+from tests.fakes.log_key import PSEUDONYMS
 from tests.fakes.poller import PageBudget
 
 SCHEDULED = PollRequest(PollMode.SCHEDULED)
@@ -70,6 +71,7 @@ class World:
             store=store or self.store(),
             now=lambda: self.sim.now,
             remaining_ms=remaining or PageBudget(10_000),
+            pseudonyms=PSEUDONYMS,
             retry_count=lambda: leap.stats.retries if hasattr(leap, "stats") else 0,
         )
         return run_poll(request, run_id or f"run-{self.runs}", env, SETTINGS)

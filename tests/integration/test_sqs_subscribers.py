@@ -21,8 +21,10 @@ from typing import Any
 import boto3
 import pytest
 import time_machine
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
+from devtools.local_runner.aws_calls import CallCounter
 from devtools.local_runner.shapes import sqs_record
 from devtools.template_tables import create_connections_table
 from functions.meter_watch import app as watch_app
@@ -32,6 +34,7 @@ from leap_tracker.config import load_settings
 from leap_tracker.events.diff import change_events
 from leap_tracker.leap.connect_model import validate_entry
 from leap_tracker.poller.ports import SnapshotWrite
+from leap_tracker.privacy import Pseudonyms
 from tests.builders import LAST_INTERACTION, stalled_examples
 from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, logs_in_capture, printed
 
@@ -186,3 +189,41 @@ def enqueued_record(event: dict[str, Any]) -> dict[str, Any]:
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
     (message,) = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
     return sqs_record(message, arn, REGION)
+
+
+STACK_LOG_HASH_KEY = "R8vJq2LmX5cT9wZp1KbN7dYf3HsA6eGu0QiVoMxCzWlEtBrUjPkSnDgFhIaYyO4q"  # 64, as generated
+
+
+@SUBSCRIBERS
+def test_a_cold_start_reads_the_log_hash_key_once_and_lines_name_the_customer_by_its_pseudonym(
+    aws: Any, subscriber: Subscriber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    arn = secrets.create_secret(Name="log-hash-key", SecretString=STACK_LOG_HASH_KEY)["ARN"]
+    monkeypatch.setenv("LOG_HASH_KEY_SECRET_ARN", arn)  # wins over the tests' LOG_HASH_KEY
+    # A new sandbox: Powertools' providers (cleared in place, as the local runner's cold start does)
+    # and boto3's default session are made anew, with the call counter in them.
+    parameters_base.DEFAULT_PROVIDERS.clear()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    (good,) = sample(subscriber.good_sample)["Records"]
+    connection = json.loads(good["body"])["data"]["connection"]
+    calls = CallCounter()
+    calls.install()
+    calls.current_function = subscriber.app.__name__
+    try:
+        deps = subscriber.app.build_dependencies(load_settings())  # the cold start
+        with logs_in_capture(subscriber.app.logger):
+            for _ in range(2):  # warm invocations read nothing more
+                subscriber.app.lambda_handler({"Records": [good]}, FakeLambdaContext(), deps)
+    finally:
+        calls.uninstall()
+
+    assert calls.totals()[("secretsmanager", "GetSecretValue")] == 1
+    text, lines = printed(capsys)
+    assert connection["id"] not in text
+    assert connection["ref_id"] not in text
+    pseudonym = Pseudonyms.from_secret(STACK_LOG_HASH_KEY).entry(connection["id"])
+    assert [line.get("entry") for line in lines if line.get("message") in DECISION_LINES] == [pseudonym] * 2
+
+
+DECISION_LINES = {"meter watch", "outreach decision"}  # one per record, naming its customer

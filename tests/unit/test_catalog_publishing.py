@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -18,6 +19,8 @@ from leap_tracker.events.publishing import (
     publish_in_order,
     to_message,
 )
+from leap_tracker.privacy import Pseudonyms
+from tests.fakes.log_key import PSEUDONYMS
 
 
 class FakePublisher:
@@ -35,11 +38,11 @@ class FakePublisher:
         return {m.event_id: "InternalError: try again" for m in messages if m.event_id in self.refuse}
 
 
-def message(event_id: str, group: str = "g", size: int = 100) -> OutgoingMessage:
-    return OutgoingMessage(event_id, group, "{}", {}, size)
+def message(event_id: str, entry: str = "g", size: int = 100) -> OutgoingMessage:
+    return OutgoingMessage(event_id, entry, "{}", {}, size)
 
 
-def test_to_message_carries_the_body_attributes_and_group() -> None:
+def test_to_message_carries_the_body_attributes_and_entry() -> None:
     entry = samples.commercial_history()[0]
     event = change_events(None, entry, 1)[0]
 
@@ -47,20 +50,38 @@ def test_to_message_carries_the_body_attributes_and_group() -> None:
 
     assert json.loads(m.body) == event
     assert m.event_id == event["id"]
-    assert m.group_id == entry["id"]
+    assert m.entry_id == entry["id"]
     assert m.attributes["type"] == "connection.started"
     assert m.size >= len(m.body.encode())
 
 
-def test_group_id_is_hashed_when_sns_would_refuse_it() -> None:
-    assert message_group_id("CAISO_abc_Test1012") == "CAISO_abc_Test1012"
-    assert len(message_group_id("CAISO_abc_ref with spaces")) == 64
-    assert len(message_group_id("x" * 200)) == 64
-    assert message_group_id("CAISO_abc_réf") == message_group_id("CAISO_abc_réf")
+@pytest.mark.parametrize(
+    "entry_id",
+    [
+        "CAISO_abc_Test1012",
+        "CAISO_abc_ref with spaces",  # SNS refuses a space in a group id
+        "x" * 3000,  # and more than 128 characters
+        "CAISO_abc_réf",  # and anything but printable ASCII
+        "CAISO_abc_\ud800",  # a lone surrogate: not even UTF-8
+    ],
+)
+def test_the_group_id_is_the_entry_pseudonym_within_sns_rules_and_never_the_id(entry_id: str) -> None:
+    group = message_group_id(entry_id, PSEUDONYMS)
+
+    assert group == PSEUDONYMS.entry(entry_id)  # the form the log lines show: one grep finds both
+    assert re.fullmatch(r"entry:[0-9a-f]{16}", group)  # within SNS's 1..128 printable ASCII
+    assert "abc" not in group
+    assert message_group_id(entry_id, PSEUDONYMS) == group  # stable: the entry's events keep one group
+
+
+def test_the_group_id_depends_on_the_stack_key() -> None:
+    other = Pseudonyms.from_secret("another-stack-log-hash-key-0123456789abcdef")
+
+    assert message_group_id("CAISO_abc_Test1012", other) != message_group_id("CAISO_abc_Test1012", PSEUDONYMS)
 
 
 def test_ten_messages_per_call_across_records() -> None:
-    records = [[message(f"{r}-{i}", group=f"entry{r}") for i in range(3)] for r in range(10)]
+    records = [[message(f"{r}-{i}", entry=f"entry{r}") for i in range(3)] for r in range(10)]
     publisher = FakePublisher()
 
     outcome = publish_in_order(records, publisher)
@@ -80,7 +101,7 @@ def test_two_changes_of_one_entry_never_share_a_call() -> None:
 
 
 def test_calls_respect_the_byte_limit() -> None:
-    records = [[message(str(i), group=str(i), size=100_000)] for i in range(5)]
+    records = [[message(str(i), entry=str(i), size=100_000)] for i in range(5)]
 
     calls = plan_calls(records, 10, 262_144)
 
@@ -88,7 +109,7 @@ def test_calls_respect_the_byte_limit() -> None:
 
 
 def test_a_failed_message_stops_publishing_and_fails_its_record_and_all_after() -> None:
-    records = [[message(f"{r}-{i}", group=str(r)) for i in range(4)] for r in range(6)]
+    records = [[message(f"{r}-{i}", entry=str(r)) for i in range(4)] for r in range(6)]
     publisher = FakePublisher(refuse={"2-3"})
 
     outcome = publish_in_order(records, publisher)
@@ -147,7 +168,7 @@ def test_publishing_never_lets_a_later_change_of_an_entry_overtake_a_failed_one(
         owners = {}
         for m in call:
             record = int(m.event_id.split("-")[0])
-            assert owners.setdefault(m.group_id, record) == record
+            assert owners.setdefault(m.entry_id, record) == record
     # a call with a refusal is the last call made
     refusing = [i for i, call in enumerate(publisher.calls) if any(m.event_id in refused for m in call)]
     assert refusing in ([], [len(publisher.calls) - 1])
@@ -155,7 +176,7 @@ def test_publishing_never_lets_a_later_change_of_an_entry_overtake_a_failed_one(
 
 @pytest.mark.parametrize("count", [0, 1, 10, 11, 95])
 def test_calls_per_event_is_one_in_ten_for_distinct_entries(count: int) -> None:
-    records = [[message(str(i), group=str(i))] for i in range(count)]
+    records = [[message(str(i), entry=str(i))] for i in range(count)]
     publisher = FakePublisher()
 
     publish_in_order(records, publisher)

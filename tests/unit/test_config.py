@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from leap_tracker.config import ConfigError, Settings, load_settings
+from leap_tracker.config import ConfigError, Settings, load_settings, plain_http_variables
 from leap_tracker.events.diff import DiffRules
 from leap_tracker.outreach.decision import OutreachPolicy
 
@@ -53,7 +53,11 @@ WIRING: dict[str, tuple[str | None, str]] = {
     "EVENTS_TOPIC_FIFO": (None, "events_topic_fifo"),
     "ACTIONABLE_DELAY_MINUTES": (None, "actionable_delay_minutes"),
     "AGREEMENT_DONE_STATUSES": (None, "agreement_done_statuses"),
+    "LOG_HASH_KEY_SECRET_ARN": (None, "log_hash_key_secret_arn"),
+    "LOG_HASH_KEY": (None, "log_hash_key"),
 }
+# Variables holding a URL: their test value must be one the transport rule accepts.
+URLS = {"LEAP_API_BASE_URL", "OUTREACH_WEBHOOK_URL"}
 
 # Whole-number variables: (variable, lowest accepted, highest accepted or None).
 BOUNDS = [
@@ -85,8 +89,10 @@ def _field(settings: Settings, variable: str) -> Any:
     return getattr(settings if section is None else getattr(settings, section), name)
 
 
-def _other_value(default: Any) -> tuple[str, Any]:
+def _other_value(default: Any, variable: str = "") -> tuple[str, Any]:
     """A valid setting that differs from ``default``: (text of the variable, value it parses to)."""
+    if variable in URLS:
+        return "https://set-by-test.example", "https://set-by-test.example"
     match default:
         case bool():
             return str(not default).lower(), not default
@@ -114,7 +120,7 @@ def test_the_domain_rules_default_to_the_configuration_defaults() -> None:
 
 @pytest.mark.parametrize("variable", sorted(WIRING))
 def test_each_variable_sets_its_own_field_and_nothing_else(variable: str) -> None:
-    raw, expected = _other_value(_field(Settings(), variable))
+    raw, expected = _other_value(_field(Settings(), variable), variable)
 
     loaded = load_settings({variable: raw})
 
@@ -181,3 +187,65 @@ def test_the_connect_path_overrides_the_assumed_one() -> None:
 def test_a_blank_value_is_the_default() -> None:
     blank = dict.fromkeys(WIRING, "  ")
     assert load_settings(blank) == Settings()
+
+
+# --- transport: the Leap key and the signed outreach messages never travel in clear -------------------
+
+
+@pytest.mark.parametrize("variable", sorted(URLS))
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.staging.leap.energy",
+        "HTTPS://partner.example/outreach?x=1",
+        "http://127.0.0.1:8080",  # loopback: the Leap simulator, a local receiver
+        "http://127.3.4.5/path",  # the whole of 127.0.0.0/8
+        "http://localhost:5000/hook",
+        "http://LOCALHOST",
+        "http://[::1]:9000",
+    ],
+)
+def test_https_and_loopback_http_urls_are_accepted(variable: str, url: str) -> None:
+    loaded = load_settings({variable: url})
+
+    assert _field(loaded, variable) == url
+
+
+@pytest.mark.parametrize("variable", sorted(URLS))
+@pytest.mark.parametrize(
+    ("url", "found"),
+    [
+        ("http://api.leap.energy", "an http:// URL to 'api.leap.energy'"),
+        ("http://10.0.0.8:8080/hook", "an http:// URL to '10.0.0.8'"),
+        ("http://127.0.0.1.attacker.example", "an http:// URL to '127.0.0.1.attacker.example'"),
+        ("http://localhost.attacker.example", "an http:// URL to 'localhost.attacker.example'"),
+        ("http://[::ffff:10.0.0.1]", "an http:// URL to '::ffff:10.0.0.1'"),
+        ("ftp://partner.example", "scheme 'ftp'"),
+        ("partner.example/hook", "scheme 'none'"),
+        ("https://", "scheme 'https'"),  # no host
+    ],
+)
+def test_any_other_url_is_an_error_naming_the_variable(variable: str, url: str, found: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({variable: url})
+
+    assert str(refused.value) == (
+        f"{variable} must be an https:// URL (plain http:// is allowed only to 127.0.0.1, localhost or "
+        f"[::1], for local runs): found {found}"
+    )
+
+
+def test_a_url_that_does_not_parse_is_an_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^OUTREACH_WEBHOOK_URL is not a URL"):
+        load_settings({"OUTREACH_WEBHOOK_URL": "http://[::1"})
+
+
+def test_the_variables_on_plain_http_are_named_for_the_handlers_warning() -> None:
+    local = load_settings(
+        {"LEAP_API_BASE_URL": "http://127.0.0.1:9", "OUTREACH_WEBHOOK_URL": "http://[::1]:8"}
+    )
+    mixed = load_settings({"OUTREACH_WEBHOOK_URL": "http://localhost:8/hook"})
+
+    assert plain_http_variables(local) == ["LEAP_API_BASE_URL", "OUTREACH_WEBHOOK_URL"]
+    assert plain_http_variables(mixed) == ["OUTREACH_WEBHOOK_URL"]
+    assert plain_http_variables(load_settings({})) == []

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from leap_tracker.events.catalog import CONNECTION_SCHEMA
 from leap_tracker.leap import wire
 from leap_tracker.leap.connect_model import (
+    MAX_CODE_BYTES,
     MAX_ENTRY_ID_BYTES,
     MAX_REF_ID_BYTES,
     MalformedEntry,
@@ -219,6 +220,50 @@ def test_a_reference_id_is_limited_by_its_utf8_bytes(ref_id: str, accepted: bool
     with pytest.raises(MalformedEntry, match=r"^ref_id is \d+ bytes of UTF-8, over the") as refused:
         validate_entry(raw)
     assert refused.value.entry_id == raw[wire.ENTRY_ID]  # the id itself is usable
+
+
+# --- codes: statuses, error codes, the region, agreement names (SNS attributes and log fields) ------
+
+LONG_CODE = "C" * (MAX_CODE_BYTES + 1)
+
+
+def _with_agreement(name: str) -> dict[str, Any]:
+    return _with(agreements={**guide_entry()[wire.ENTRY_AGREEMENTS], name: "PENDING"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        pytest.param(_with(connection_status=LONG_CODE), "connection_status is 257 bytes", id="status"),
+        pytest.param(_with(transmission_region=LONG_CODE), "transmission_region is 257 bytes", id="region"),
+        pytest.param(_with(transmission_region="CA\x00ISO"), "control character", id="region-nul"),
+        pytest.param(_with(transmission_region="CA\ud800"), "not valid Unicode", id="region-surrogate"),
+        pytest.param(_with_utility(status=LONG_CODE), "utility_connections[0].status is 257", id="u-status"),
+        pytest.param(_with_utility(error_code=LONG_CODE), "[0].error_code is 257 bytes", id="error-code"),
+        pytest.param(_with_utility(error_code="E\x1b[31m"), "control character", id="error-code-escape"),
+        pytest.param(_with_agreement(LONG_CODE), "the name of agreement 2 is 257 bytes", id="agreement-name"),
+        pytest.param(_with_agreement("x\x0bname"), "the name of agreement 2 holds a control", id="name-vt"),
+    ],
+)
+def test_a_code_too_long_or_refused_by_sns_quarantines_the_entry(raw: dict[str, Any], reason: str) -> None:
+    with pytest.raises(MalformedEntry) as refused:
+        validate_entry(raw)
+    assert reason in refused.value.reason
+    assert LONG_CODE not in refused.value.reason  # the reason is logged: it never grows with the value
+    assert refused.value.entry_id == raw[wire.ENTRY_ID]
+
+
+@pytest.mark.parametrize(
+    "code", ["C" * MAX_CODE_BYTES, "参" * (MAX_CODE_BYTES // 3), "tab\tand\nnewline", "NEW_CODE_2026"]
+)
+def test_a_code_within_the_limit_is_kept_as_leap_sent_it(code: str) -> None:
+    raw = _with(transmission_region=code, connection_status=code)
+    raw[UTILITIES][0].update(status=code, error_code=code)
+
+    entry = validate_entry(raw)
+
+    assert json.loads(entry.canonical_json)[wire.ENTRY_TRANSMISSION_REGION] == code
+    assert {u.value for u in entry.unknown_values} == {code}  # an unknown value, counted, not refused
 
 
 # --- properties ---------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ too, the rules hold transitively: nothing a domain module imports can bring in b
 from __future__ import annotations
 
 import ast
+import importlib
 import shutil
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,9 @@ PACKAGE = REPO / "layers" / "common" / "leap_tracker"
 CONFIG = "config.py"  # the one reader of the environment
 AWS_AND_HTTP = ("boto3", "botocore", "requests", "urllib3")
 ADAPTERS = "leap_tracker.adapters"
-NOT_SHIPPED = ("functions", "devtools", "tests", "bench")  # the repo's other top-level packages
+# The repo's other top-level packages; leap_tracker_cli is the operator's command (pyproject's scripts),
+# subscriber the partner's kit (its own stack and sample consumer).
+NOT_SHIPPED = ("functions", "devtools", "tests", "bench", "leap_tracker_cli", "subscriber")
 ENVIRONMENT = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}  # attributes of os
 ENVIRONMENT_IMPORTS = (*(f"os.{name}" for name in sorted(ENVIRONMENT)), "os.*")
 # Powertools in the domain: its Logger anywhere (log lines only: metrics go to the handler, through the
@@ -123,6 +127,17 @@ def test_the_check_sees_the_whole_package() -> None:
     }
 
 
+def test_the_operators_command_is_a_console_script_outside_the_layer() -> None:
+    # The layer is layers/common (template.yaml's CommonLayer ContentUri): the command must not be in it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    module, function = project["project"]["scripts"]["leap-tracker"].split(":")
+
+    assert module.split(".")[0] == "leap_tracker_cli"
+    assert (REPO / "leap_tracker_cli" / "main.py").is_file()
+    assert not list((REPO / "layers").rglob("leap_tracker_cli"))
+    assert callable(getattr(importlib.import_module(module), function))
+
+
 @pytest.fixture
 def package_copy(tmp_path: Path) -> Path:
     """A copy of the real package to plant violations in (the real tree is never touched)."""
@@ -177,6 +192,7 @@ def _plant(package: Path, module: str, code: str) -> int:
         ),
         ("adapters/aws.py", "from devtools import demo", "imports devtools.demo: functions, devtools, tests"),
         ("events/catalog.py", "import tests.fakes", "imports tests.fakes: functions, devtools, tests, bench"),
+        ("privacy.py", "from leap_tracker_cli import main", "imports leap_tracker_cli.main: functions,"),
     ],
 )
 def test_a_planted_violation_is_reported(package_copy: Path, module: str, code: str, reported: str) -> None:

@@ -240,6 +240,7 @@ def test_wrong_key_is_a_401_auth_error_after_one_request(sim, client_for):
     assert "LEAP_API_KEY" in message
     assert "not-the-key" not in message
     assert sim.requests[CONNECT_PATH] == 1
+    assert client.stats.auth_refusals == 1  # the handlers' LeapAuthFailures metric
 
 
 def test_403_is_an_auth_error_at_once_on_meters_too(sim, client_for):
@@ -250,6 +251,7 @@ def test_403_is_an_auth_error_at_once_on_meters_too(sim, client_for):
         list(client.search_by_connection_references(["ref-000001"]))
     assert sim.requests[wire.METERS_SEARCH_PATH] == 1
     assert client.stats.retries == 0
+    assert client.stats.auth_refusals == 1
 
 
 def test_auth_error_names_the_production_environment_and_the_secret():

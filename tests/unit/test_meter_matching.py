@@ -11,7 +11,13 @@ import pytest
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.leap import wire
 from leap_tracker.meters import schedule
-from leap_tracker.meters.matching import match_meters, search_request, searchable, summarize
+from leap_tracker.meters.matching import (
+    MAX_METER_FIELD_BYTES,
+    match_meters,
+    search_request,
+    searchable,
+    summarize,
+)
 from leap_tracker.meters.model import MeterWatch
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -109,14 +115,42 @@ def test_each_watch_is_held_to_its_own_completion() -> None:
     assert [m.meter_id for m in result.meters_by_entry[early.entry_id]] == ["m-early"]
 
 
-def test_meters_without_an_id_are_counted_and_skipped() -> None:
-    answer = [
-        {wire.METER_CONNECTION_REFERENCES: ["a"]},
-        {wire.METER_ID: 7, wire.METER_CONNECTION_REFERENCES: ["a"]},
-    ]
-    result = match_meters(answer, [watch("a")])
-    assert result.malformed == 2
-    assert result.meters_by_entry == {}
+@pytest.mark.parametrize(
+    "meter_id",
+    [
+        None,  # absent
+        7,
+        "",
+        ["m1"],
+        "m" * (MAX_METER_FIELD_BYTES + 1),  # it would be stored in the watch item and published
+        "参" * 100,  # 300 bytes of UTF-8
+        "m\ud800",  # not even UTF-8: the watch item could not be written
+    ],
+    ids=["absent", "number", "empty", "list", "oversized", "oversized-cjk", "lone-surrogate"],
+)
+def test_meters_without_a_usable_id_are_counted_and_skipped(meter_id: Any) -> None:
+    body = {wire.METER_CONNECTION_REFERENCES: ["a"]}
+    if meter_id is not None:
+        body[wire.METER_ID] = meter_id
+    result = match_meters([body, meter("m-good", "a")], [watch("a")])
+
+    assert result.malformed == 1
+    assert [m.meter_id for m in result.meters_by_entry["CAISO_x_a"]] == ["m-good"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [7, "", "U" * (MAX_METER_FIELD_BYTES + 1), "U\ud800"],
+    ids=["number", "empty", "oversized", "surrogate"],
+)
+def test_an_unusable_utility_name_is_left_out_and_the_meter_kept(name: Any) -> None:
+    body = {**meter("m1", "a"), wire.METER_UTILITY: {wire.UTILITY_NAME: name}}
+
+    summary = summarize(body)
+
+    assert summary is not None
+    assert (summary.meter_id, summary.utility_name) == ("m1", None)
+    assert summarize(meter("m" * MAX_METER_FIELD_BYTES, "a")) is not None  # at the limit: kept
 
 
 def test_a_summary_keeps_no_personal_data() -> None:

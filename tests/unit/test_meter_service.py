@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from leap_tracker.meters import schedule
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.meters.opening import MalformedCompletion, OpenResult, open_watch, watch_from_completion
 from leap_tracker.meters.sweep import MeterSweepSummary, SweepIncomplete, run_sweep
+from tests.fakes.log_key import PSEUDONYMS
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 RULES = MeterWatchSettings()
@@ -165,6 +166,7 @@ def sweep(store: FakeStore, meters: FakeMeters, publisher: FakePublisher, now: d
         settings=RULES,
         now=now,
         remaining_ms=remaining or (lambda: PLENTY_MS),
+        pseudonyms=PSEUDONYMS,
     )
 
 
@@ -248,6 +250,66 @@ def test_other_types_are_ignored_and_malformed_completions_raise() -> None:
         watch_from_completion(broken, T0, RULES)
     with pytest.raises(MalformedCompletion):
         watch_from_completion({"type": catalog.CONNECTION_COMPLETED, "data": {}}, T0, RULES)
+
+
+# Each field of a completion that reaches the watch item (its key among them) or an SNS attribute,
+# wrong-typed or oversized: a clear failure of that one message, naming the field, never a crash, never
+# a truncated key, never the value. (what to change, the field the message names)
+OVERSIZED_ID = "CAISO_u1_" + "貴" * 700  # 2,109 bytes: over every key limit
+BAD_COMPLETIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
+    "not-an-object": (lambda e: [e], "the message is list, not a CloudEvent object"),
+    "text-body": (lambda e: "connection.completed", "the message is str"),
+    "no-connection": (lambda e: {**e, "data": {"connection": ["x"]}}, "without a data.connection object"),
+    "data-not-object": (lambda e: {**e, "data": "x"}, "without a data.connection object"),
+    "entry-id-missing": (lambda e: _connection(e, id=None), "data.connection.id is missing"),
+    "entry-id-number": (lambda e: _connection(e, id=7), "data.connection.id is int, not a non-empty"),
+    "entry-id-empty": (lambda e: _connection(e, id=""), "data.connection.id is str, not a non-empty"),
+    "entry-id-oversized": (lambda e: _connection(e, id=OVERSIZED_ID), "data.connection.id is 2109 bytes"),
+    "entry-id-surrogate": (lambda e: _connection(e, id="CAISO_u1_\ud800"), "id is not valid Unicode"),
+    "ref-id-oversized": (lambda e: _connection(e, ref_id="r" * 3000), "data.connection.ref_id is 3000 bytes"),
+    "ref-id-list": (lambda e: _connection(e, ref_id=["ref"]), "data.connection.ref_id is list"),
+    "region-number": (lambda e: _connection(e, transmission_region=3), "transmission_region is int"),
+    "region-oversized": (lambda e: _connection(e, transmission_region="R" * 300), "is 300 bytes"),
+    "region-control": (lambda e: _connection(e, transmission_region="CA\x07ISO"), "a control character"),
+    "instant-unparsable": (
+        lambda e: _connection(e, last_interaction_date_time_utc="yesterday"),
+        "last_interaction_date_time_utc is not an ISO 8601 instant",
+    ),
+    "instant-number": (lambda e: _connection(e, last_interaction_date_time_utc=1), "utc is int"),
+    "sequence-text": (lambda e: {**e, "sequence": "three"}, "sequence is not a whole number"),
+    "sequence-too-long": (lambda e: {**e, "sequence": "1" * 13}, "sequence is not a whole number"),
+    "sequence-zero": (lambda e: {**e, "sequence": "000000000000"}, "sequence is not a whole number"),
+    "sequence-bool": (lambda e: {**e, "sequence": True}, "(found bool)"),
+    "sequence-float": (lambda e: {**e, "sequence": 1.5}, "(found float)"),
+}
+
+
+def _connection(event: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The event with its connection's fields changed (None: removed)."""
+    connection = {k: v for k, v in {**event["data"]["connection"], **fields}.items() if v is not None}
+    return {**event, "data": {**event["data"], "connection": connection}}
+
+
+@pytest.mark.parametrize(("change", "says"), BAD_COMPLETIONS.values(), ids=BAD_COMPLETIONS.keys())
+def test_a_completion_with_a_wrong_typed_or_oversized_field_is_refused_naming_it(
+    change: Callable[[dict[str, Any]], Any], says: str
+) -> None:
+    store = FakeStore()
+    with pytest.raises(MalformedCompletion) as refused:
+        open_watch(store, change(completed_event()), T0, RULES)
+
+    assert says in str(refused.value)
+    assert len(str(refused.value)) < 200  # never the value, whatever its size
+    assert store.watches == {}
+
+
+def test_a_completion_without_a_region_opens_a_watch_without_one() -> None:
+    store = FakeStore()
+    event = completed_event()
+    del event["data"]["connection"][wire.ENTRY_TRANSMISSION_REGION]
+
+    assert open_watch(store, event, T0, RULES) is OpenResult.OPENED
+    assert store.watches["CAISO_u1_ref-0001"].transmission_region is None
 
 
 # --- sweeping ----------------------------------------------------------------------------------------
@@ -387,6 +449,18 @@ def test_a_refused_search_skips_its_batch_and_goes_on() -> None:
     assert isinstance(raised.__cause__, LeapRequestError)
     assert not summary.stopped_early
     assert (summary.failed_batches, summary.leap_failures, len(meters.searches)) == (2, 2, 2)
+
+
+def test_leaps_answer_quoting_a_reference_id_is_kept_with_its_pseudonym_instead() -> None:
+    store = seeded(2)
+    refusal = LeapRequestError("POST /v2/meters/search: Leap refused (400): 'ref-0001' is not allowed")
+    summary, raised = incomplete_sweep(store, FakeMeters(fail_with=refusal), FakePublisher(), T0 + 24 * HOUR)
+
+    assert summary.leap_errors == [
+        f"LeapRequestError: POST /v2/meters/search: Leap refused (400): '{PSEUDONYMS.ref('ref-0001')}' is "
+        "not allowed"
+    ]
+    assert "ref-0001" not in str(raised)  # the message the handler logs at ERROR
 
 
 def test_a_sweep_that_could_not_check_a_batch_does_all_the_rest_then_raises() -> None:

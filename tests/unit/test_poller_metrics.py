@@ -11,7 +11,7 @@ from functions.poller.app import run_metrics
 from leap_tracker.poller.request import PollMode
 from leap_tracker.poller.run import RunStatus, RunSummary
 
-NO_OUTCOME = {"PollInterrupted": 0, "PollSkipped": 0, "PollFailed": 0}
+NO_OUTCOME = {"PollInterrupted": 0, "PollSkipped": 0, "PollFailed": 0, "PollPassCompleted": 0}
 
 
 def counted(summary: RunSummary) -> dict[str, int]:
@@ -32,7 +32,7 @@ def counted(summary: RunSummary) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [
-        pytest.param(RunStatus.COMPLETED, NO_OUTCOME, id="completed"),
+        pytest.param(RunStatus.COMPLETED, {**NO_OUTCOME, "PollPassCompleted": 1}, id="completed"),
         pytest.param(RunStatus.INTERRUPTED, {**NO_OUTCOME, "PollInterrupted": 1}, id="interrupted"),
         pytest.param(RunStatus.SKIPPED, {**NO_OUTCOME, "PollSkipped": 1}, id="skipped"),
         pytest.param(RunStatus.FAILED, {**NO_OUTCOME, "PollFailed": 1}, id="failed"),
@@ -82,3 +82,24 @@ def test_the_metrics_follow_the_summary(fields: dict[str, Any], expected: dict[s
 def test_the_new_count_and_the_ref_id_entries_are_not_metrics() -> None:
     summary = RunSummary(run_id="run-1", mode=PollMode.REF_ID, new=1, entries=[{"id": "x"}])
     assert set(run_metrics(summary)) == {*counted(summary), *NO_OUTCOME, "LeapApiLatency"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "completed"),
+    [
+        pytest.param(PollMode.SCHEDULED, RunStatus.COMPLETED, 1, id="scheduled-pass"),
+        pytest.param(PollMode.FULL, RunStatus.COMPLETED, 1, id="full-pass"),
+        pytest.param(PollMode.INCREMENTAL, RunStatus.COMPLETED, 1, id="incremental-pass"),
+        pytest.param(PollMode.REF_ID, RunStatus.COMPLETED, 0, id="ref-id-poll-is-no-pass"),
+        pytest.param(PollMode.SCHEDULED, RunStatus.INTERRUPTED, 0, id="pass-cut-short"),
+        pytest.param(PollMode.SCHEDULED, RunStatus.SKIPPED, 0, id="lease-held"),
+        pytest.param(PollMode.SCHEDULED, RunStatus.FAILED, 0, id="failed"),
+    ],
+)
+def test_only_a_pass_that_read_its_last_page_counts_for_freshness(
+    mode: PollMode, status: RunStatus, completed: int
+) -> None:
+    """PollPassCompleted is the freshness alarm's metric (template.yaml PollFreshnessAlarm): a poll of
+    one Reference ID, or a run that stopped short, must not make a stalled poller look fresh."""
+    summary = RunSummary(run_id="run-1", mode=mode, status=status)
+    assert run_metrics(summary)["PollPassCompleted"] == completed

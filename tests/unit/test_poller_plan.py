@@ -66,6 +66,23 @@ def test_bad_inputs_are_clear_errors(event: Any, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "event",
+    [
+        {"mode": "m" * 100_000},
+        {"mode": ["scheduled"] * 10_000},
+        {"mode": "full", **{f"key-{n}": n for n in range(10_000)}},
+    ],
+    ids=["long-mode", "list-mode", "many-keys"],
+)
+def test_whatever_size_the_input_the_error_stays_short(event: dict[str, Any]) -> None:
+    # The message is logged with the failed invocation: it shows a cut-down excerpt of the input.
+    with pytest.raises(InvalidPollRequest) as refused:
+        parse_request(event)
+    assert len(str(refused.value)) < 400
+    assert "..." in str(refused.value)
+
+
+@pytest.mark.parametrize(
     "ref_id",
     ["r" * MAX_REF_ID_BYTES, "参" * (MAX_REF_ID_BYTES // 3), "🔌" * (MAX_REF_ID_BYTES // 4)],
     ids=["ascii-at-the-limit", "cjk-at-the-limit", "emoji-a-byte-under-the-limit"],

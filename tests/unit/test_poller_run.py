@@ -19,6 +19,7 @@ from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from tests.builders import T0, guide_entries, guide_entry, pages_of
 from tests.fakes.leap import FakeSource
+from tests.fakes.log_key import PSEUDONYMS
 from tests.fakes.poller import FakeClock, MemoryStore, PageBudget
 
 SETTINGS = PollerSettings()
@@ -53,6 +54,7 @@ class Harness:
             store=self.store,
             now=self.clock,
             remaining_ms=remaining or PageBudget(1000),
+            pseudonyms=PSEUDONYMS,
         )
         try:
             summary = run_poll(request, f"run-{self.runs}", env, SETTINGS)
@@ -345,17 +347,39 @@ def test_a_table_that_refuses_the_lease_fails_the_run(harness: Harness) -> None:
     assert harness.metrics["PollFailed"] == 1
 
 
-def test_a_failed_ref_id_poll_says_to_ask_again_and_its_log_form_hides_the_reference_id(
+def test_a_failed_ref_id_poll_says_to_ask_again_and_its_log_form_shows_the_pseudonym(
     harness: Harness,
 ) -> None:
     harness.source.errors[0] = LeapUnavailable("503")
     with pytest.raises(PollFailed) as failed:
         harness.run(PollRequest(PollMode.REF_ID, "Customer-42"))
     assert str(failed.value).endswith("poll it again)")
-    logged = failed.value.summary.for_log()
+    logged = failed.value.summary.for_log(PSEUDONYMS)
     assert "Customer-42" not in str(logged)
-    assert logged["query"] == {"ref_id": "<redacted>"}
+    assert logged["query"] == {"ref_id": PSEUDONYMS.ref("Customer-42")}
     assert "Customer-42" in str(failed.value.summary.as_dict())  # the caller's own answer keeps it
+
+
+def test_leaps_answer_quoting_the_reference_id_reaches_no_message_in_clear(harness: Harness) -> None:
+    harness.source.errors[0] = LeapRequestError("GET /connections: Leap refused (400): 'Customer-42' unknown")
+    with pytest.raises(PollFailed) as failed:
+        harness.run(PollRequest(PollMode.REF_ID, "Customer-42"))
+
+    # The exception's message is what Lambda logs, and the summary's error is in the handler's line.
+    assert "Customer-42" not in str(failed.value)
+    assert f"'{PSEUDONYMS.ref('Customer-42')}' unknown" in str(failed.value)
+    assert "Customer-42" not in str(failed.value.summary.for_log(PSEUDONYMS))
+
+
+def test_a_ref_id_polls_entries_are_logged_by_pseudonym(harness: Harness) -> None:
+    harness.source.pages = [[guide_entry("Customer-42")]]
+    summary = harness.run(PollRequest(PollMode.REF_ID, "Customer-42"))
+    entry_id = summary.entries[0]["id"]
+
+    logged = summary.for_log(PSEUDONYMS)
+
+    assert logged["entries"] == [{"entry": PSEUDONYMS.entry(entry_id), "outcome": "new", "sequence": 1}]
+    assert "Customer-42" not in str(logged)
 
 
 def test_unknown_values_are_counted_not_refused(harness: Harness) -> None:

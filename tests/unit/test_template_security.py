@@ -61,6 +61,7 @@ CONFIGURATIONS = {
         "OutreachChannels": "webhook,topic",
         "OutreachWebhookUrl": "https://partner.example/outreach",
         "OutreachWebhookSecretArn": WEBHOOK_SECRET_ARN,
+        "AlarmEmail": "operations@partner.example",
     },
 }
 configurations = pytest.mark.parametrize("overrides", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
@@ -82,6 +83,7 @@ TABLE = "ConnectionsTable.Arn"
 DUE_INDEX = f"{TABLE}/index/{table.DUE_INDEX}"
 
 Grant = tuple[str, str, tuple[str, ...] | None]  # (action, resource, leading keys or None)
+LOG_HASH_KEY: Grant = ("secretsmanager:GetSecretValue", "LogHashKeySecret", None)
 
 
 def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
@@ -91,7 +93,7 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
         return {(f"dynamodb:{action}", TABLE, tuple(sorted(families))) for action in actions.split()}
 
     webhook_secret = parameters["OutreachWebhookSecretArn"]
-    return {
+    grants = {
         "PollerFunction": on_table("BatchGetItem BatchWriteItem", CONNECTIONS, QUARANTINE)
         | on_table("GetItem PutItem UpdateItem DeleteItem", POLLER)
         | {("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None)},
@@ -114,6 +116,8 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
             ("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None),
         },
     }
+    # Every function reads the stack's log hash key once per cold start (adapters/secrets.py).
+    return {function: wanted | {LOG_HASH_KEY} for function, wanted in grants.items()}
 
 
 # --- the template as it deploys -------------------------------------------------------------------
@@ -132,10 +136,11 @@ def deployed(overrides: dict[str, str], sam: dict[str, Any] | None = None) -> di
     return transform(sam, parameters(sam, overrides), REGION)
 
 
-def stack(overrides: dict[str, str]) -> dict[str, dict[str, Any]]:
+def stack(overrides: dict[str, str], sam: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Each resource the configuration creates, Conditions applied and intrinsics resolved, with
-    references left as names: ``Ref X`` is ``X``, ``Fn::GetAtt X.Arn`` is ``X.Arn``."""
-    sam = sam_template()
+    references left as names: ``Ref X`` is ``X``, ``Fn::GetAtt X.Arn`` is ``X.Arn``. ``sam``: a
+    (planted) copy of the template instead of template.yaml."""
+    sam = sam or sam_template()
     values = parameters(sam, overrides)
     cfn = transform(sam, values, REGION)
     resolver = Resolver(
@@ -509,7 +514,11 @@ ENCRYPTION: list[tuple[str, tuple[str, ...], Any, Any]] = [
     ("AWS::SQS::Queue", ("SqsManagedSseEnabled",), None, True),
     ("AWS::Logs::LogGroup", ("KmsKeyId",), KEY_ARN, None),
     ("AWS::Scheduler::Schedule", ("KmsKeyArn",), KEY_ARN, None),
+    ("AWS::SecretsManager::Secret", ("KmsKeyId",), KEY_ARN, None),  # the log hash key
 ]
+# CloudWatch cannot publish to a topic under the AWS managed key (its key policy cannot grant it):
+# without KmsKeyArn the alarm topic is unencrypted. It carries alarm names and states, no personal data.
+UNENCRYPTED_WITHOUT_KEY = {"AlarmTopic"}
 
 
 @pytest.mark.parametrize(
@@ -525,7 +534,8 @@ def test_the_key_reaches_every_resource_that_stores_data(
             value: Any = properties
             for step in path:
                 value = value.get(step) if isinstance(value, dict) else None
-            assert value == expected, (name, overrides.get("KmsKeyArn"))
+            keyless = not overrides.get("KmsKeyArn") and name in UNENCRYPTED_WITHOUT_KEY
+            assert value == (None if keyless else expected), (name, overrides.get("KmsKeyArn"))
 
 
 def test_every_function_logs_to_its_own_group_kept_for_the_retention_parameter() -> None:
@@ -534,8 +544,8 @@ def test_every_function_logs_to_its_own_group_kept_for_the_retention_parameter()
     used = [p["LoggingConfig"]["LogGroup"] for p in of_type(resources, "AWS::Lambda::Function").values()]
 
     assert sorted(used) == sorted(groups)  # one each, none shared
-    assert {g["RetentionInDays"] for g in groups.values()} == {"365"}
-    assert {stack({"LogRetentionDays": "30"})[g]["Properties"]["RetentionInDays"] for g in groups} == {"30"}
+    assert {g["RetentionInDays"] for g in groups.values()} == {"30"}  # issue 11: a month by default
+    assert {stack({"LogRetentionDays": "365"})[g]["Properties"]["RetentionInDays"] for g in groups} == {"365"}
 
 
 # --- transport and partner accounts ---------------------------------------------------------------
@@ -569,7 +579,9 @@ def test_every_queue_and_topic_refuses_requests_without_tls(overrides: dict[str,
 def test_sns_may_still_deliver_to_every_subscribed_queue_and_its_redrive(overrides: dict[str, str]) -> None:
     resources = stack(overrides)
     policies = of_type(resources, "AWS::SQS::QueuePolicy").values()
-    subscriptions = of_type(resources, "AWS::SNS::Subscription").values()
+    subscriptions = [
+        s for s in of_type(resources, "AWS::SNS::Subscription").values() if s["Protocol"] == "sqs"
+    ]
 
     assert subscriptions
     for subscription in subscriptions:
@@ -596,7 +608,18 @@ def test_partner_accounts_may_subscribe_their_queues_and_functions_and_nothing_m
             for topic in p["Topics"]
         }
 
-    assert allows({}) == {"EventsTopic": [], "OutreachTopic": []}
+    alarms_publish = {
+        "Sid": "CloudWatchAlarmsPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": "sns:Publish",
+        "Resource": "AlarmTopic",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": PSEUDO["AWS::AccountId"]},
+            "ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:stack-*"},
+        },
+    }
+    assert allows({}) == {"EventsTopic": [], "OutreachTopic": [], "AlarmTopic": [alarms_publish]}
     assert allows({"SubscriberAccountIds": ",".join(PARTNERS)}) == {
         "EventsTopic": [
             {
@@ -609,6 +632,7 @@ def test_partner_accounts_may_subscribe_their_queues_and_functions_and_nothing_m
             }
         ],
         "OutreachTopic": [],
+        "AlarmTopic": [alarms_publish],  # the stack's own alarms, nobody else
     }
 
 
@@ -637,6 +661,37 @@ def test_the_new_parameters_refuse_what_iam_could_not_use(name: str, value: str,
     else:
         with pytest.raises(TemplateError, match=name):
             parameters(sam, {name: value})
+
+
+@pytest.mark.parametrize("name", ["LeapApiBaseUrl", "OutreachWebhookUrl"])
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("https://api.staging.leap.energy", True),
+        ("https://partner.example/outreach", True),
+        ("http://127.0.0.1:8123", True),  # the Leap simulator or a local receiver: local runs only
+        ("http://localhost/hook", True),
+        ("http://api.leap.energy", False),  # the key or the signed messages would travel in clear
+        ("http://127.0.0.1.attacker.example", False),
+        ("http://10.0.0.8:8080", False),
+        ("ftp://partner.example", False),
+    ],
+)
+def test_the_url_parameters_take_https_and_loopback_http_only(name: str, value: str, accepted: bool) -> None:
+    sam = sam_template()
+    if accepted:
+        assert parameters(sam, {name: value})[name] == value
+    else:
+        with pytest.raises(TemplateError, match=name):
+            parameters(sam, {name: value})
+
+
+def test_the_webhook_url_may_stay_empty_and_the_leap_url_may_not() -> None:
+    sam = sam_template()
+
+    assert parameters(sam, {"OutreachWebhookUrl": ""})["OutreachWebhookUrl"] == ""
+    with pytest.raises(TemplateError, match="LeapApiBaseUrl"):
+        parameters(sam, {"LeapApiBaseUrl": ""})
 
 
 @configurations

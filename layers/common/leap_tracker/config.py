@@ -9,11 +9,13 @@ starts.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from leap_tracker.leap import wire
 
@@ -94,6 +96,10 @@ class Settings:
     events_topic_fifo: bool = False
     actionable_delay_minutes: int = 60  # act only on entries whose last interaction is this old
     agreement_done_statuses: frozenset[str] = wire.DEFAULT_AGREEMENT_DONE_STATUSES
+    # The key of the pseudonyms in log lines and FIFO group ids (leap_tracker.privacy): a secret the
+    # stack generates; LOG_HASH_KEY stands in for it in local runs only.
+    log_hash_key_secret_arn: str = ""
+    log_hash_key: str = field(default="", repr=False)
     leap: LeapApiSettings = field(default_factory=LeapApiSettings)
     poller: PollerSettings = field(default_factory=PollerSettings)
     outreach: OutreachSettings = field(default_factory=OutreachSettings)
@@ -118,6 +124,11 @@ def _text(name: str, then: Callable[[str], Any] | None = None) -> Variable:
     return Variable(name, lambda env, var, default: env.str(var, default), then)
 
 
+def _url(name: str, then: Callable[[str], Any] | None = None) -> Variable:
+    """An https:// URL (or empty); plain http:// only to a loopback address, for local runs."""
+    return Variable(name, lambda env, var, default: _secure_url(var, env.str(var, default)), then)
+
+
 def _whole(name: str, low: int | None = None, high: int | None = None) -> Variable:
     return Variable(name, lambda env, var, default: env.int(var, default, low=low, high=high))
 
@@ -138,7 +149,7 @@ def _names(name: str, allowed: set[str] | None = None, then: Callable[[Any], Any
 # connect_wire (from LEAP_CONNECT_PATH and LEAP_CONNECT_WIRE_OVERRIDES) and the nested sections.
 VARIABLES: Mapping[type, Mapping[str, Variable]] = {
     LeapApiSettings: {
-        "base_url": _text("LEAP_API_BASE_URL", then=lambda url: url.rstrip("/")),
+        "base_url": _url("LEAP_API_BASE_URL", then=lambda url: url.rstrip("/")),
         "api_key_secret_arn": _text("LEAP_API_KEY_SECRET_ARN"),
         "api_key": _text("LEAP_API_KEY"),
         "page_size": _whole("LEAP_PAGE_SIZE", low=1, high=10_000),
@@ -158,7 +169,7 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
     },
     OutreachSettings: {
         "channels": _names("OUTREACH_CHANNELS", allowed={"webhook", "topic"}),
-        "webhook_url": _text("OUTREACH_WEBHOOK_URL"),
+        "webhook_url": _url("OUTREACH_WEBHOOK_URL"),
         "webhook_secret_arn": _text("OUTREACH_WEBHOOK_SECRET_ARN"),
         "webhook_secret": _text("OUTREACH_WEBHOOK_SECRET"),
         "webhook_secret_cache_seconds": _whole("OUTREACH_WEBHOOK_SECRET_CACHE_SECONDS", low=0),
@@ -185,6 +196,8 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "events_topic_fifo": _flag("EVENTS_TOPIC_FIFO"),
         "actionable_delay_minutes": _whole("ACTIONABLE_DELAY_MINUTES", low=0),
         "agreement_done_statuses": _names("AGREEMENT_DONE_STATUSES", then=frozenset),
+        "log_hash_key_secret_arn": _text("LOG_HASH_KEY_SECRET_ARN"),
+        "log_hash_key": _text("LOG_HASH_KEY"),
     },
 }
 
@@ -237,6 +250,58 @@ def require(value: str, name: str) -> str:
     if not value:
         raise ConfigError(f"{name} is not set")
     return value
+
+
+# --- transport: what may carry the Leap key and the signed outreach messages ------------------------
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def _secure_url(name: str, url: str) -> str:
+    """``url`` when it is empty, https://, or http:// to a loopback host; else a ConfigError.
+
+    The Leap key travels as a Bearer header and outreach messages carry customers' details: over
+    plain http anyone on the path reads them. A loopback address never leaves the machine, which is
+    what local runs (the Leap simulator, a local webhook receiver) use.
+    """
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError as exc:  # e.g. an unclosed [IPv6 bracket
+        raise ConfigError(f"{name} is not a URL: {exc}") from None
+    if scheme == "https" and host:
+        return url
+    if scheme == "http" and is_loopback(host):
+        return url
+    found = f"an http:// URL to {host!r}" if scheme == "http" else f"scheme {scheme or 'none'!r}"
+    raise ConfigError(
+        f"{name} must be an https:// URL (plain http:// is allowed only to 127.0.0.1, localhost or "
+        f"[::1], for local runs): found {found}"
+    )
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_variables(settings: Settings) -> list[str]:
+    """The URL variables set to a loopback http:// URL: fine for a local run, a mistake in AWS, so
+    the handlers say so in a WARNING at each cold start."""
+    urls = {
+        "LEAP_API_BASE_URL": settings.leap.base_url,
+        "OUTREACH_WEBHOOK_URL": settings.outreach.webhook_url,
+    }
+    return [name for name, url in urls.items() if urlsplit(url).scheme.lower() == "http"]
 
 
 def _connect_wire(env: _Env) -> wire.ConnectWire:

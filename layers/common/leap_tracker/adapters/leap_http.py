@@ -65,6 +65,7 @@ class ClientStats:
     latency_seconds: float = 0.0
     connect_requests: int = 0
     meters_requests: int = 0
+    auth_refusals: int = 0  # answers 401/403: the key was refused (the LeapAuthFailures metric)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -315,6 +316,7 @@ class LeapHttpClient:
         status = response.status_code
         where = f"{method} {_path_of(response.url)}"
         if status in AUTH_STATUSES:
+            self.stats.auth_refusals += 1
             raise LeapAuthError(self._auth_message(status))
         if 200 <= status < 300:
             try:

@@ -50,7 +50,8 @@ from leap_tracker.timeutil import format_instant, parse_instant
 
 
 class ClaimLost(RuntimeError):
-    """The caller's claim is no longer its own (its lease ran out and someone took over)."""
+    """The caller's claim is no longer its own (its lease ran out and someone took over). The message
+    names the claim (reason, content hash), never the entry: it may reach a log line."""
 
 
 class DynamoOutreachStore:
@@ -162,7 +163,7 @@ class DynamoOutreachStore:
         else:
             update = "REMOVE #sent, #pending, #pending_until"
         if self._update(reservation.entry_id, update, _OWNED, names, values) is not None:
-            raise ClaimLost(f"{reservation.entry_id}: {reservation.dedupe_key} is no longer ours to release")
+            raise ClaimLost(f"the claim {reservation.dedupe_key} is no longer ours to release")
 
     def mark_sent(
         self, reservation: Reservation, now: datetime, follow_up_at: datetime | None, lease_until: datetime
@@ -208,7 +209,7 @@ class DynamoOutreachStore:
             SentAttr.STATUS
         ) == LedgerStatus.SENT:
             return  # our lease ran out and the invocation that resumed it finished the same message
-        raise ClaimLost(f"{reservation.entry_id}: {reservation.dedupe_key} is no longer ours to mark sent")
+        raise ClaimLost(f"the claim {reservation.dedupe_key} is no longer ours to mark sent")
 
     # --- customer state -------------------------------------------------------------------------
 

@@ -1,20 +1,23 @@
 """SNS PublishBatch for event messages (implements events.publishing.MessagePublisher).
 
 Standard topic: each message carries its body and filterable attributes. FIFO topic
-(EVENTS_TOPIC_FIFO=true): also MessageGroupId = the entry (SNS keeps each entry's messages in order)
-and MessageDeduplicationId = the event id (SNS drops a republished event for 5 minutes).
+(EVENTS_TOPIC_FIFO=true): also MessageGroupId = the entry's pseudonym (SNS keeps each entry's
+messages in order; ``events.publishing.message_group_id``) and MessageDeduplicationId = the event id
+(SNS drops a republished event for 5 minutes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from leap_tracker.adapters.aws import error_code
 from leap_tracker.config import Settings, require
-from leap_tracker.events.publishing import OutgoingMessage, plan_calls
+from leap_tracker.events.publishing import OutgoingMessage, message_group_id, plan_calls
+from leap_tracker.privacy import Pseudonyms
 
 MAX_BATCH_MESSAGES = 10  # SNS PublishBatch: entries per call
 MAX_BATCH_BYTES = 262_144  # SNS: a message, and all messages of one call together
@@ -24,10 +27,11 @@ class SnsPublisher:
     max_batch_messages = MAX_BATCH_MESSAGES
     max_batch_bytes = MAX_BATCH_BYTES
 
-    def __init__(self, client: Any, topic_arn: str, fifo: bool = False) -> None:
+    def __init__(self, client: Any, topic_arn: str, group_id: Callable[[str], str] | None = None) -> None:
+        """``group_id`` (entry id -> MessageGroupId) makes it a FIFO topic's publisher."""
         self._client = client
         self._topic_arn = topic_arn
-        self._fifo = fifo
+        self._group_id = group_id
         self.calls = 0  # PublishBatch calls made (for metrics and the bench)
 
     def publish_batch(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
@@ -72,13 +76,14 @@ class SnsPublisher:
                 for name, value in message.attributes.items()
             },
         }
-        if self._fifo:
-            entry["MessageGroupId"] = message.group_id
+        if self._group_id is not None:
+            entry["MessageGroupId"] = self._group_id(message.entry_id)
             entry["MessageDeduplicationId"] = message.event_id
         return entry
 
 
-def events_publisher(settings: Settings, sns_client: Any) -> SnsPublisher:
+def events_publisher(settings: Settings, sns_client: Any, pseudonyms: Pseudonyms) -> SnsPublisher:
     """The publisher of the events topic (EVENTS_TOPIC_ARN, FIFO or not), as every stage builds it."""
     topic_arn = require(settings.events_topic_arn, "EVENTS_TOPIC_ARN")
-    return SnsPublisher(sns_client, topic_arn, fifo=settings.events_topic_fifo)
+    group_id = partial(message_group_id, pseudonyms=pseudonyms) if settings.events_topic_fifo else None
+    return SnsPublisher(sns_client, topic_arn, group_id)

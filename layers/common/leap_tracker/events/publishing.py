@@ -9,17 +9,13 @@ failed), and stops at the first call with a failure.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from leap_tracker.events import catalog
-
-# SNS FIFO MessageGroupId: 1..128 printable ASCII characters, no space.
-_GROUP_ID = re.compile(r"^[!-~]{1,128}$")
+from leap_tracker.privacy import Pseudonyms
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +23,7 @@ class OutgoingMessage:
     """One event as SNS will carry it."""
 
     event_id: str  # also the FIFO deduplication id
-    group_id: str  # the entry: FIFO topics keep each group in order
+    entry_id: str  # whose event: a FIFO topic gets its pseudonym as the group (message_group_id)
     body: str  # the CloudEvents JSON
     attributes: Mapping[str, str]  # filterable, never personal data
     size: int  # bytes SNS counts against its limits (body + attributes)
@@ -39,12 +35,16 @@ def to_message(event: Mapping[str, Any], entry_id: str) -> OutgoingMessage:
     size = len(body.encode()) + sum(
         len(name.encode()) + len("String") + len(value.encode()) for name, value in attributes.items()
     )
-    return OutgoingMessage(event["id"], message_group_id(entry_id), body, attributes, size)
+    return OutgoingMessage(event["id"], entry_id, body, attributes, size)
 
 
-def message_group_id(entry_id: str) -> str:
-    """The entry id, or its SHA-256 when it does not fit SNS's rules (the ref_id part is free text)."""
-    return entry_id if _GROUP_ID.match(entry_id) else hashlib.sha256(entry_id.encode()).hexdigest()
+def message_group_id(entry_id: str, pseudonyms: Pseudonyms) -> str:
+    """A FIFO topic's MessageGroupId for the entry: its keyed pseudonym (``entry:<16 hex>``, the form
+    the log lines show). Stable per entry, so each entry's events stay in order; it never shows the
+    entry id, which embeds the Reference ID, in SNS metadata (not encrypted); and always within SNS's
+    rules (1 to 128 printable ASCII characters), whatever the id holds. docs/events.md says why keyed.
+    """
+    return pseudonyms.entry(entry_id)
 
 
 class MessagePublisher(Protocol):
@@ -71,18 +71,18 @@ def plan_calls(
     calls: list[list[tuple[int, OutgoingMessage]]] = []
     current: list[tuple[int, OutgoingMessage]] = []
     size = 0
-    groups: set[str] = set()
+    entries: set[str] = set()
     for index, messages in enumerate(records):
-        if messages and messages[0].group_id in groups:
+        if messages and messages[0].entry_id in entries:
             calls.append(current)
-            current, size, groups = [], 0, set()
+            current, size, entries = [], 0, set()
         for message in messages:
             if current and (len(current) == max_messages or size + message.size > max_bytes):
                 calls.append(current)
-                current, size, groups = [], 0, set()
+                current, size, entries = [], 0, set()
             current.append((index, message))
             size += message.size
-            groups.add(message.group_id)
+            entries.add(message.entry_id)
     if current:
         calls.append(current)
     return calls

@@ -28,6 +28,11 @@ MAX_ENTRY_ID_BYTES = table.MAX_ENTRY_ID_BYTES  # the id is in every key: CONN#, 
 # id that fits a key. The same bound applies to a Reference ID asked for on demand (poller.parse_request).
 MAX_REF_ID_BYTES = table.MAX_ENTRY_ID_BYTES
 MAX_ENTRY_JSON_BYTES = 350_000
+# Values Leap sends as short codes: connection and utility statuses, error codes, the transmission
+# region, agreement names. They become SNS message attributes and log fields, so a longer one, or one
+# SNS refuses in an attribute (a control character), quarantines the entry instead of failing later.
+MAX_CODE_BYTES = 256
+_REFUSED_BY_SNS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # RFC 3339 date-time (what the published schemas' "date-time" format means): an offset is required.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z")
 
@@ -112,12 +117,12 @@ def validate_entry(raw: Any, known: KnownValues = DEFAULT_KNOWN_VALUES) -> Valid
 
 def _validated(raw: dict[str, Any], known: KnownValues, entry_id: str) -> ValidEntry:
     ref_id = _identifier(raw, wire.ENTRY_REF_ID, MAX_REF_ID_BYTES)
-    status = _required_text(raw, wire.ENTRY_CONNECTION_STATUS)
+    status = _code(_required_text(raw, wire.ENTRY_CONNECTION_STATUS), wire.ENTRY_CONNECTION_STATUS)
     last_text = _required_text(raw, wire.ENTRY_LAST_INTERACTION)
     last_interaction = _instant(last_text, wire.ENTRY_LAST_INTERACTION)
     if wire.ENTRY_START in raw:
         _instant(_required_text(raw, wire.ENTRY_START), wire.ENTRY_START)
-    _nullable_text(raw, wire.ENTRY_TRANSMISSION_REGION)
+    _nullable_code(raw, wire.ENTRY_TRANSMISSION_REGION)
 
     unknown: list[UnknownValue] = []
     if status not in known.connection_statuses:
@@ -153,10 +158,10 @@ def _check_utilities(value: Any, known: KnownValues, unknown: list[UnknownValue]
         if not isinstance(utility, dict):
             raise MalformedEntry(f"{at} is {_type_name(utility)}, not an object")
         _required_text(utility, wire.UTILITY_NAME, at)
-        status = _required_text(utility, wire.UTILITY_STATUS, at)
+        status = _code(_required_text(utility, wire.UTILITY_STATUS, at), f"{at}.{wire.UTILITY_STATUS}")
         if status not in known.utility_statuses:
             unknown.append(UnknownValue(f"{where}.{wire.UTILITY_STATUS}", status))
-        error_code = _nullable_text(utility, wire.UTILITY_ERROR_CODE, at)
+        error_code = _nullable_code(utility, wire.UTILITY_ERROR_CODE, at)
         if error_code and error_code not in known.error_codes:
             unknown.append(UnknownValue(f"{where}.{wire.UTILITY_ERROR_CODE}", error_code))
         _nullable_text(utility, wire.UTILITY_AUTHORIZATION_UUID, at)
@@ -173,7 +178,10 @@ def _check_agreements(value: Any, known: KnownValues, unknown: list[UnknownValue
     where = wire.ENTRY_AGREEMENTS
     if not isinstance(value, dict):
         raise MalformedEntry(f"{where} is {_type_name(value)}, not an object")
-    for name, status in value.items():
+    for position, (name, status) in enumerate(value.items()):
+        problem = code_problem(name)
+        if problem:  # the name is a key Leap chose: shown by position, not quoted
+            raise MalformedEntry(f"{where}: the name of agreement {position} {problem}")
         if not isinstance(status, str):
             raise MalformedEntry(f"{where}.{name} is {_type_name(status)}, not a string")
         if name not in known.agreement_names:
@@ -188,6 +196,26 @@ def identifier_problem(text: str, max_bytes: int) -> str | None:
     if size > max_bytes:
         return f"is {size} bytes of UTF-8, over the {max_bytes}-byte limit"
     return None
+
+
+def code_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a code (a status, error code, region, agreement name; None: it can)."""
+    problem = identifier_problem(text, MAX_CODE_BYTES)
+    if problem is None and _REFUSED_BY_SNS.search(text):
+        problem = "holds a control character (SNS refuses it in a message attribute)"
+    return problem
+
+
+def _code(text: str, where: str) -> str:
+    problem = code_problem(text)
+    if problem:
+        raise MalformedEntry(f"{where} {problem}")
+    return text
+
+
+def _nullable_code(raw: Mapping[str, Any], name: str, at: str = "") -> str | None:
+    text = _nullable_text(raw, name, at)
+    return None if text is None else _code(text, f"{at}.{name}" if at else name)
 
 
 def _identifier(raw: Mapping[str, Any], name: str, max_bytes: int) -> str:

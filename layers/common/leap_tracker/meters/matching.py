@@ -9,8 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import identifier_problem
 from leap_tracker.meters.model import MeterSummary, MeterWatch
 from leap_tracker.timeutil import parse_instant
+
+# A meter id or utility name from a Meters answer, in bytes of UTF-8: Leap's are short (ids are UUIDs);
+# a watch item keeps the ids of the meters that closed it and must stay far below DynamoDB's 400 KB.
+MAX_METER_FIELD_BYTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +79,27 @@ def match_meters(meters: Iterable[dict[str, Any]], watches: Sequence[MeterWatch]
 
 
 def summarize(meter: dict[str, Any]) -> MeterSummary | None:
-    """The non-personal part of a Meters v2 meter, or None when it has no usable meter_id."""
+    """The non-personal part of a Meters v2 meter, or None when it has no usable meter_id.
+
+    The meter id is stored in the watch item and published: one that is not a string, empty or over
+    :data:`MAX_METER_FIELD_BYTES` makes the meter malformed (skipped, counted), never a table write
+    that fails the sweep. A utility name of the wrong type or size is left out, the meter kept.
+    """
     meter_id = meter.get(wire.METER_ID)
-    if not isinstance(meter_id, str) or not meter_id:
+    if not _usable_text(meter_id):
         return None
     utility = meter.get(wire.METER_UTILITY)
     # Meters v2 names the utility's name field like the Connect API does (CommonUtility.utility_name).
     utility_name = utility.get(wire.UTILITY_NAME) if isinstance(utility, dict) else None
     return MeterSummary(
         meter_id=meter_id,
-        utility_name=utility_name if isinstance(utility_name, str) else None,
+        utility_name=utility_name if _usable_text(utility_name) else None,
         created_at=_created_at(meter),
     )
+
+
+def _usable_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and identifier_problem(value, MAX_METER_FIELD_BYTES) is None
 
 
 def _references(meter: dict[str, Any]) -> list[str]:

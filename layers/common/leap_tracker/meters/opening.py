@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from leap_tracker import table
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
 from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import MAX_REF_ID_BYTES, code_problem, identifier_problem
 from leap_tracker.meters import schedule
 from leap_tracker.meters.model import MeterWatch
 from leap_tracker.meters.ports import WatchStore
+from leap_tracker.privacy import excerpt
 from leap_tracker.timeutil import parse_instant
 
 
@@ -23,38 +28,40 @@ class OpenResult(StrEnum):
 
 
 class MalformedCompletion(ValueError):
-    """A connection.completed event without the fields a watch needs (the message goes to the DLQ)."""
+    """A connection.completed event without the fields a watch needs, each of the right type and size
+    (the message goes to the DLQ). The message names the field and what is wrong, never its value."""
 
 
-def watch_from_completion(
-    event: dict[str, Any], now: datetime, settings: MeterWatchSettings
-) -> MeterWatch | None:
-    """The watch a CloudEvent asks for: None for any type but connection.completed."""
+_SEQUENCE = re.compile(rf"[0-9]{{1,{catalog.SEQUENCE_DIGITS}}}")
+
+
+def watch_from_completion(event: Any, now: datetime, settings: MeterWatchSettings) -> MeterWatch | None:
+    """The watch a CloudEvent asks for: None for any type but connection.completed.
+
+    Every field that reaches the watch item is checked first: the entry id (the item's key) and the
+    Reference ID within the key limits, the region a short code (it becomes an SNS attribute of the
+    meter events), the last interaction an instant, the sequence a whole number.
+    """
+    if not isinstance(event, Mapping):
+        raise MalformedCompletion(f"the message is {_type_name(event)}, not a CloudEvent object")
     if event.get("type") != catalog.CONNECTION_COMPLETED:
         return None
-    try:
-        connection = event["data"]["connection"]
-        entry_id = _text(connection, wire.ENTRY_ID)
-        ref_id = _text(connection, wire.ENTRY_REF_ID)
-        completed_at = parse_instant(_text(connection, wire.ENTRY_LAST_INTERACTION))
-        sequence = int(event["sequence"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedCompletion(f"connection.completed event {event.get('id')!r}: {exc!r}") from exc
-    region = connection.get(wire.ENTRY_TRANSMISSION_REGION)
+    data = event.get("data")
+    connection = data.get("connection") if isinstance(data, Mapping) else None
+    if not isinstance(connection, Mapping):
+        raise MalformedCompletion("connection.completed event without a data.connection object")
     return schedule.new_watch(
-        entry_id=entry_id,
-        ref_id=ref_id,
-        transmission_region=region if isinstance(region, str) else None,
-        completed_at=completed_at,
-        sequence=sequence,
+        entry_id=_identifier(connection, wire.ENTRY_ID, table.MAX_ENTRY_ID_BYTES),
+        ref_id=_identifier(connection, wire.ENTRY_REF_ID, MAX_REF_ID_BYTES),
+        transmission_region=_region(connection),
+        completed_at=_instant(connection, wire.ENTRY_LAST_INTERACTION),
+        sequence=_sequence(event),
         now=now,
         settings=settings,
     )
 
 
-def open_watch(
-    store: WatchStore, event: dict[str, Any], now: datetime, settings: MeterWatchSettings
-) -> OpenResult:
+def open_watch(store: WatchStore, event: Any, now: datetime, settings: MeterWatchSettings) -> OpenResult:
     """Open (or, for a later completion, reopen) the watch ``event`` asks for; safe to repeat."""
     watch = watch_from_completion(event, now, settings)
     if watch is None:
@@ -69,8 +76,56 @@ def open_watch(
     return OpenResult.ALREADY_WATCHED
 
 
-def _text(mapping: dict[str, Any], name: str) -> str:
-    value = mapping[name]
+def _text(connection: Mapping[str, Any], name: str) -> str:
+    value = connection.get(name)
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} is {value!r}, not a non-empty string")
+        found = "missing" if value is None else f"{_type_name(value)}, not a non-empty string"
+        raise MalformedCompletion(f"connection.completed event: data.connection.{name} is {found}")
     return value
+
+
+def _identifier(connection: Mapping[str, Any], name: str, max_bytes: int) -> str:
+    value = _text(connection, name)
+    problem = identifier_problem(value, max_bytes)
+    if problem:
+        raise MalformedCompletion(f"connection.completed event: data.connection.{name} {problem}")
+    return value
+
+
+def _region(connection: Mapping[str, Any]) -> str | None:
+    value = connection.get(wire.ENTRY_TRANSMISSION_REGION)
+    if value is None:
+        return None
+    where = f"connection.completed event: data.connection.{wire.ENTRY_TRANSMISSION_REGION}"
+    if not isinstance(value, str):
+        raise MalformedCompletion(f"{where} is {_type_name(value)}, not a string or null")
+    problem = code_problem(value)
+    if problem:
+        raise MalformedCompletion(f"{where} {problem}")
+    return value
+
+
+def _instant(connection: Mapping[str, Any], name: str) -> datetime:
+    value = _text(connection, name)
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise MalformedCompletion(
+            f"connection.completed event: data.connection.{name} is not an ISO 8601 instant: {excerpt(value)}"
+        ) from None
+
+
+def _sequence(event: Mapping[str, Any]) -> int:
+    value = event.get("sequence")
+    if isinstance(value, str) and _SEQUENCE.fullmatch(value) and int(value) >= 1:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise MalformedCompletion(
+        f"connection.completed event: sequence is not a whole number from 1 of at most "
+        f"{catalog.SEQUENCE_DIGITS} digits (found {_type_name(value)})"
+    )
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -49,6 +49,7 @@ from leap_tracker.meters.events import watch_event
 from leap_tracker.meters.matching import MatchResult, match_meters, search_request, searchable
 from leap_tracker.meters.model import MeterWatch
 from leap_tracker.meters.ports import EventPublisher, WatchStore
+from leap_tracker.privacy import Pseudonyms
 from leap_tracker.timeutil import format_instant
 
 # Leap is unwell (retries already spent inside the client) or refuses the key: every later search
@@ -114,12 +115,14 @@ def run_sweep(
     settings: MeterWatchSettings,
     now: datetime,
     remaining_ms: Callable[[], int],
+    pseudonyms: Pseudonyms,
 ) -> MeterSweepSummary:
     """Check the watches due at ``now`` until none is left or time runs short (see module doc).
 
     Returns the summary when every watch it took was checked (time running short is not a failure:
     the rest stays due). Raises :class:`SweepIncomplete` after doing all it could otherwise, and
-    table errors as they come; what was saved before stays saved, what was not stays due.
+    table errors as they come; what was saved before stays saved, what was not stays due. Leap's
+    error texts are kept (for the log) with the batch's identifiers as their ``pseudonyms``.
     """
     now = now.replace(microsecond=0)  # the table holds instants to the second
     summary = MeterSweepSummary()
@@ -135,12 +138,12 @@ def run_sweep(
             _sweep_batch(batch, store, meters, publisher, settings, now, summary)
         except _STOPPING_ERRORS as exc:
             first_error = first_error or exc
-            _note_error(summary, exc)
+            _note_error(summary, exc, batch, pseudonyms)
             summary.stopped_early = True
             break
         except LeapRequestError as exc:
             first_error = first_error or exc
-            _note_error(summary, exc)
+            _note_error(summary, exc, batch, pseudonyms)
             summary.failed_batches += 1
     if summary.incomplete:
         raise SweepIncomplete(summary) from first_error
@@ -217,7 +220,15 @@ def _once_each(watches: Iterable[MeterWatch]) -> Iterator[MeterWatch]:
             yield watch
 
 
-def _note_error(summary: MeterSweepSummary, exc: Exception) -> None:
+def _note_error(
+    summary: MeterSweepSummary, exc: Exception, batch: list[MeterWatch], pseudonyms: Pseudonyms
+) -> None:
     summary.leap_failures += 1
     if len(summary.leap_errors) < _MAX_ERRORS_KEPT:
-        summary.leap_errors.append(f"{type(exc).__name__}: {exc}")
+        # Leap's details of a refused search may quote a Reference ID of the batch.
+        text = pseudonyms.redact(
+            f"{type(exc).__name__}: {exc}",
+            ref_ids=[watch.ref_id for watch in batch],
+            entry_ids=[watch.entry_id for watch in batch],
+        )
+        summary.leap_errors.append(text)

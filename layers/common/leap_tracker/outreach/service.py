@@ -17,13 +17,16 @@ id: delivery is at least once, and exactly once per id for a receiver that dedup
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
+from leap_tracker import table
 from leap_tracker.leap import wire
+from leap_tracker.leap.connect_model import identifier_problem
 from leap_tracker.outreach import ledger, messages
 from leap_tracker.outreach.decision import (
     Action,
@@ -39,8 +42,9 @@ from leap_tracker.outreach.decision import (
 from leap_tracker.outreach.ledger import Claim, Reservation
 from leap_tracker.outreach.ports import Channel, EventTopic, OutreachStore
 from leap_tracker.outreach.templates import TemplateSet
+from leap_tracker.privacy import Pseudonyms, excerpt
 
-logger = logging.getLogger(__name__)
+logger = Logger(child=True)
 
 
 class InvalidEvent(ValueError):
@@ -70,17 +74,26 @@ class FollowUpSummary:
     due: int = 0
     outcomes: list[OutreachResult] = field(default_factory=list)
     failed: int = 0
+    delivery_failures: int = 0  # of the failed, those a channel refused (DeliveryFailed)
     stopped_early: bool = False  # out of time: the rest stays due for the next sweep
 
 
-def entry_id_of(event: Mapping[str, Any]) -> str:
-    """The entry a change event is about (``data.connection.id``)."""
-    try:
-        entry_id = event["data"]["connection"][wire.ENTRY_ID]
-    except (KeyError, TypeError) as exc:
-        raise InvalidEvent(f"not a connection change event (type {event.get('type')!r})") from exc
+def entry_id_of(event: Any) -> str:
+    """The entry a change event is about (``data.connection.id``), checked before it reaches a key:
+    a string within :data:`leap_tracker.table.MAX_ENTRY_ID_BYTES`. The message of an
+    :class:`InvalidEvent` says what is wrong, never the id."""
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(f"the message is {type(event).__name__}, not a CloudEvent object")
+    data = event.get("data")
+    connection = data.get("connection") if isinstance(data, Mapping) else None
+    if not isinstance(connection, Mapping):
+        raise InvalidEvent(f"not a connection change event (type {excerpt(event.get('type'))})")
+    entry_id = connection.get(wire.ENTRY_ID)
     if not isinstance(entry_id, str) or not entry_id:
         raise InvalidEvent("data.connection.id is not a non-empty string")
+    problem = identifier_problem(entry_id, table.MAX_ENTRY_ID_BYTES)
+    if problem:
+        raise InvalidEvent(f"data.connection.id {problem}")
     return entry_id
 
 
@@ -92,6 +105,7 @@ class Outreach:
     templates: TemplateSet
     policy: OutreachPolicy
     connect_url_pattern: str
+    pseudonyms: Pseudonyms  # what the log lines and error messages show of a customer
 
     def handle_event(self, event: Mapping[str, Any], now: datetime, lease_until: datetime) -> OutreachResult:
         return self.act(entry_id_of(event), Trigger.EVENT, now, lease_until)
@@ -112,9 +126,19 @@ class Outreach:
             summary.due += 1
             try:
                 summary.outcomes.append(self.act(entry_id, Trigger.FOLLOW_UP, now, lease_until))
-            except Exception:  # stays due: the next sweep tries again
-                logger.exception("follow-up failed; the customer stays due", extra={"entry_id": entry_id})
+            except Exception as exc:  # stays due: the next sweep tries again
+                # No traceback: a cause from below (a channel, the table) may quote the customer.
+                logger.error(
+                    "follow-up failed; the customer stays due",
+                    extra={
+                        "entry": self.pseudonyms.entry(entry_id),
+                        "exception_type": type(exc).__name__,
+                        "reason": self.pseudonyms.redact(str(exc), entry_ids=[entry_id]),
+                    },
+                )
                 summary.failed += 1
+                if isinstance(exc, DeliveryFailed):
+                    summary.delivery_failures += 1
         return summary
 
     def act(self, entry_id: str, trigger: Trigger, now: datetime, lease_until: datetime) -> OutreachResult:
@@ -169,7 +193,7 @@ class Outreach:
                 Action.SUPPRESS, snapshot.entry_id, reservation.reason, because=Because.ALREADY_SENT
             )
         if claimed.claim in (Claim.IN_FLIGHT, Claim.CONFLICT):
-            raise RetryLater(f"{snapshot.entry_id}: {claimed.claim}")
+            raise RetryLater(f"{self.pseudonyms.entry(snapshot.entry_id)}: {claimed.claim}")
 
         message = messages.requested_message(
             snapshot, decision, self.templates, self.connect_url_pattern, claimed.reserved_at or now
@@ -181,9 +205,11 @@ class Outreach:
                     try:
                         channel.deliver(message)
                     except Exception as exc:
-                        raise DeliveryFailed(
-                            f"{snapshot.entry_id}: channel {channel.name} failed: {exc}"
-                        ) from exc
+                        who = self.pseudonyms.entry(snapshot.entry_id)
+                        why = self.pseudonyms.redact(
+                            str(exc), entry_ids=[snapshot.entry_id], ref_ids=[snapshot.ref_id]
+                        )
+                        raise DeliveryFailed(f"{who}: channel {channel.name} failed: {why}") from exc
                     delivered.add(channel.name)
             channels = [c.name for c in self.channels]
             self.audit.publish([messages.sent_event(message, channels, now, snapshot.sequence)])
@@ -199,9 +225,14 @@ class Outreach:
     ) -> None:
         try:
             self.store.release(reservation, delivered, now, lease_until)
-        except Exception:  # the lease expires on its own; the original error is the one to report
+        except Exception as exc:  # the lease expires on its own; the original error is the one to report
             logger.warning(
-                "could not release the claim", extra={"entry_id": reservation.entry_id}, exc_info=True
+                "could not release the claim",
+                extra={
+                    "entry": self.pseudonyms.entry(reservation.entry_id),
+                    "exception_type": type(exc).__name__,
+                    "reason": self.pseudonyms.redact(str(exc), entry_ids=[reservation.entry_id]),
+                },
             )
 
 

@@ -10,6 +10,7 @@ from leap_tracker.leap.connect_model import (
     MAX_REF_ID_BYTES,
     identifier_problem,
 )
+from leap_tracker.privacy import excerpt
 
 
 class PollMode(StrEnum):
@@ -49,12 +50,15 @@ def parse_request(event: Any) -> PollRequest:
     try:
         mode = PollMode(raw_mode)
     except ValueError:
-        raise InvalidPollRequest(f"unknown mode {raw_mode!r}; expected {_ACCEPTED_INPUTS}") from None
+        # Whatever the caller sent is shown cut short: the message is logged with the failed invocation.
+        shown = excerpt(repr(raw_mode))
+        raise InvalidPollRequest(f"unknown mode {shown}; expected {_ACCEPTED_INPUTS}") from None
     allowed = {"mode", "ref_id"} if mode is PollMode.REF_ID else {"mode"}
     extra = sorted(set(event) - allowed)
     if extra:
+        shown = excerpt(repr(extra), 100)
         raise InvalidPollRequest(
-            f"unexpected key(s) {extra} for mode {mode.value!r}; expected {_ACCEPTED_INPUTS}"
+            f"unexpected key(s) {shown} for mode {mode.value!r}; expected {_ACCEPTED_INPUTS}"
         )
     if mode is not PollMode.REF_ID:
         return PollRequest(mode)

@@ -27,6 +27,7 @@ from leap_tracker.poller.ports import (
     PollerStore,
 )
 from leap_tracker.poller.request import PollMode, PollRequest
+from leap_tracker.privacy import Pseudonyms
 from leap_tracker.timeutil import format_instant
 
 logger = Logger(child=True)
@@ -42,6 +43,7 @@ class PollEnvironment:
     store: PollerStore
     now: Callable[[], datetime]
     remaining_ms: Callable[[], int]  # Lambda's context.get_remaining_time_in_millis
+    pseudonyms: Pseudonyms  # what the log lines show of a Reference ID and its entries
     monotonic: Callable[[], float] = time.monotonic
     retry_count: Callable[[], int] = lambda: 0  # the source's cumulative retries (for a metric)
 
@@ -108,12 +110,18 @@ class RunSummary:
             result["entries"] = self.entries
         return result
 
-    def for_log(self) -> dict[str, Any]:
-        """:meth:`as_dict` without the Reference ID and entry ids of a ref_id run: they name a customer."""
+    def for_log(self, pseudonyms: Pseudonyms) -> dict[str, Any]:
+        """:meth:`as_dict` with the Reference ID and entry ids of a ref_id run as their pseudonyms:
+        they name a customer (the invocation's own answer keeps them)."""
         result = self.as_dict()
-        result.pop("entries", None)
-        if self.query.get("ref_id"):
-            result["query"] = {**self.query, "ref_id": "<redacted>"}
+        if "entries" in result:
+            result["entries"] = [
+                {"entry": pseudonyms.entry(e["id"]), "outcome": e["outcome"], "sequence": e["sequence"]}
+                for e in self.entries
+            ]
+        ref_id = self.query.get("ref_id")
+        if ref_id:
+            result["query"] = {**self.query, "ref_id": pseudonyms.ref(ref_id)}
         return result
 
     def failure_message(self) -> str:
@@ -176,7 +184,7 @@ class _Run:
             finally:
                 if not self.env.store.release_lease(self.run_id):
                     logger.warning("the lease was no longer ours at release", extra={"run_id": self.run_id})
-            logger.info("poll finished", extra=summary.for_log())
+            logger.info("poll finished", extra=summary.for_log(self.env.pseudonyms))
             return summary
         finally:
             summary.retries = self.env.retry_count() - self.retries_before
@@ -187,7 +195,9 @@ class _Run:
             self.env.store.acquire_lease(self.run_id, now, now + self.lease_duration)
         except LeaseHeld as held:
             self.summary.status, self.summary.reason = RunStatus.SKIPPED, str(held)
-            logger.info("poll skipped: another run holds the lease", extra=self.summary.for_log())
+            logger.info(
+                "poll skipped: another run holds the lease", extra=self.summary.for_log(self.env.pseudonyms)
+            )
             return False
         except Exception as exc:  # the table refused: nothing was done, and nothing to release
             raise self._failed(RunStatus.FAILED, exc) from exc
@@ -210,7 +220,11 @@ class _Run:
             raise self._failed(RunStatus.FAILED, exc) from exc
 
     def _failed(self, status: RunStatus, exc: Exception) -> PollFailed:
-        self.summary.status, self.summary.error = status, f"{type(exc).__name__}: {exc}"
+        # Leap's answer to a ref_id request may quote the Reference ID: the error (logged, and the
+        # message Lambda logs) shows its pseudonym instead.
+        ref_ids = [self.request.ref_id] if self.request.ref_id else []
+        error = self.env.pseudonyms.redact(f"{type(exc).__name__}: {exc}", ref_ids=ref_ids)
+        self.summary.status, self.summary.error = status, error
         return PollFailed(self.summary)
 
     # --- the two kinds of run ---------------------------------------------------------------
