@@ -1,5 +1,7 @@
 """Generate schemas/<type>.json, the event-type reference of docs/events.md and the emitter's sample
-stream event (events/dynamodb-stream-connection-changes.json) from the event catalog and samples.
+stream event (events/dynamodb-stream-connection-changes.json) from the event catalog and samples; and,
+from the ready filter policies (subscriber/filter-policies.json), their section of docs/events.md and
+the ``FilterPolicies`` mapping and ``FilterPolicyName`` choices of subscriber/template.yaml.
 
     python -m devtools.generate_schemas          # write the files (``make schemas``)
     python -m devtools.generate_schemas --check  # exit 1 when a file differs from the catalog
@@ -34,14 +36,30 @@ from leap_tracker.outreach.decision import History, OutreachPolicy, Snapshot, Tr
 from leap_tracker.outreach.messages import requested_message, sent_event, suppressed_event
 from leap_tracker.outreach.templates import load_templates
 from leap_tracker.timeutil import parse_instant
+from subscriber.filter_policies import FilterPolicy, named_policies
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS_DIR = ROOT / "schemas"
 EVENTS_DOC = ROOT / "docs" / "events.md"
 # For `sam local invoke EmitterFunction -e <file>` and the emitter's tests: two entries' histories.
 SAMPLE_STREAM_EVENT = ROOT / "events" / "dynamodb-stream-connection-changes.json"
+SUBSCRIBER_TEMPLATE = ROOT / "subscriber" / "template.yaml"
 BEGIN_MARKER = "<!-- BEGIN GENERATED: event types (python -m devtools.generate_schemas; do not edit) -->"
 END_MARKER = "<!-- END GENERATED: event types -->"
+_DO_NOT_EDIT = "(python -m devtools.generate_schemas; do not edit)"
+POLICIES_DOC_MARKERS = (
+    f"<!-- BEGIN GENERATED: filter policies {_DO_NOT_EDIT} -->",
+    "<!-- END GENERATED: filter policies -->",
+)
+POLICY_NAMES_MARKERS = (  # in subscriber/template.yaml, with the indentation of their lines
+    f"    # BEGIN GENERATED: filter policy names {_DO_NOT_EDIT}",
+    "    # END GENERATED: filter policy names",
+)
+POLICY_MAPPING_MARKERS = (
+    f"  # BEGIN GENERATED: filter policies {_DO_NOT_EDIT}",
+    "  # END GENERATED: filter policies",
+)
+NO_POLICY = "none"  # the FilterPolicyName of a subscriber with no ready policy (every event, or its own)
 
 
 def history_messages(history: list[dict[str, Any]]) -> list[OutgoingMessage]:
@@ -147,14 +165,67 @@ def types_section(examples: dict[str, OutgoingMessage]) -> str:
     return "\n".join(lines)
 
 
+def policies_section(policies: dict[str, FilterPolicy]) -> str:
+    """Each ready policy as docs/events.md shows it: what it selects, then a fenced block naming it."""
+    lines = [POLICIES_DOC_MARKERS[0]]
+    for policy in policies.values():
+        members = [
+            f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}"
+            for key, value in policy.policy.items()
+        ]
+        lines += [
+            "",
+            f"{policy.title}:",
+            "",
+            f"```json filter-policy name={policy.name} scope={policy.scope}",
+        ]
+        lines += ["{", ",\n".join(members), "}", "```"]
+    lines += ["", POLICIES_DOC_MARKERS[1]]
+    return "\n".join(lines)
+
+
+def policy_names_lines(policies: dict[str, FilterPolicy]) -> str:
+    names = ", ".join([NO_POLICY, *policies])
+    return "\n".join([POLICY_NAMES_MARKERS[0], f"    AllowedValues: [{names}]", POLICY_NAMES_MARKERS[1]])
+
+
+def policy_mapping_lines(policies: dict[str, FilterPolicy]) -> str:
+    """The named policies as a CloudFormation mapping: name -> Scope and Policy (a JSON string)."""
+    lines = [POLICY_MAPPING_MARKERS[0], "  FilterPolicies:"]
+    lines += [
+        f"    {NO_POLICY}:  # no filter: never applied; Fn::FindInMap needs the key on either branch",
+        "      Scope: MessageAttributes",
+        "      Policy: '{}'",
+    ]
+    for policy in policies.values():
+        quoted = policy.policy_json.replace("'", "''")  # a YAML single-quoted scalar
+        lines += [f"    {policy.name}:", f"      Scope: {policy.scope}", f"      Policy: '{quoted}'"]
+    lines.append(POLICY_MAPPING_MARKERS[1])
+    return "\n".join(lines)
+
+
+def _replaced(text: str, markers: tuple[str, str], section: str) -> str:
+    """``text`` with everything from the first marker to the end of the second replaced by ``section``."""
+    begin, end = markers
+    start, stop = text.index(begin), text.index(end) + len(end)
+    return text[:start] + section + text[stop:]
+
+
 def rendered_doc(text: str, examples: dict[str, OutgoingMessage]) -> str:
-    start, end = text.index(BEGIN_MARKER), text.index(END_MARKER) + len(END_MARKER)
-    return text[:start] + types_section(examples) + text[end:]
+    text = _replaced(text, (BEGIN_MARKER, END_MARKER), types_section(examples))
+    return _replaced(text, POLICIES_DOC_MARKERS, policies_section(named_policies()))
+
+
+def rendered_subscriber_template(text: str) -> str:
+    policies = named_policies()
+    text = _replaced(text, POLICY_NAMES_MARKERS, policy_names_lines(policies))
+    return _replaced(text, POLICY_MAPPING_MARKERS, policy_mapping_lines(policies))
 
 
 def expected_files() -> dict[Path, str]:
     files = schema_files()
     files[EVENTS_DOC] = rendered_doc(EVENTS_DOC.read_text(), example_messages())
+    files[SUBSCRIBER_TEMPLATE] = rendered_subscriber_template(SUBSCRIBER_TEMPLATE.read_text())
     files[SAMPLE_STREAM_EVENT] = json.dumps(sample_stream_event(), indent=2, ensure_ascii=False) + "\n"
     return files
 

@@ -1,5 +1,6 @@
 """Test data shared by the suite: Connect entries as Leap sends them, stalled customers, and the
-filter policies of docs/events.md with what each claims to select.
+ready filter policies (subscriber/filter-policies.json, shown in docs/events.md) with what each
+claims to select.
 
 One entry builder, :func:`entry`, with :func:`utility` and :func:`agreements` for its parts;
 :func:`guide_entry` is the one-utility entry of Leap's guide that the poller and store tests use.
@@ -8,17 +9,15 @@ One entry builder, :func:`entry`, with :func:`utility` and :func:`agreements` fo
 from __future__ import annotations
 
 import copy
-import json
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devtools import generate_schemas
 from leap_tracker.events.catalog import message_attributes
 from leap_tracker.leap import wire
 from leap_tracker.leap.connect_model import canonical_json, content_hash
 from leap_tracker.outreach.decision import Snapshot
+from subscriber.filter_policies import named_policies
 
 SDGE = "SDG&E: San Diego Gas & Electric"
 SCE = "SCE: Southern California Edison"
@@ -159,11 +158,7 @@ def stalled_examples() -> dict[str, dict[str, Any]]:
     }
 
 
-# --- the filter policies of docs/events.md -------------------------------------------------------------
-
-POLICY_BLOCK = re.compile(
-    r"```json filter-policy name=(?P<name>\S+) scope=(?P<scope>\S+)\n(?P<policy>.*?)\n```", re.DOTALL
-)
+# --- the ready filter policies ------------------------------------------------------------------------
 
 Claim = Callable[[dict[str, Any]], bool]
 
@@ -172,7 +167,7 @@ def error_code(event: dict[str, Any]) -> str | None:
     return message_attributes(event).get("error_code")
 
 
-# What each policy of the doc must select, written independently of the policy.
+# What each ready policy must select, written independently of the policy.
 CLAIMS: dict[str, Claim] = {
     "errors-in-caiso": lambda e: (
         e["type"] in ("connection.error", "utility.error")
@@ -188,7 +183,8 @@ CLAIMS: dict[str, Claim] = {
 }
 
 
-def doc_policies() -> dict[str, tuple[str, dict[str, Any]]]:
-    """Policy name -> (scope, policy), as docs/events.md shows them."""
-    text = generate_schemas.EVENTS_DOC.read_text()
-    return {m["name"]: (m["scope"], json.loads(m["policy"])) for m in POLICY_BLOCK.finditer(text)}
+def ready_policies() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Policy name -> (scope, policy), from the one source (docs/events.md and the subscriber
+    template are generated from it, and tests/integration/test_schemas_filter_policies.py holds them
+    to it)."""
+    return {name: (policy.scope, policy.policy) for name, policy in named_policies().items()}

@@ -8,8 +8,9 @@ verifies every outreach signature. Nothing needs an AWS account, Docker or the n
 Every simulated hour: the clock moves one hour (the simulator follows), the poller's schedule fires,
 everything it set off is delivered (stream -> emitter -> SNS -> queues -> outreach and meter_watch),
 then the other schedules template.yaml declares (outreach follow-up, meter sweep) fire and their work
-is delivered too. Two partner queues subscribed to the events topic (one with no filter, one with a
-filter policy from docs/events.md) collect what a partner would receive.
+is delivered too. Two partner queues, each a subscriber stack deployed from subscriber/template.yaml
+(one with no filter, one with a ready filter policy of docs/events.md), collect what a partner would
+receive.
 
 At the end: a summary a partner would want, and ground-truth checks (PASS/FAIL) comparing what the
 product did with what the simulator says happened. Same seed, same output (the wall-time line aside).
@@ -26,7 +27,6 @@ they pass each other. docs/demo.md explains the output.
 from devtools.demo.cli import main, run_demo
 from devtools.demo.hours import schedule_rate
 from devtools.demo.model import FILTERED_POLICY, Check, DemoConfig, DemoResult, Received, Run
-from devtools.demo.world import doc_filter_policy
 
 __all__ = [
     "FILTERED_POLICY",
@@ -35,7 +35,6 @@ __all__ = [
     "DemoResult",
     "Received",
     "Run",
-    "doc_filter_policy",
     "main",
     "run_demo",
     "schedule_rate",

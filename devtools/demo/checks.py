@@ -133,6 +133,10 @@ def _clean_run(world: World) -> Check:
     for output, url in sorted(cloud.outputs.items()):
         if output.endswith("QueueUrl") and (left := cloud.drain_queue(url, delete=False)):
             problems.append(f"{len(left)} message(s) in {output}")
+    for name, stack in sorted(cloud.subscribers.items()):  # the partner's dead-letter queues
+        for output, url in sorted(stack.outputs.items()):
+            if output.endswith("DeadLetterQueueUrl") and (left := cloud.drain_queue(url, delete=False)):
+                problems.append(f"{len(left)} message(s) in {name} {output}")
     problems += [f"async event dropped: {event['function']}" for event in cloud.dropped_async_events]
     problems += [f"simulator error: {error!r}" for error in world.leap.server_errors]
     return _check(

@@ -1,11 +1,10 @@
 """The local world: the Leap simulator, template.yaml in the local runner, a partner's webhook endpoint
-and two partner queues; where the functions' own output goes; the rules the functions run with."""
+and two partner queues, each a subscriber stack deployed from subscriber/template.yaml next to the
+main one; where the functions' own output goes; the rules the functions run with."""
 
 from __future__ import annotations
 
 import io
-import json
-import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
@@ -27,10 +26,13 @@ from devtools.local_runner import LocalCloud
 from devtools.webhook_receiver import WebhookReceiver
 from leap_tracker.config import MeterWatchSettings, Settings, load_settings
 from leap_tracker.events.diff import DiffRules
+from subscriber.filter_policies import named_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = PROJECT_ROOT / "template.yaml"
-EVENTS_DOC = PROJECT_ROOT / "docs" / "events.md"
+# The partner's two subscriber stacks: every event, and the ready policy FILTERED_POLICY.
+EVERYTHING_STACK = "partner-everything"
+FILTERED_STACK = "partner-filtered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +78,16 @@ def bring_up(config: DemoConfig) -> Iterator[World]:
         with cloud:
             leap.set_time(cloud.now())
             cloud.on_advance(lambda now, _delta: leap.set_time(now))  # Leap answers as of the same instant
-            scope, policy = doc_filter_policy(FILTERED_POLICY)
+            topic = {"EventsTopicArn": cloud.resources.topic_arn(EVENTS_TOPIC)}
+            everything = cloud.deploy_subscriber(EVERYTHING_STACK, topic)  # no filter policy
+            filtered = cloud.deploy_subscriber(FILTERED_STACK, topic | {"FilterPolicyName": FILTERED_POLICY})
             yield World(
                 leap=leap,
                 webhook=webhook,
                 cloud=cloud,
-                everything=cloud.subscribe_queue(EVENTS_TOPIC, name="partner-everything"),
-                filtered=cloud.subscribe_queue(EVENTS_TOPIC, policy, scope=scope, name="partner-filtered"),
-                filter_policy=policy,
+                everything=everything.queue_url,
+                filtered=filtered.queue_url,
+                filter_policy=named_policy(FILTERED_POLICY).policy,
             )
 
 
@@ -117,15 +121,6 @@ def functions_output_to(path: Path | None) -> Iterator[None]:
         stack.callback(setattr, _FUNCTION_OUTPUT, "target", None)
         stack.enter_context(redirect_stdout(_FUNCTION_OUTPUT))
         yield
-
-
-def doc_filter_policy(name: str, doc: Path = EVENTS_DOC) -> tuple[str, dict[str, Any]]:
-    """(scope, policy) of a ready filter policy published in docs/events.md, by its name."""
-    fence = re.compile(r"```json filter-policy name=(\S+) scope=(\S+)\n(.*?)```", re.DOTALL)
-    for found, scope, body in fence.findall(doc.read_text(encoding="utf-8")):
-        if found == name:
-            return scope, json.loads(body)
-    raise LookupError(f"{doc} publishes no filter policy named {name!r}")
 
 
 def running_rules(cloud: LocalCloud) -> Rules:

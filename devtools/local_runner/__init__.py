@@ -35,10 +35,14 @@ Methods: ``client(service)``, ``now()``, ``advance(seconds=, minutes=, hours=, d
 ``fail_next(logical_id, times=1, error=None)``, ``set_remaining_time(logical_id, millis)``,
 ``set_env(logical_id=None, **values)``, ``cold_start(logical_id=None)``,
 ``subscribe_queue(topic_logical_id, filter_policy=None, scope="MessageAttributes", raw=True, name=None)``,
-``drain_queue(queue, delete=True)``, and the counters ``aws_calls``, ``aws_calls_by_function``,
+``drain_queue(queue, delete=True)``, ``deploy_subscriber(name, parameters=None, template=None)`` (a
+stack from subscriber/template.yaml next to this one: :class:`SubscriberStack`, also in
+``subscribers``), ``evaluate_alarms()`` (the SQS-metric alarms, from the queues:
+:class:`AlarmEvaluation` each), and the counters ``aws_calls``, ``aws_calls_by_function``,
 ``invocation_counts``, ``errors``, ``summary()``.
 """
 
+from devtools.local_runner.alarms import AlarmEvaluation
 from devtools.local_runner.cloud import DEFAULT_START, LocalCloud, RunnerLoopError
 from devtools.local_runner.lambda_runtime import (
     FunctionTimeout,
@@ -48,11 +52,12 @@ from devtools.local_runner.lambda_runtime import (
 )
 from devtools.local_runner.partner import PartnerMessage
 from devtools.local_runner.resources import Resource, Resources
-from devtools.local_runner.stack import Schedule
+from devtools.local_runner.stack import Schedule, SubscriberStack
 from devtools.local_runner.template import TemplateError
 
 __all__ = [
     "DEFAULT_START",
+    "AlarmEvaluation",
     "FunctionTimeout",
     "InjectedFailure",
     "InvocationRecord",
@@ -63,5 +68,6 @@ __all__ = [
     "Resources",
     "RunnerLoopError",
     "Schedule",
+    "SubscriberStack",
     "TemplateError",
 ]

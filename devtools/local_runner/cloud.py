@@ -1,13 +1,16 @@
 """LocalCloud: template.yaml brought up in moto, with Lambda's part played in-process.
 
 The facade the demo and the tests use. It sequences the parts: the bring-up (stack.py: resources from
-the template, then the functions, mappings and schedules the runner plays), the delivery rounds (the
-event source mappings of mappings.py and the asynchronous retries of async_invocations.py), the
-simulated clock (clock.py), the call counter (aws_calls.py) and a partner's queues (partner.py).
+the template, then the functions, mappings and schedules the runner plays), subscriber stacks deployed
+next to it from subscriber/template.yaml the same way, the delivery rounds (the event source mappings
+of mappings.py and the asynchronous retries of async_invocations.py), the simulated clock (clock.py),
+the call counter (aws_calls.py), a partner's hand-made queues (partner.py) and the SQS alarms the
+runner evaluates (alarms.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections import Counter
@@ -22,6 +25,7 @@ import boto3
 from botocore.config import Config
 
 from devtools.local_runner import partner
+from devtools.local_runner.alarms import AlarmEvaluation, evaluate_queue_alarms
 from devtools.local_runner.async_invocations import AsyncInvocations, Destinations
 from devtools.local_runner.aws_calls import CallCounter
 from devtools.local_runner.clock import ClockListener, SimulatedClock
@@ -35,7 +39,9 @@ from devtools.local_runner.mappings import Outcome, SqsMapping, StreamMapping
 from devtools.local_runner.partner import PartnerMessage
 from devtools.local_runner.resources import Resources
 from devtools.local_runner.stack import (
+    ACCOUNT_ID,
     Schedule,
+    SubscriberStack,
     add_code_paths,
     create_resources,
     event_source_mappings,
@@ -48,6 +54,7 @@ from devtools.local_runner.template import load_sam_template
 DEFAULT_START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)  # a Monday morning, fixed for repeatable runs
 DEFAULT_STACK_NAME = "leap-connect-tracker"
 DEFAULT_REGION = "us-east-1"
+SUBSCRIBER_TEMPLATE = Path("subscriber") / "template.yaml"  # relative to the main template's directory
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +109,7 @@ class LocalCloud:
         self.schedules: dict[str, Schedule] = {}
         self.outputs: dict[str, Any] = {}
         self.parameters: dict[str, Any] = {}
+        self.subscribers: dict[str, SubscriberStack] = {}  # by stack name
         self.invocations: list[InvocationRecord] = []
         self.dropped_async_events: list[dict[str, Any]] = []
         self._destinations = Destinations(self.resources, self.client)
@@ -243,6 +251,73 @@ class LocalCloud:
         for function in targets:
             function.needs_cold_start = True
 
+    # -------------------------------------------------------------------------- subscriber stacks
+    def deploy_subscriber(
+        self,
+        name: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        template: str | Path | None = None,
+    ) -> SubscriberStack:
+        """Deploy a subscriber stack next to this one, from subscriber/template.yaml (or ``template``),
+        exactly as the main stack is brought up: parameters checked, the SAM transform, the resources
+        in moto, and the sample consumer with its SQS event source mapping when the parameters deploy
+        it (drain() delivers to it). ``EventsTopicArn`` defaults to this stack's output.
+
+        Its functions and mappings are known as ``<name>/<logical id>`` (``invocations``,
+        ``fail_next``, ``sqs_mappings``...); its resources, outputs and parameters are in the returned
+        :class:`SubscriberStack`, also kept in :attr:`subscribers`.
+        """
+        state = self._running()
+        if name in self.subscribers or name == self.stack_name:
+            raise ValueError(f"a stack named {name!r} is already deployed")
+        path = Path(template).resolve() if template else self.project_root / SUBSCRIBER_TEMPLATE
+        sam = load_sam_template(path)
+        given = dict(parameters or {})
+        if "EventsTopicArn" in sam.get("Parameters", {}) and "EventsTopicArn" in self.outputs:
+            given.setdefault("EventsTopicArn", self.outputs["EventsTopicArn"])
+        resolved = stack_parameters(sam, given, {}, self.client, stack_name=name)
+        resources = Resources()
+        outputs = create_resources(sam, resolved, resources, self.client, stack_name=name, region=self.region)
+        package = self._package_of(path.parent, state)
+        functions = {
+            f"{name}/{logical_id}": dataclasses.replace(function, logical_id=f"{name}/{logical_id}")
+            for logical_id, function in local_functions(
+                resources, region=self.region, env=self._env, package=package
+            ).items()
+        }
+        streams, queues = event_source_mappings(
+            resources,
+            functions,
+            self.client,
+            send_on_failure=self._destinations.send,
+            now=self.now,
+            region=self.region,
+        )
+        self.functions.update(functions)
+        self.stream_mappings.update({f"{name}/{key}": mapping for key, mapping in streams.items()})
+        self.sqs_mappings.update({f"{name}/{key}": mapping for key, mapping in queues.items()})
+        stack = SubscriberStack(name, path, resolved, outputs, resources, functions)
+        self.subscribers[name] = stack
+        return stack
+
+    # ------------------------------------------------------------------------------------ alarms
+    def evaluate_alarms(self) -> list[AlarmEvaluation]:
+        """Evaluate every alarm on an SQS queue metric now, as CloudWatch would (moto evaluates none).
+
+        Each metric's value is read from its queue at the simulated instant; a changed state is set
+        with SetAlarmState and notified to the alarm's topics (docs/local-runner.md says what is
+        emulated). Nothing calls this by itself: a test or tool does, after the moment it cares about.
+        """
+        return evaluate_queue_alarms(
+            self.client("cloudwatch"),
+            self.client("sqs"),
+            self.client("sns"),
+            now=self.now(),
+            region=self.region,
+            account=ACCOUNT_ID,
+        )
+
     # -------------------------------------------------------------------------- partner helpers
     def subscribe_queue(
         self,
@@ -252,15 +327,22 @@ class LocalCloud:
         raw: bool = True,
         name: str | None = None,
     ) -> str:
-        """Create a queue and subscribe it to a topic the way a partner would. Returns the queue URL."""
-        topic = self.resources[topic_logical_id]
-        fifo = topic.ref.endswith(".fifo")
+        """Create a queue and subscribe it to a topic the way a partner would. Returns the queue URL.
+
+        ``topic_logical_id``: a topic of this stack, or any topic's ARN (a subscriber stack's alarm topic).
+        """
+        topic_arn = (
+            topic_logical_id
+            if topic_logical_id.startswith("arn:")
+            else self.resources.topic_arn(topic_logical_id)
+        )
+        fifo = topic_arn.endswith(".fifo")
         self._partner_queues += 1
         queue_name = name or f"partner-{self._partner_queues}" + (".fifo" if fifo else "")
         return partner.subscribe_queue(
             self.client("sqs"),
             self.client("sns"),
-            topic.ref,
+            topic_arn,
             queue_name,
             fifo=fifo,
             filter_policy=filter_policy,
@@ -345,6 +427,15 @@ class LocalCloud:
     def _invoke_async(self, function: LocalFunction, payload: Any, source: str) -> InvocationRecord:
         self._async.invoke(function, payload, source)
         return self.invocations[-1]
+
+    def _package_of(self, directory: Path, state: _State) -> tuple[str, ...]:
+        """A template directory as a package of the project root; one outside it goes on sys.path."""
+        if directory.is_relative_to(self.project_root):
+            return directory.relative_to(self.project_root).parts
+        if str(directory) not in sys.path:
+            sys.path.append(str(directory))
+            state.added_paths.append(str(directory))
+        return ()
 
     def _schedule_for(self, function_id: str, schedule_id: str | None) -> Schedule:
         if schedule_id is not None:

@@ -4,6 +4,8 @@ Each invocation gets the function's resolved environment (restored afterwards), 
 whose remaining time counts down from the function's Timeout, and a cold start on the first call
 (and after any configuration change): the handler module's ``dependencies`` cache is cleared, as is
 Powertools' parameter-provider cache, so clients and secrets are built again as in a new sandbox.
+Two functions with the same handler module (a subscriber stack deployed twice) would share that
+cache in one interpreter, so running the module for another function is a cold start too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 
 Handler = Callable[[Any, Any], Any]
 RemainingTime = int | Callable[[], int]
+
+# Handler module -> ARN of the function whose "sandbox" it last ran in (its dependencies are that one's).
+_WARM_FOR: dict[str, str] = {}
 
 
 class FunctionTimeout(Exception):
@@ -98,8 +103,9 @@ class LocalFunction:
 
     def run(self, event: Any, clock_now: Callable[[], datetime]) -> Any:
         """Invoke once; exceptions propagate (the caller maps them like Lambda would)."""
-        if self.needs_cold_start:
+        if self.needs_cold_start or _WARM_FOR.get(self.module_name) != self.arn:
             self._cold_start()
+        _WARM_FOR[self.module_name] = self.arn
         started = time.monotonic()
         simulated_start = clock_now()
         timeout_ms = self.timeout_seconds * 1000

@@ -2,7 +2,7 @@
 
 The expected events are computed independently of the stream: the simulator's entries at each poll
 time, kept when they changed (what the poller stores, sequence 1, 2, ...), diffed. Partner queues
-subscribe with the filter policies of docs/events.md.
+subscribe with the ready filter policies (docs/events.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from leap_tracker.config import load_settings
 from leap_tracker.events import catalog
 from leap_tracker.events.diff import change_events
 from leap_tracker.leap import wire
-from tests.builders import CLAIMS, doc_policies
+from tests.builders import CLAIMS, ready_policies
 
 POLL_EVERY = timedelta(hours=8)
 POLLS = 15  # five days: enough customers click, stall, fail and complete
@@ -90,14 +90,14 @@ def assert_in_order_per_entry(events: list[dict[str, Any]]) -> None:
         if event["id"] in seen:
             continue
         seen.add(event["id"])
-        sequence = int(event["sequence"])
-        assert sequence >= latest.get(event["subject"], 0), f"{event['subject']}: {sequence} came late"
-        latest[event["subject"]] = sequence
+        sequence, entry = int(event["sequence"]), event["data"]["connection"]["id"]  # counted per entry
+        assert sequence >= latest.get(entry, 0), f"{event['subject']}: {sequence} came late"
+        latest[entry] = sequence
 
 
 def test_partner_queues_receive_exactly_the_expected_events(cloud: LocalCloud, leap: LeapSimulator) -> None:
     queues = {"everything": cloud.subscribe_queue("EventsTopic")}
-    for name, (scope, policy) in doc_policies().items():
+    for name, (scope, policy) in ready_policies().items():
         queues[name] = cloud.subscribe_queue("EventsTopic", policy, scope=scope)
 
     run = run_polls(cloud, leap, queues)

@@ -1,27 +1,68 @@
-"""Every filter policy in docs/events.md is valid JSON and, subscribed in moto, selects what it claims.
+"""The ready filter policies: one source (subscriber/filter-policies.json), shown unchanged by
+docs/events.md and materialised unchanged in subscriber/template.yaml; subscribed in moto, each
+selects what it claims.
 
 Each policy subscribes its own queue; the real messages of the doc's sample histories are published
 through the SNS publisher; each queue must receive exactly the events its claim selects (the claims
-are in tests/builders.py, shared with the events end-to-end test).
+are in tests/builders.py, shared with the end-to-end tests).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from devtools import generate_schemas
+from devtools.local_runner.template import load_sam_template
 from leap_tracker.adapters.sns_publisher import SnsPublisher
-from tests.builders import CLAIMS, doc_policies
+from subscriber import filter_policies
+from tests.builders import CLAIMS, ready_policies
+
+POLICY_BLOCK = re.compile(
+    r"```json filter-policy name=(?P<name>\S+) scope=(?P<scope>\S+)\n(?P<policy>.*?)\n```", re.DOTALL
+)
 
 
-def test_the_doc_has_the_promised_policies_and_each_has_a_claim() -> None:
-    policies = doc_policies()
+def test_the_source_has_the_promised_policies_and_each_has_a_claim() -> None:
+    policies = ready_policies()
 
     assert set(policies) == set(CLAIMS)
     assert {scope for scope, _ in policies.values()} == {"MessageAttributes", "MessageBody"}
+
+
+def test_the_doc_shows_exactly_the_source() -> None:
+    text = generate_schemas.EVENTS_DOC.read_text()
+    shown = {m["name"]: (m["scope"], json.loads(m["policy"])) for m in POLICY_BLOCK.finditer(text)}
+
+    assert list(shown.items()) == list(ready_policies().items())
+
+
+def test_the_subscriber_template_offers_exactly_the_source() -> None:
+    sam = load_sam_template(generate_schemas.SUBSCRIBER_TEMPLATE)
+    mapping = dict(sam["Mappings"]["FilterPolicies"])
+    mapping.pop(generate_schemas.NO_POLICY)
+    offered = {name: (spec["Scope"], json.loads(spec["Policy"])) for name, spec in mapping.items()}
+    choices = sam["Parameters"]["FilterPolicyName"]["AllowedValues"]
+
+    assert list(offered.items()) == list(ready_policies().items())
+    assert choices == [generate_schemas.NO_POLICY, *ready_policies()]
+    assert sam["Parameters"]["FilterPolicyName"]["Default"] == generate_schemas.NO_POLICY
+
+
+def test_a_changed_policy_leaves_the_doc_and_the_template_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    policies = filter_policies.named_policies()
+    policies["completions"] = dataclasses.replace(policies["completions"], policy={"type": ["x"]})
+    monkeypatch.setattr(generate_schemas, "named_policies", lambda: policies)
+
+    stale = generate_schemas.stale_files()
+
+    assert generate_schemas.EVENTS_DOC in stale
+    assert generate_schemas.SUBSCRIBER_TEMPLATE in stale
 
 
 def test_each_policy_receives_exactly_what_it_claims() -> None:
@@ -34,7 +75,7 @@ def test_each_policy_receives_exactly_what_it_claims() -> None:
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
         topic_arn = sns.create_topic(Name="events")["TopicArn"]
         queues = {}
-        for name, (scope, policy) in doc_policies().items():
+        for name, (scope, policy) in ready_policies().items():
             url = sqs.create_queue(QueueName=name)["QueueUrl"]
             queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
             attributes = {
