@@ -50,17 +50,23 @@ def transform(
 @cache
 def _transform_cached(_key: str, text: str, params: str, region: str) -> dict[str, Any]:
     import boto3
+    from samtranslator.metrics.metrics import Metrics
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
     template = _with_local_code_as_s3(json.loads(text))
     # The session only tells SAM the region; the empty policy map means no IAM look-up is made.
     session = boto3.session.Session(region_name=region)
-    translator = Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session)
+    # SAM records usage metrics and warns when they are garbage-collected unpublished; its default
+    # publisher discards them, so publishing here only keeps that warning out of the demo's output.
+    metrics = Metrics()
+    translator = Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session, metrics=metrics)
     try:
         return translator.translate(template, parameter_values=json.loads(params))
     except Exception as exc:  # samtranslator raises its own hierarchy; keep the message
         raise TemplateError(f"SAM transform failed: {exc}") from exc
+    finally:
+        metrics.publish()
 
 
 def _with_local_code_as_s3(template: dict[str, Any]) -> dict[str, Any]:
