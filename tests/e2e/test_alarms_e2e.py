@@ -33,8 +33,7 @@ from leap_tracker.leap.connect_model import validate_entry
 from leap_tracker.meters import schedule
 from leap_tracker.poller.ports import SnapshotWrite
 from tests.builders import entry
-from tests.e2e.test_events_e2e import EMITTER_TYPES
-from tests.e2e.test_scheduled_failures_e2e import put_items
+from tests.e2e.support import EMITTER_TYPES, put_items
 from tests.fakes.lambda_runtime import printed
 
 FAST_LEAP = {"LEAP_BACKOFF_FACTOR": "0.001", "LEAP_MAX_RETRIES": "1"}

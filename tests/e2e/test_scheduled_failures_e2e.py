@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
-
 from devtools.leap_simulator import LeapSimulator, http_error, server_error, slow
 from devtools.local_runner import LocalCloud, PartnerMessage
 from leap_tracker import table
@@ -21,6 +19,7 @@ from leap_tracker.adapters.watch_store import item_from_watch
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.leap import wire
 from leap_tracker.meters import schedule
+from tests.e2e.support import put_items
 
 FAILURES = "ScheduledRunFailureQueue"
 PAGE_SIZE = 10  # the simulated customers in several pages
@@ -189,14 +188,3 @@ def test_a_sweep_leap_answers_500_on_every_retry_ends_in_the_failure_queue(
     assert failure.body["responsePayload"]["errorType"] == "SweepIncomplete"
     assert "Leap still answered 500" in failure.body["responsePayload"]["errorMessage"]
     assert leap.requests[wire.METERS_SEARCH_PATH] == 3 * 3  # each attempt: the request and 2 retries
-
-
-def put_items(cloud: LocalCloud, items: list[dict[str, Any]]) -> None:
-    serializer = TypeSerializer()
-    client, name = cloud.client("dynamodb"), cloud.resources.table_name("ConnectionsTable")
-    for start in range(0, len(items), 25):
-        requests = [
-            {"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in item.items()}}}
-            for item in items[start : start + 25]
-        ]
-        client.batch_write_item(RequestItems={name: requests})

@@ -25,7 +25,7 @@ from devtools.local_runner import LocalCloud, PartnerMessage, SubscriberStack
 from subscriber.consumer import app as consumer_app
 from tests.builders import CLAIMS
 from tests.e2e.conftest import E2E_CUSTOMERS, E2E_START
-from tests.e2e.test_events_e2e import emitted, expected_events, run_polls
+from tests.e2e.support import emitted, expected_events, run_polls
 
 SUBSCRIBED = ("completions", "errors-in-caiso")  # two ready policies, one stack each
 POLLS = 9  # three days, every 8 hours

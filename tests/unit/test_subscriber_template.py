@@ -17,7 +17,6 @@ import pytest
 from cfnlint.api import lint
 
 from devtools.local_runner.template import (
-    Resolver,
     TemplateError,
     broken_rules,
     load_sam_template,
@@ -25,6 +24,7 @@ from devtools.local_runner.template import (
     transform,
 )
 from subscriber.filter_policies import named_policies
+from tests.templates import as_list, of_type, resolved_resources
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "subscriber" / "template.yaml"
 REGION = "us-east-1"
@@ -63,24 +63,9 @@ def parameters(overrides: dict[str, str]) -> dict[str, Any]:
 
 
 def stack(overrides: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Each resource the configuration creates, intrinsics resolved, references left as names
-    (``Ref X`` is ``X``, ``Fn::GetAtt X.Arn`` is ``X.Arn``)."""
+    """Each resource the configuration creates, resolved (tests.templates.resolved_resources)."""
     values = parameters(overrides)
-    cfn = transform(sam_template(), values, REGION)
-    resolver = Resolver(cfn, values, PSEUDO, lambda name, attr: f"{name}.{attr}" if attr else name)
-    return {
-        logical_id: {"Type": r["Type"], "Properties": resolver.resolve(r.get("Properties", {}))}
-        for logical_id, r in cfn["Resources"].items()
-        if resolver.resource_enabled(logical_id)
-    }
-
-
-def of_type(resources: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: r["Properties"] for name, r in resources.items() if r["Type"] == kind}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+    return resolved_resources(transform(sam_template(), values, REGION), values, PSEUDO)
 
 
 def grants(role: dict[str, Any]) -> set[tuple[str, str]]:

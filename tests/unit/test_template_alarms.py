@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_template_security import (
+from tests.templates import (
     CONFIGURATIONS,
     PSEUDO,
     configurations,

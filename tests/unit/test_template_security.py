@@ -21,50 +21,31 @@ import copy
 import itertools
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.api import lint
 
 from devtools.local_runner.template import (
-    Resolver,
     TemplateError,
     broken_rules,
-    load_sam_template,
-    resolve_parameters,
-    transform,
 )
 from leap_tracker import table
-
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "template.yaml"
-REGION = "us-east-1"
-PSEUDO = {
-    "AWS::Region": REGION,
-    "AWS::AccountId": "123456789012",
-    "AWS::StackName": "stack",
-    "AWS::Partition": "aws",
-    "AWS::URLSuffix": "amazonaws.com",
-}
-LEAP_KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leap/api-key-AbCdEf"
-WEBHOOK_SECRET_ARN = (
-    "arn:aws:secretsmanager:us-east-1:123456789012:secret:leap/outreach-webhook-secret-AbCdEf"
+from tests.templates import (
+    CONFIGURATIONS,
+    KEY_ARN,
+    LEAP_KEY_ARN,
+    PARTNERS,
+    PSEUDO,
+    REGION,
+    as_list,
+    configurations,
+    deployed,
+    of_type,
+    parameters,
+    sam_template,
+    stack,
 )
-KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-PARTNERS = ["111111111111", "222222222222"]
-CONFIGURATIONS = {
-    "defaults": {},
-    "key, partners and webhook": {
-        "KmsKeyArn": KEY_ARN,
-        "SubscriberAccountIds": ",".join(PARTNERS),
-        "OutreachChannels": "webhook,topic",
-        "OutreachWebhookUrl": "https://partner.example/outreach",
-        "OutreachWebhookSecretArn": WEBHOOK_SECRET_ARN,
-        "AlarmEmail": "operations@partner.example",
-    },
-}
-configurations = pytest.mark.parametrize("overrides", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
 
 # The only Allow statements that may name Resource "*": AWS offers no resource-level permission.
 NO_RESOURCE_LEVEL_PERMISSION = {
@@ -121,44 +102,6 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
 
 
 # --- the template as it deploys -------------------------------------------------------------------
-
-
-def sam_template() -> dict[str, Any]:
-    return load_sam_template(TEMPLATE)
-
-
-def parameters(sam: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
-    return resolve_parameters(sam["Parameters"], {"LeapApiKeySecretArn": LEAP_KEY_ARN, **overrides})
-
-
-def deployed(overrides: dict[str, str], sam: dict[str, Any] | None = None) -> dict[str, Any]:
-    sam = sam or sam_template()
-    return transform(sam, parameters(sam, overrides), REGION)
-
-
-def stack(overrides: dict[str, str], sam: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Each resource the configuration creates, Conditions applied and intrinsics resolved, with
-    references left as names: ``Ref X`` is ``X``, ``Fn::GetAtt X.Arn`` is ``X.Arn``. ``sam``: a
-    (planted) copy of the template instead of template.yaml."""
-    sam = sam or sam_template()
-    values = parameters(sam, overrides)
-    cfn = transform(sam, values, REGION)
-    resolver = Resolver(
-        cfn, values, PSEUDO, lambda name, attribute: f"{name}.{attribute}" if attribute else name
-    )
-    return {
-        logical_id: {"Type": r["Type"], "Properties": resolver.resolve(r.get("Properties", {}))}
-        for logical_id, r in cfn["Resources"].items()
-        if resolver.resource_enabled(logical_id)
-    }
-
-
-def of_type(resources: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: r["Properties"] for name, r in resources.items() if r["Type"] == kind}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
