@@ -12,10 +12,11 @@ export SAM_CLI_TELEMETRY := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: help venv test unit lint template scan build demo bench schemas contract-check clean
+.PHONY: help venv test unit lint template scan build demo cost bench schemas contract-check clean
 
 help:
 	@echo "make demo   - run the whole product locally (moto + the Leap simulator)"
+	@echo "make cost   - the demo's measurements priced for 10,000 and 100,000 Reference IDs (updates docs/cost.md)"
 	@echo "make test   - every test, ruff, sam validate --lint, cfn-lint, checkov and sam build"
 	@echo "make scan   - checkov on template.yaml and subscriber/template.yaml, as written and after the SAM transform"
 	@echo "make bench  - the benchmarks in bench/"
@@ -92,6 +93,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo $(DEMO_ARGS)
 
+# The default demo, measured (AWS calls, request units, durations, log bytes, custom metrics), then priced
+# by devtools/cost.py; the numbers in docs/cost.md are its output (docs/cost.md#re-running-it).
+MEASURED := demo-out/measured.json
+cost: $(STAMP)
+	$(BIN)/python -m devtools.demo --quiet --measured $(MEASURED) $(DEMO_ARGS)
+	$(BIN)/python -m devtools.cost --measured $(MEASURED) --update-doc docs/cost.md $(COST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/poller.py
 	$(BIN)/python bench/emitter.py
@@ -104,4 +112,4 @@ contract-check: $(STAMP)
 	$(BIN)/python -m tests.contracts.check_against_openapi "$(LEAP_METERS_OPENAPI)"
 
 clean:
-	rm -rf .aws-sam .pytest_cache .hypothesis
+	rm -rf .aws-sam .pytest_cache .hypothesis demo-out

@@ -7,8 +7,14 @@
    (everything new), then CHANGE of the entries are touched an hour later and the scheduled
    (incremental) poll runs, then CHANGE more and a full reconciliation. botocore hooks on the
    client count each DynamoDB request and the write units of every item put (DynamoDB's size rules,
-   1 WCU per started KB; moto's own ConsumedCapacity is a constant, so it is not used). The naive
-   baseline puts every entry of the same pages (no reads), through the same hooks.
+   1 WCU per started KB; moto's own ConsumedCapacity is a constant, so it is not used), snapshots
+   and their history items apart. The naive baseline puts every entry of the same pages (no reads,
+   no history), through the same hooks. Then the funnel is counted on moto's funnel-index and
+   compared with the simulator's truth.
+   Reads, from item sizes too: a snapshot read (BatchGetItem, strongly consistent, 1 RCU per started
+   4 KB of the WHOLE item, whatever the projection) and the funnel count (Query on the KEYS_ONLY
+   index, eventually consistent: 0.5 RCU per started 4 KB of index entries a page; an index entry is
+   its keys + 100 bytes), at ENTRIES and at BIG.
 2. CPU: the poller's own work (validation, canonical JSON, hashes, decisions, item building and the
    run loop) over already-decoded pages with an in-memory store, per entry, against ``json.loads``
    of the same page bodies, both with ``time.process_time``.
@@ -21,8 +27,10 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import gc
+import hashlib
 import json
 import math
 import os
@@ -58,8 +66,15 @@ from devtools.leap_simulator import LeapSimulator  # noqa: E402
 from devtools.template_tables import create_connections_table  # noqa: E402
 from leap_tracker import table  # noqa: E402
 from leap_tracker.adapters.aws import aws_client  # noqa: E402
+from leap_tracker.adapters.funnel import count_funnel, funnel_statuses  # noqa: E402
 from leap_tracker.adapters.leap_http import LeapHttpClient  # noqa: E402
-from leap_tracker.adapters.poller_store import DynamoPollerStore, snapshot_item, write_units  # noqa: E402
+from leap_tracker.adapters.poller_store import (  # noqa: E402
+    DynamoPollerStore,
+    history_item,
+    item_size_bytes,
+    snapshot_item,
+    write_units,
+)
 from leap_tracker.config import LeapApiSettings, PollerSettings  # noqa: E402
 from leap_tracker.leap import wire  # noqa: E402
 from leap_tracker.leap.api import ConnectPage, ConnectQuery  # noqa: E402
@@ -88,7 +103,7 @@ class DynamoMeter:
     """What a client sent, from botocore's hooks: requests per operation and write units per kind."""
 
     requests: Counter[str] = field(default_factory=Counter)
-    write_units: Counter[str] = field(default_factory=Counter)  # snapshots / quarantine / control
+    write_units: Counter[str] = field(default_factory=Counter)  # snapshots / history / quarantine / control
     items_put: Counter[str] = field(default_factory=Counter)
     keys_read: int = 0
 
@@ -117,13 +132,12 @@ class DynamoMeter:
 
     def _put(self, item: dict[str, Any]) -> None:
         pk = item[table.PK]["S"]
-        kind = (
-            "snapshots"
-            if pk.startswith(table.CONNECTION_PREFIX)
-            else "quarantine"
-            if pk.startswith(table.QUARANTINE_PREFIX)
-            else "control"
-        )
+        prefixes = {
+            table.CONNECTION_PREFIX: "snapshots",
+            table.HISTORY_PREFIX: "history",
+            table.QUARANTINE_PREFIX: "quarantine",
+        }
+        kind = next((kind for prefix, kind in prefixes.items() if pk.startswith(prefix)), "control")
         self.write_units[kind] += write_units(item)
         self.items_put[kind] += 1
 
@@ -140,10 +154,14 @@ class _Body:
         yield self._data
 
 
+# The stored entry a read returns with each snapshot (the store keeps a page's of them for the
+# history): incompressible bytes of a typical compressed entry's size, so the memory it holds is real.
+_STORED_ENTRY = b"".join(hashlib.sha256(bytes([n])).digest() for n in range(19))  # 608 bytes
 _STORED_NEWER = {  # a stored state no entry can replace: a different hash and a later last interaction
     table.CONN_CONTENT_HASH: {"S": "0" * 64},
     table.CONN_SEQUENCE: {"N": "7"},
     table.CONN_LAST_INTERACTION: {"S": "2099-01-01T00:00:00Z"},
+    table.CONN_ENTRY: {"B": base64.b64encode(_STORED_ENTRY).decode()},  # the JSON protocol's form
 }
 
 
@@ -215,6 +233,7 @@ class PollCost:
     http_requests: int
     write_requests: int
     snapshot_units: int
+    history_units: int
     control_units: int
     read_requests: int
     keys_read: int
@@ -222,13 +241,21 @@ class PollCost:
 
     @property
     def write_units(self) -> int:
-        return self.snapshot_units + self.control_units
+        return self.snapshot_units + self.history_units + self.control_units
+
+
+@dataclass
+class FunnelCheck:
+    counts: dict[str, int]
+    truth: dict[str, int]
+    queries: int
 
 
 def measure_writes(
     entries: int, change: float
-) -> tuple[list[PollCost], PollCost, Counter[int], Counter[int]]:
-    """Three polls through moto and the simulator, and the naive baseline on the last poll's pages."""
+) -> tuple[list[PollCost], PollCost, Counter[int], Counter[int], FunnelCheck]:
+    """Three polls through moto and the simulator, the naive baseline on the last poll's pages, and
+    the funnel counted on moto against the simulator's truth."""
     costs: list[PollCost] = []
     run = [0]
     with LeapSimulator(seed=SEED, customers=entries) as sim, mock_aws():
@@ -256,6 +283,7 @@ def measure_writes(
                     http_requests=sim.requests[CONNECT_PATH] - http_before,
                     write_requests=meter.write_requests,
                     snapshot_units=meter.write_units["snapshots"] + meter.write_units["quarantine"],
+                    history_units=meter.write_units["history"],
                     control_units=meter.write_units["control"],
                     read_requests=meter.requests["BatchGetItem"] + meter.requests["GetItem"],
                     keys_read=meter.keys_read,
@@ -271,8 +299,18 @@ def measure_writes(
         measured(f"next poll, {change:.0%} touched (full pass)", FULL)
         pages = list(leap.iter_pages(ConnectQuery(start_date=PollerSettings().full_reconciliation_start)))
         leap.close()
+        meter.reset()
+        truth = Counter(
+            status if status in wire.KNOWN_CONNECTION_STATUSES else table.FUNNEL_OTHER_STATUS
+            for status in sim.status_counts().elements()
+        )
+        funnel = FunnelCheck(
+            counts=count_funnel(client, TABLE),
+            truth={status: truth.get(status, 0) for status in funnel_statuses()},
+            queries=meter.requests["Query"],
+        )
     naive, sizes, plain_text = naive_baseline(pages)
-    return costs, naive, sizes, plain_text
+    return costs, naive, sizes, plain_text, funnel
 
 
 def naive_baseline(pages: Sequence[ConnectPage]) -> tuple[PollCost, Counter[int], Counter[int]]:
@@ -303,11 +341,50 @@ def naive_baseline(pages: Sequence[ConnectPage]) -> tuple[PollCost, Counter[int]
         http_requests=len(pages),
         write_requests=meter.write_requests,
         snapshot_units=meter.write_units["snapshots"],
+        history_units=0,
         control_units=0,
         read_requests=0,
         keys_read=0,
     )
     return cost, sizes, plain_text
+
+
+# --- read units, from item sizes --------------------------------------------------------------------
+
+READ_UNIT_BYTES = 4096
+INDEX_ENTRY_OVERHEAD = 100  # bytes DynamoDB adds to every GSI entry
+
+
+@dataclass
+class ReadCost:
+    entries: int
+    largest_snapshot: int  # bytes: a strongly consistent read of it is 1 RCU while this is <= 4 KB
+    snapshot_read_units: int  # a full pass's BatchGetItem: 1 RCU per item of <= 4 KB
+    index_bytes: int  # funnel-index: every entry's keys + 100 bytes
+    funnel_read_units: float  # one count: (statuses + OTHER) x shards eventually consistent Queries
+    funnel_queries: int
+
+
+def measure_reads(entries: int) -> ReadCost:
+    """The read units of a full pass's snapshot reads and of one funnel count at ``entries`` entries
+    (the simulator's population, not served: its entries are read in-process)."""
+    sim = LeapSimulator(seed=SEED, customers=entries)
+    sim.advance(days=DAYS)
+    written_at = datetime.fromisoformat("2025-01-26T00:00:00+00:00")
+    largest = reads = 0
+    partitions: Counter[str] = Counter()  # funnel key -> bytes of index entries
+    for raw in sim.iter_entries():
+        item = snapshot_item(SnapshotWrite(validate_entry(raw), 2), written_at)
+        size = item_size_bytes(item)
+        largest, reads = max(largest, size), reads + math.ceil(size / READ_UNIT_BYTES)
+        keys = {name: item[name] for name in (table.PK, table.SK, table.CONN_FUNNEL_KEY)}
+        partitions[item[table.CONN_FUNNEL_KEY]["S"]] += item_size_bytes(keys) + INDEX_ENTRY_OVERHEAD
+    queried = len(funnel_statuses()) * table.FUNNEL_SHARDS
+    # A Query reads its partition's index entries, rounded up to 4 KB, at half a unit per 4 KB
+    # (eventually consistent); a partition with nothing in it still costs the minimum, 0.5.
+    units = 0.5 * sum(math.ceil(size / READ_UNIT_BYTES) for size in partitions.values())
+    units += 0.5 * (queried - len(partitions))
+    return ReadCost(entries, largest, reads, sum(partitions.values()), units, queried)
 
 
 # --- CPU -----------------------------------------------------------------------------------------
@@ -318,6 +395,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.states: dict[str, StoredState] = {}
+        self.entries: dict[str, bytes] = {}  # the stored (compressed) entry: the next change's previous
         self.checkpoint = Checkpoint()
 
     def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None: ...
@@ -338,8 +416,11 @@ class MemoryStore:
         self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
     ) -> None:
         for write in snapshots:
-            snapshot_item(write, now)  # building the item is the poller's work too
             entry = write.entry
+            stored = self.entries.get(entry.entry_id)
+            previous = canonical_json(decode_stored_entry(stored)) if stored else None  # as the store does
+            history_item(write, previous, now, now)  # building the items is the poller's work too
+            self.entries[entry.entry_id] = snapshot_item(write, now)[table.CONN_ENTRY]["B"]
             self.states[entry.entry_id] = StoredState(
                 entry.content_hash, write.sequence, entry.last_interaction
             )
@@ -493,6 +574,7 @@ COLUMNS = (  # (title, width)
     ("DDB writes", 11),
     ("WCU", 7),
     ("= snap", 7),
+    ("+ hist", 7),
     ("+ ctrl", 7),
     ("reads", 6),
     ("keys", 7),
@@ -512,6 +594,8 @@ def report(
     naive: PollCost,
     sizes: Counter[int],
     plain_text: Counter[int],
+    funnel: FunnelCheck,
+    reads: list[ReadCost],
     cpu: CpuCost,
     memory: list[MemoryCost],
 ) -> None:
@@ -528,6 +612,7 @@ def report(
             cost.write_requests,
             cost.write_units,
             cost.snapshot_units,
+            cost.history_units,
             cost.control_units,
             cost.read_requests,
             cost.keys_read,
@@ -544,10 +629,24 @@ def report(
         "<= 1 KB = 1 WCU; the entry is stored zlib-compressed)"
     )
     print(f"  (were the entry stored as plain JSON text: {units_per_item(plain_text):.2f} WCU per entry)")
-    for cost in costs[1:]:
+    for cost in costs:
         print(
-            f"  {cost.label}: snapshot WCU {cost.snapshot_units} for {cost.summary.changed} changed entries "
-            f"+ {cost.control_units} WCU of lease and checkpoints ({cost.summary.pages} pages)"
+            f"  {cost.label}: snapshot WCU {cost.snapshot_units} + history WCU {cost.history_units} "
+            f"for {cost.summary.changed} changed entries + {cost.control_units} WCU of lease and "
+            f"checkpoints ({cost.summary.pages} pages)"
+        )
+    exact = "exact" if funnel.counts == funnel.truth else "DIFFERENT from the truth"
+    print(
+        f"\nFunnel counted on moto's funnel-index after the polls ({funnel.queries} Queries, Select=COUNT): "
+        f"{exact}\n  {funnel.counts}"
+    )
+    print("\nRead units, from item sizes (moto's ConsumedCapacity is a constant)")
+    for cost in reads:
+        print(
+            f"  {cost.entries:>9,} entries: a full pass's snapshot reads {cost.snapshot_read_units:,} RCU "
+            f"(largest snapshot item {cost.largest_snapshot:,} B < 4 KB: reading its entry too costs nothing "
+            f"more); one funnel count {cost.funnel_read_units:,.1f} RCU ({cost.funnel_queries} Queries over "
+            f"{cost.index_bytes / cost.entries:.0f} B of index per entry)"
         )
     per = 1e6 / cpu.entries
     print(f"\nCPU per entry ({cpu.entries:,} entries, process time, best of 3)")
@@ -585,11 +684,12 @@ def main() -> None:
         serve_simulator(args.serve_simulator)
         return
     started = time.perf_counter()
-    costs, naive, sizes, plain_text = measure_writes(args.entries, args.change)
+    costs, naive, sizes, plain_text, funnel = measure_writes(args.entries, args.change)
     cpu = measure_cpu(args.entries, args.change)
     sizes_for_memory = [args.entries] + ([] if args.skip_big else [args.big])
+    reads = [measure_reads(entries) for entries in sizes_for_memory]
     memory = [measure_memory(entries, args.change) for entries in sizes_for_memory]
-    report(costs, naive, sizes, plain_text, cpu, memory)
+    report(costs, naive, sizes, plain_text, funnel, reads, cpu, memory)
     print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
 
 

@@ -108,6 +108,17 @@ class WebhookReceiver:
         with self._lock:
             self._planned += ["hang"] * times
 
+    def delay_next(self, seconds: float, times: int = 1) -> None:
+        """Answer the next ``times`` valid requests 2xx, but only after ``seconds`` (a slow endpoint)."""
+        with self._lock:
+            self._planned += [f"delay:{seconds}"] * times
+
+    def clear_planned(self) -> int:
+        """Drop the planned answers not used yet; how many there were."""
+        with self._lock:
+            unused, self._planned = len(self._planned), []
+        return unused
+
     # --- what was received ----------------------------------------------------------------------
 
     @property
@@ -165,6 +176,9 @@ class WebhookReceiver:
         if planned == "hang":
             self._release.wait(HANG_LIMIT_SECONDS)
             planned = HTTPStatus.GATEWAY_TIMEOUT
+        elif isinstance(planned, str) and planned.startswith("delay:"):
+            self._release.wait(float(planned.partition(":")[2]))
+            planned = HTTPStatus.NO_CONTENT
         return self._record(Delivery(webhook_id, timestamp, True, int(planned), text))
 
     def _record(self, delivery: Delivery) -> int:

@@ -12,6 +12,7 @@ and where it came from (shown by ``--json`` and in errors).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -122,3 +123,18 @@ def arn_region(arn: str) -> str | None:
     """The region of an ARN (``arn:aws:secretsmanager:<region>:...``); None when it has none."""
     parts = arn.split(":")
     return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
+
+
+def queue_region(url: str) -> str | None:
+    """The region of a queue URL (``https://sqs.<region>.amazonaws.com/...``); None for another form."""
+    match = re.match(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/", url)
+    return match.group(1) if match else None
+
+
+def add_flag(parser: Any, resource: Resource, metavar: str = "NAME") -> None:
+    """The resource's explicit option on an argparse parser (every RESOURCES entry needs one)."""
+    parser.add_argument(
+        resource.flag,
+        metavar=metavar,
+        help=f"{resource.what} (default: the stack's with --stack-name, else ${resource.variable})",
+    )

@@ -48,14 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, discovery: Discovery) -> Result:
-    pseudonyms, key_source = _pseudonyms(discovery)
+    pseudonyms, key_source = stack_pseudonyms(discovery)
     kind, value = (REF, args.ref_id) if args.ref_id is not None else (ENTRY, args.entry_id)
     shown = pseudonyms.ref(value) if kind == REF else pseudonyms.entry(value)
     # Never the identifier itself in the document: it may be pasted into a ticket or a chat.
     return Result(text=shown, document={"kind": kind, "pseudonym": shown, "key_source": key_source})
 
 
-def _pseudonyms(discovery: Discovery) -> tuple[Pseudonyms, str]:
+def stack_pseudonyms(discovery: Discovery) -> tuple[Pseudonyms, str]:
+    """The stack's pseudonyms and where the key came from (also for the commands that report entries)."""
     secret = discovery.locate(KEY_SECRET)
     if secret is not None:
         key, source = _secret_string(discovery, secret.value), f"{secret.source} ({secret.value})"

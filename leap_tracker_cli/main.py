@@ -1,6 +1,7 @@
 """The ``leap-tracker`` entry point: argparse subcommands, resource discovery, text or ``--json``.
 
-Exit status: 0 done, 1 AWS refused or failed (credentials, permissions, throttling), 2 a usage or
+Exit status: 0 done, 1 AWS refused or failed (credentials, permissions, throttling) or the command
+did only part of its work (an event not sent, a message kept: the answer says which), 2 a usage or
 discovery error (the message says what to pass). With ``--json`` the answer, or the error, is one
 JSON document on stdout.
 """
@@ -16,12 +17,21 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from leap_tracker_cli import hash as hash_command
-from leap_tracker_cli import subscribe, tail
+from leap_tracker_cli import poll, redrive, replay, replay_failures, status, subscribe, tail
 from leap_tracker_cli.discovery import ClientFactory, Discovery, DiscoveryError
 from leap_tracker_cli.result import CommandError, Result
 
 PROG = "leap-tracker"
-SUBCOMMANDS: Sequence[ModuleType] = (hash_command, subscribe, tail)
+SUBCOMMANDS: Sequence[ModuleType] = (
+    hash_command,
+    subscribe,
+    tail,
+    status,
+    replay,
+    replay_failures,
+    redrive,
+    poll,
+)
 
 
 def main(
@@ -46,7 +56,7 @@ def main(
         # No credentials, access denied, throttling, an unknown secret...: AWS's own words.
         return _fail(out, args.json, f"AWS: {type(exc).__name__}: {exc}", status=1)
     _print(out, result, args.json)
-    return 0
+    return result.status
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,3 +14,4 @@ class CommandError(Exception):
 class Result:
     text: str  # printed as is
     document: dict[str, Any]  # printed as one JSON document with --json
+    status: int = 0  # the exit status: 1 when the command did only part of its work (the text says what)

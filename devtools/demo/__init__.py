@@ -12,7 +12,9 @@ is delivered too. Two partner queues, each a subscriber stack deployed from subs
 (one with no filter, one with a ready filter policy of docs/events.md), collect what a partner would
 receive.
 
-At the end: a summary a partner would want, and ground-truth checks (PASS/FAIL) comparing what the
+Halfway, an emitter failure is planted for one customer; at the end it is recovered the way the
+runbook says, with ``leap-tracker replay-failures`` (``recovery``). At the end: a summary a partner
+would want, and ground-truth checks (PASS/FAIL) comparing what the
 product did with what the simulator says happened. Same seed, same output (the wall-time line aside).
 
     python -m devtools.demo [--seed N] [--customers N] [--days N] [--start-offset HOURS]
@@ -20,7 +22,8 @@ product did with what the simulator says happened. Same seed, same output (the w
 
 The parts, in the order a run uses them: ``cli`` (``run_demo`` and ``main``), ``world`` (the simulator,
 the local cloud and the webhook receiver brought up together), ``hours`` (the hourly loop), ``report``
-(progress lines and summary tables) and ``checks`` (the ground truth); ``model`` holds the records
+(progress lines and summary tables), ``recovery`` (the planted failure and its replay) and ``checks``
+(the ground truth); ``model`` holds the records
 they pass each other. docs/demo.md explains the output.
 """
 

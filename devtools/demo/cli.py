@@ -11,6 +11,7 @@ from typing import TextIO
 
 from devtools.demo.checks import ground_truth_checks
 from devtools.demo.hours import run_hours, stored_entries
+from devtools.demo.measure import OutputMeter, measurement, write_measured
 from devtools.demo.model import (
     DEFAULT_CLICK_DAYS,
     DEFAULT_CUSTOMERS,
@@ -19,6 +20,15 @@ from devtools.demo.model import (
     DEFAULT_START_OFFSET_HOURS,
     DemoConfig,
     DemoResult,
+)
+from devtools.demo.recovery import (
+    RUNBOOK,
+    Recovery,
+    install,
+    planting_hooks,
+    recovery_check,
+    recovery_lines,
+    replay_failures,
 )
 from devtools.demo.report import Report, headline, summary_tables
 from devtools.demo.world import World, bring_up, functions_output_to, running_rules
@@ -35,26 +45,38 @@ def run_demo(
     quiet: bool = False,
     function_logs: Path | None = None,
     while_up: Callable[[World], None] | None = None,
+    measured: Path | None = None,
 ) -> DemoResult:
     """Run the product over ``days`` simulated days; write progress, summary and checks to ``out``.
 
     The functions' own output (logs, EMF metrics) is discarded, or appended to ``function_logs``.
     ``while_up`` is called with the world after the run, before it is torn down (a test looks into
-    the stack, e.g. reads the log hash key secret the template generated).
+    the stack, e.g. reads the log hash key secret the template generated). ``measured``: where to
+    write what the run measured for the cost model (devtools/demo/measure.py, docs/cost.md).
     """
     config = DemoConfig(seed, customers, days, start_offset_hours, click_days)
     report = Report(out or sys.stdout)  # taken before stdout is redirected for the functions
     report.line(headline(config))
-    with functions_output_to(function_logs), bring_up(config) as world:
+    output = OutputMeter()
+    with functions_output_to(function_logs, output.feed), bring_up(config) as world:
+        output.cloud = world.cloud
         rules = running_rules(world.cloud)
-        run = run_hours(world, config, report if not quiet else None)
+        recovery = Recovery()
+        install(world.cloud, recovery)
+        before, after = planting_hooks(world, recovery, hour=config.hours // 2)
+        run = run_hours(world, config, report if not quiet else None, before, after)
+        replay_failures(world, run, recovery)
         run.stored = stored_entries(world.cloud)
         summary = summary_tables(world, run, rules)
-        checks = tuple(ground_truth_checks(world, run, rules))
+        checks = (*ground_truth_checks(world, run, rules, recovery.planted_at), recovery_check(recovery))
+        if measured is not None:
+            write_measured(measured, measurement(world, run, config, output))
         if while_up is not None:
             while_up(world)
     report.block(summary)
+    report.block(recovery_lines(recovery))
     report.block(["Ground-truth checks", *(check.line() for check in checks)])
+    report.block([f"The runbook (every alarm, what to check, the commands): {RUNBOOK}"])
     return DemoResult(config, report.text(), checks)
 
 
@@ -70,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         click_days=args.click_days,
         quiet=args.quiet,
         function_logs=args.function_logs,
+        measured=args.measured,
     )
     print(f"\n---\nwall time: {time.perf_counter() - started:.1f} s (the only line that varies between runs)")
     return 0 if result.passed else 1
@@ -105,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="append the functions' output (JSON logs, EMF metrics) to FILE instead of discarding it",
+    )
+    parser.add_argument(
+        "--measured",
+        type=Path,
+        metavar="FILE",
+        help="write what the run measured (AWS calls, request units, durations, log bytes, custom metrics) "
+        "as JSON to FILE, for python -m devtools.cost (docs/cost.md)",
     )
     return parser
 

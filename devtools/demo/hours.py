@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,12 +55,27 @@ def _due(cadences: list[_Cadence], elapsed: timedelta) -> list[_Cadence]:
     return [cadence for cadence in cadences if elapsed % cadence.every == timedelta(0)]
 
 
-def run_hours(world: World, config: DemoConfig, progress: Report | None) -> Run:
+HourHook = Callable[[int, datetime, Run], None]
+
+
+def run_hours(
+    world: World,
+    config: DemoConfig,
+    progress: Report | None,
+    before_hour: HourHook | None = None,
+    after_hour: HourHook | None = None,
+) -> Run:
+    """Every simulated hour; the hooks are called with the hour's number (from 1), its instant and
+    what was seen so far, before its schedules fire and after all they set off was delivered."""
     run = Run()
     polls, others = _cadences(world.cloud)
     for hour in range(1, config.hours + 1):
         now = world.cloud.advance(seconds=TICK.total_seconds())  # the simulator follows
+        if before_hour is not None:
+            before_hour(hour, now, run)
         seen = _one_hour(world, run, _due(polls, hour * TICK), _due(others, hour * TICK), now)
+        if after_hour is not None:
+            after_hour(hour, now, run)
         if progress is not None:
             progress.line(hour_line(seen))
     return run
@@ -77,7 +92,7 @@ def _one_hour(world: World, run: Run, polls: list[_Cadence], others: list[_Caden
         run.sweeps.append(now)
     run.filtered += [Received(now, m) for m in world.cloud.drain_queue(world.filtered)]  # few: hourly
     if polls:
-        _observe(world, run, now)
+        _observe(world, run, now, poll)
     events = Counter(received.event["type"] for received in run.inbox[before[0] :])
     sent = [d for d in world.webhook.deliveries[before[1] :] if d.verified]
     return Hour(now, poll, events, len(sent))
@@ -91,11 +106,11 @@ def _fire(world: World, run: Run, cadences: list[_Cadence], now: datetime) -> di
         record = world.cloud.fire_schedule(schedule.function, cadence.schedule_id)
         result = record.result if isinstance(record.result, dict) else {"error": repr(record.error)}
     if cadences:
-        _deliver(world, run, now)
+        deliver(world, run, now)
     return result
 
 
-def _deliver(world: World, run: Run, now: datetime) -> None:
+def deliver(world: World, run: Run, now: datetime) -> None:
     """Drain the cloud, emptying the unfiltered partner queue after every delivery round.
 
     A partner consumes continuously, and in moto a receive costs more the deeper the queue (see
@@ -108,11 +123,14 @@ def _deliver(world: World, run: Run, now: datetime) -> None:
             return
 
 
-def _observe(world: World, run: Run, now: datetime) -> None:
-    """The table's funnel and Leap's ground truth at the same instant; the snapshot histories."""
+def _observe(world: World, run: Run, now: datetime, poll: Mapping[str, Any]) -> None:
+    """The table's funnel, the poller's EntriesByStatus counts (what the dashboard shows) and Leap's
+    ground truth at the same instant; the snapshot histories."""
     truth = world.leap.entries_at(now)
     stored = _stored_snapshots(world.cloud, [entry[wire.ENTRY_ID] for entry in truth])
     run.funnels.append((now, _statuses(stored), world.leap.status_counts(now)))
+    counted = poll.get("entries_by_status")
+    run.counted_funnels.append((now, None if counted is None else +Counter(counted)))
     for entry in truth:
         history = run.histories[entry[wire.ENTRY_REF_ID]]
         if not history or history[-1] != entry:

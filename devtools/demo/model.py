@@ -108,6 +108,8 @@ class Run:
     polls: list[datetime] = field(default_factory=list)
     sweeps: list[datetime] = field(default_factory=list)
     funnels: list[tuple[datetime, Counter[str], Counter[str]]] = field(default_factory=list)  # table, truth
+    # the poller run's EntriesByStatus counts (the dashboard's funnel; zeros dropped), None: not counted
+    counted_funnels: list[tuple[datetime, Counter[str] | None]] = field(default_factory=list)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     inbox: list[Received] = field(default_factory=list)  # the unfiltered partner queue
     filtered: list[Received] = field(default_factory=list)  # the queue with FILTERED_POLICY

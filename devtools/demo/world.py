@@ -5,7 +5,7 @@ main one; where the functions' own output goes; the rules the functions run with
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import timedelta
@@ -96,11 +96,13 @@ class _FunctionOutput(io.TextIOBase):
     document per invocation) would bury the demo's own lines. Discarded, or appended to a file.
 
     One object for the whole process: Powertools' Logger keeps the stream it found at import.
+    ``tap`` sees the text too (the cost measurement counts log bytes and EMF metrics).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.target: TextIO | None = None
+        self.tap: Callable[[str], None] | None = None
 
     def writable(self) -> bool:
         return True
@@ -108,6 +110,8 @@ class _FunctionOutput(io.TextIOBase):
     def write(self, text: str) -> int:
         if self.target is not None:
             self.target.write(text)
+        if self.tap is not None:
+            self.tap(text)
         return len(text)
 
 
@@ -115,10 +119,12 @@ _FUNCTION_OUTPUT = _FunctionOutput()
 
 
 @contextmanager
-def functions_output_to(path: Path | None) -> Iterator[None]:
+def functions_output_to(path: Path | None, tap: Callable[[str], None] | None = None) -> Iterator[None]:
     with ExitStack() as stack:
         _FUNCTION_OUTPUT.target = stack.enter_context(path.open("a", encoding="utf-8")) if path else None
+        _FUNCTION_OUTPUT.tap = tap
         stack.callback(setattr, _FUNCTION_OUTPUT, "target", None)
+        stack.callback(setattr, _FUNCTION_OUTPUT, "tap", None)
         stack.enter_context(redirect_stdout(_FUNCTION_OUTPUT))
         yield
 

@@ -28,7 +28,8 @@ Attributes: ``resources`` (:class:`Resources`: ``table_name``, ``stream_arn``, `
 ``parameters``, ``functions``, ``stream_mappings``, ``sqs_mappings``, ``schedules``, ``invocations``
 (every :class:`InvocationRecord`), ``dropped_async_events``, ``clock``.
 
-Methods: ``client(service)``, ``now()``, ``advance(seconds=, minutes=, hours=, days=)``,
+Methods: ``client(service)``, ``lambda_client()`` (a Lambda client whose invoke runs a function here),
+``now()``, ``advance(seconds=, minutes=, hours=, days=)``,
 ``on_advance(listener)``, ``invoke(logical_id, event=None, asynchronous=False)``,
 ``fire_schedule(logical_id, schedule_id=None, scheduled_time=None)``, ``pump()``, ``drain(max_rounds=None)``,
 ``override_handler(logical_id, handler)``, ``wrap_handler(logical_id, wrapper)``,
@@ -39,7 +40,8 @@ Methods: ``client(service)``, ``now()``, ``advance(seconds=, minutes=, hours=, d
 stack from subscriber/template.yaml next to this one: :class:`SubscriberStack`, also in
 ``subscribers``), ``evaluate_alarms()`` (the SQS-metric alarms, from the queues:
 :class:`AlarmEvaluation` each), and the counters ``aws_calls``, ``aws_calls_by_function``,
-``invocation_counts``, ``errors``, ``summary()``.
+``invocation_counts``, ``errors``, ``summary()``; ``usage`` and ``current_invocation`` (what each
+invocation would be billed for: its record's ``usage`` and ``duration_seconds``, docs/cost.md).
 """
 
 from devtools.local_runner.alarms import AlarmEvaluation

@@ -4,8 +4,8 @@ The facade the demo and the tests use. It sequences the parts: the bring-up (sta
 the template, then the functions, mappings and schedules the runner plays), subscriber stacks deployed
 next to it from subscriber/template.yaml the same way, the delivery rounds (the event source mappings
 of mappings.py and the asynchronous retries of async_invocations.py), the simulated clock (clock.py),
-the call counter (aws_calls.py), a partner's hand-made queues (partner.py) and the SQS alarms the
-runner evaluates (alarms.py).
+the call counter (aws_calls.py), the usage meter (usage.py), a partner's hand-made queues (partner.py)
+and the SQS alarms the runner evaluates (alarms.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from devtools.local_runner.alarms import AlarmEvaluation, evaluate_queue_alarms
 from devtools.local_runner.async_invocations import AsyncInvocations, Destinations
 from devtools.local_runner.aws_calls import CallCounter
 from devtools.local_runner.clock import ClockListener, SimulatedClock
+from devtools.local_runner.lambda_client import LocalLambdaClient
 from devtools.local_runner.lambda_runtime import (
     Handler,
     InvocationRecord,
@@ -50,6 +52,7 @@ from devtools.local_runner.stack import (
     stack_parameters,
 )
 from devtools.local_runner.template import load_sam_template
+from devtools.local_runner.usage import UsageMeter
 
 DEFAULT_START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)  # a Monday morning, fixed for repeatable runs
 DEFAULT_STACK_NAME = "leap-connect-tracker"
@@ -102,6 +105,7 @@ class LocalCloud:
         self.max_drain_rounds = max_drain_rounds
         self.clock = SimulatedClock(start)
         self.calls = CallCounter()
+        self.usage = UsageMeter(ACCOUNT_ID, region)  # billable quantities per invocation (docs/cost.md)
         self.resources = Resources()
         self.functions: dict[str, LocalFunction] = {}
         self.stream_mappings: dict[str, StreamMapping] = {}
@@ -123,10 +127,12 @@ class LocalCloud:
 
         mock = mock_aws()
         mock.start()
-        self._sqs_speed_up = _linear_sqs_receive()
-        self._sqs_speed_up.start()
+        self._moto_patches = [_linear_sqs_receive(), _visibility_from_the_receive()]
+        for patch in self._moto_patches:
+            patch.start()
         self.clock.start()
         self.calls.install()
+        self.usage.install()
         self._state = _State(mock=mock, session=_runner_session(self.region))
         try:
             self._bring_up()
@@ -143,8 +149,10 @@ class LocalCloud:
             if path in sys.path:
                 sys.path.remove(path)
         self.calls.uninstall()
+        self.usage.uninstall()
         self.clock.stop()
-        self._sqs_speed_up.stop()
+        for patch in reversed(self._moto_patches):
+            patch.stop()
         state.mock.stop()
 
     def client(self, service: str) -> Any:
@@ -156,6 +164,12 @@ class LocalCloud:
             )
             state.clients[service] = state.session.client(service, config=config)
         return state.clients[service]
+
+    def lambda_client(self) -> LocalLambdaClient:
+        """A Lambda client whose ``invoke`` runs the function here (moto cannot run the template's
+        functions): for tools such as ``leap-tracker poll`` (devtools/local_runner/lambda_client.py)."""
+        self._running()
+        return LocalLambdaClient(self)
 
     # --------------------------------------------------------------------------- the clock
     def now(self) -> datetime:
@@ -370,6 +384,12 @@ class LocalCloud:
         return Counter(record.function for record in self.invocations)
 
     @property
+    def current_invocation(self) -> InvocationRecord | None:
+        """The invocation running now (None between invocations): where its usage is counted."""
+        current = self.usage.current
+        return current if isinstance(current, InvocationRecord) else None
+
+    @property
     def errors(self) -> list[InvocationRecord]:
         return [record for record in self.invocations if record.failed]
 
@@ -414,13 +434,18 @@ class LocalCloud:
         batch = len(event.get("Records", [])) if isinstance(event, dict) else 1
         record = InvocationRecord(function.logical_id, source, self.now(), batch)
         self.calls.current_function = function.logical_id
+        self.usage.current = record
+        self.usage.count_event_source(record, source, event)
+        started = time.perf_counter()
         try:
             record.result = function.run(event, self.now)
         except Exception as exc:  # a handler error is data for the mapping, as in Lambda
             record.error = exc
             logger.warning("%s failed (%s): %r", function.logical_id, source, exc, exc_info=exc)
         finally:
+            record.duration_seconds = time.perf_counter() - started
             self.calls.current_function = None
+            self.usage.current = None
         self.invocations.append(record)
         return Outcome(record.result, record.error)
 
@@ -499,3 +524,39 @@ def _linear_sqs_receive() -> Any:
     return mock.patch.object(
         SQSBackend, "is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period
     )
+
+
+def _visibility_from_the_receive() -> Any:
+    """A patcher making moto's ChangeMessageVisibility count SQS's 12-hour limit from the receive.
+
+    moto counts it from when the message was SENT, so on the simulated clock a message sent days ago
+    (a failure record an operator reads a week later) could never be made visible again; SQS counts
+    the 12 hours from the ReceiveMessage that gave the receipt handle. moto keeps no receive time
+    per handle, so this checks the one bound a fresh receive has: the timeout itself. A timeout of 0
+    makes the message visible at once, as in SQS (moto's "visible after now" never comes on a clock
+    that stands still between advances)."""
+    from unittest import mock
+
+    from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
+    from moto.sqs.models import SQSBackend
+
+    def change_message_visibility(
+        self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int
+    ) -> None:
+        queue = self.get_queue(queue_name)
+        for message in queue._messages:
+            if message.had_receipt_handle(receipt_handle):
+                if int(visibility_timeout) > 43200:
+                    raise InvalidParameterValue(
+                        f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. Reason: "
+                        "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+                    )
+                message.change_visibility(visibility_timeout)
+                if int(visibility_timeout) == 0:
+                    message.visible_at -= 1  # milliseconds: strictly before now
+                if message.visible and message in queue.pending_messages:
+                    queue.pending_messages.remove(message)
+                return
+        raise ReceiptHandleIsInvalid
+
+    return mock.patch.object(SQSBackend, "change_message_visibility", change_message_visibility)

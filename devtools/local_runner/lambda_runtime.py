@@ -14,6 +14,7 @@ import importlib
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class InvocationRecord:
     batch_size: int
     result: Any = None
     error: BaseException | None = None
+    duration_seconds: float = 0.0  # wall time of the run, in this process (moto answering in-process)
+    usage: Counter[str] = field(
+        default_factory=Counter
+    )  # billable quantities (devtools/local_runner/usage.py)
 
     @property
     def failed(self) -> bool:
@@ -131,7 +136,10 @@ class LocalFunction:
             if self.pending_failures:
                 raise self.pending_failures.pop(0)
             result = self.handler()(event, context)
-        if self.remaining_time_override is None and time.monotonic() - started > self.timeout_seconds:
+        # Wall time plus simulated time that passed inside the run (a slow call advancing the clock):
+        # past the Timeout, Lambda would have stopped it; what it did before stays done.
+        elapsed = time.monotonic() - started + (clock_now() - simulated_start).total_seconds()
+        if self.remaining_time_override is None and elapsed > self.timeout_seconds:
             raise FunctionTimeout(f"{self.logical_id} ran past its {self.timeout_seconds} s timeout")
         return result
 

@@ -16,11 +16,11 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.leap_http import LeapHttpClient
+from leap_tracker.adapters.metrics import add_count, add_counts
 from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
 from leap_tracker.adapters.watch_store import DynamoWatchStore
@@ -116,20 +116,24 @@ def lambda_handler(
 
 def _add_auth_refusals(count: int) -> None:
     """Leap refused the API key (401/403): the LeapAuthFailures alarm's metric (the poller's too)."""
-    metrics.add_metric("LeapAuthFailures", MetricUnit.Count, count)
+    add_count(metrics, "LeapAuthFailures", count)
 
 
 def _report(summary: MeterSweepSummary, api_calls: int) -> dict[str, Any]:
     """The summary as returned and logged, with its metrics added."""
-    for name, value in (
-        ("WatchesChecked", summary.checked),
-        ("MetersAppeared", summary.appeared),
-        ("MetersOverdue", summary.overdue),
-        ("WatchesExpired", summary.expired),
-        ("WatchesUnsearchable", summary.unsearchable),
-        ("MetersApiCalls", api_calls),
-        ("MetersApiFailures", summary.leap_failures),
-        ("EventsNotPublished", summary.publish_failures),
-    ):
-        metrics.add_metric(name, MetricUnit.Count, value)
+    add_counts(metrics, sweep_metrics(summary, api_calls))
     return {**summary.as_dict(), "meters_api_calls": api_calls}
+
+
+def sweep_metrics(summary: MeterSweepSummary, api_calls: int) -> dict[str, int]:
+    """The sweep's metrics by name, zeros included (``add_counts`` publishes the non-zero ones). The
+    rest of the summary, the watches checked among it, is in the ``meter sweep`` log line only."""
+    return {
+        "MetersAppeared": summary.appeared,
+        "MetersOverdue": summary.overdue,
+        "WatchesExpired": summary.expired,
+        "WatchesUnsearchable": summary.unsearchable,
+        "MetersApiCalls": api_calls,
+        "MetersApiFailures": summary.leap_failures,
+        "EventsNotPublished": summary.publish_failures,
+    }

@@ -15,12 +15,12 @@ from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.metrics import add_count
 from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.adapters.watch_store import DynamoWatchStore
@@ -63,8 +63,8 @@ def record_handler(record: SQSRecord, deps: Dependencies) -> OpenResult:
     if result is not OpenResult.IGNORED:  # a completion open_watch checked: its entry id is a string
         line["entry"] = deps.pseudonyms.entry(event["data"]["connection"][wire.ENTRY_ID])
     logger.info("meter watch", extra=line)
-    opened = result in (OpenResult.OPENED, OpenResult.REOPENED)
-    metrics.add_metric("WatchesOpened", MetricUnit.Count, 1 if opened else 0)  # 0 too: redeliveries show
+    # A redelivery or an ignored event is no metric; the line above counts them (its ``result``).
+    add_count(metrics, "WatchesOpened", int(result in (OpenResult.OPENED, OpenResult.REOPENED)))
     return result
 
 
@@ -77,5 +77,5 @@ def lambda_handler(
     deps = deps or dependencies()  # a configuration error fails the invocation, not each record
     processor = SqsBatchProcessor(logger)
     response = process_partial_response(event, partial(record_handler, deps=deps), processor, context)
-    metrics.add_metric("MeterWatchRecordsFailed", MetricUnit.Count, processor.errors)
+    add_count(metrics, "MeterWatchRecordsFailed", processor.errors)
     return response

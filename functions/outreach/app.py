@@ -21,12 +21,12 @@ from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.metrics import add_count
 from leap_tracker.adapters.outreach_store import DynamoOutreachStore
 from leap_tracker.adapters.secrets import log_pseudonyms, secret_provider
 from leap_tracker.adapters.sns_publisher import SnsPublisher, events_publisher
@@ -127,7 +127,7 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext, deps: Depend
     try:
         outcome = deps.outreach.handle_event(record.json_body, now, lease_until(now, lambda_context))
     except DeliveryFailed:  # the queue retries it; counted for the delivery failures alarm
-        metrics.add_metric("OutreachDeliveryFailures", MetricUnit.Count, 1)
+        add_count(metrics, "OutreachDeliveryFailures", 1)
         raise
     _log(outcome, deps.outreach.pseudonyms)
     if outcome.action is not Action.DEFER or outcome.until is None:
@@ -156,8 +156,8 @@ def lambda_handler(
         return follow_up(context, deps)
     processor = SqsBatchProcessor(logger, deferrals=(Deferred,))
     response = process_partial_response(event, partial(handle_record, deps=deps), processor, context)
-    metrics.add_metric("OutreachDeferred", MetricUnit.Count, processor.deferred)
-    metrics.add_metric("OutreachRecordsFailed", MetricUnit.Count, processor.errors)
+    add_count(metrics, "OutreachDeferred", processor.deferred)
+    add_count(metrics, "OutreachRecordsFailed", processor.errors)
     return response
 
 
@@ -178,8 +178,8 @@ def follow_up(context: LambdaContext, deps: Dependencies) -> dict[str, Any]:
         "failed": summary.failed,
         "stopped_early": summary.stopped_early,
     }
-    metrics.add_metric("FollowUpsFailed", MetricUnit.Count, summary.failed)
-    metrics.add_metric("OutreachDeliveryFailures", MetricUnit.Count, summary.delivery_failures)
+    add_count(metrics, "FollowUpsFailed", summary.failed)
+    add_count(metrics, "OutreachDeliveryFailures", summary.delivery_failures)
     logger.info("follow-up sweep", extra=result)
     if summary.failed:  # the others are done; failing counts an error and runs Lambda's async retries
         raise FollowUpsFailed(f"{summary.failed} of {summary.due} due customers failed; they stay due")
@@ -196,11 +196,9 @@ def _warn_without_channel(deps: Dependencies) -> None:
 
 
 def _log(outcome: OutreachResult, pseudonyms: Pseudonyms) -> None:
-    metric = {Action.SEND: "OutreachSent", Action.SUPPRESS: "OutreachSuppressed"}.get(outcome.action)
-    if metric:
-        metrics.add_metric(metric, MetricUnit.Count, 1)
-    if outcome.because is Because.NO_CHANNEL:
-        metrics.add_metric("OutreachNoChannel", MetricUnit.Count, 1)
+    add_count(metrics, "OutreachSent", int(outcome.action is Action.SEND))
+    add_count(metrics, "OutreachSuppressed", int(outcome.action is Action.SUPPRESS))
+    add_count(metrics, "OutreachNoChannel", int(outcome.because is Because.NO_CHANNEL))
     logger.info(
         "outreach decision",
         extra={

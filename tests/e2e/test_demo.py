@@ -11,6 +11,7 @@ import pytest
 
 from devtools import demo
 from devtools.demo import checks, cli
+from devtools.demo.recovery import Recovery, recovery_check
 from devtools.local_runner import PartnerMessage
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events.diff import DEFAULT_RULES, change_events
@@ -25,6 +26,7 @@ SMALL = {"seed": 99, "customers": 25, "days": 2, "start_offset_hours": 48}
 CHECKS = [
     "clean run",
     "funnel = ground truth",
+    "dashboard funnel = ground truth",
     "snapshots = ground truth",
     "events = ground truth",
     "filter policy",
@@ -33,6 +35,7 @@ CHECKS = [
     "outreach delivery",
     "outreach timing",
     "stalled customers considered",
+    "recovery",
 ]
 T0 = datetime(2025, 1, 8, tzinfo=UTC)
 
@@ -105,12 +108,52 @@ def test_the_events_check_catches_a_missing_a_duplicate_and_an_altered_event() -
     delivered = [first[0], first[0], altered]  # first[1] (connection.not_started) never arrives
     run.inbox = [demo.Received(T0, PartnerMessage(event, {}, str(n))) for n, event in enumerate(delivered)]
 
-    check = checks._events_match(run, DEFAULT_RULES)
+    check = checks._events_match(run, DEFAULT_RULES, None)
 
     assert not check.passed
     assert "delivered 2 times" in check.detail
     assert "differs" in check.detail
     assert "missing" in check.detail
+
+
+def test_the_dashboard_funnel_check_names_the_poll_where_the_counts_differ() -> None:
+    run = demo.Run()
+    truth = Counter({"COMPLETED": 2, "PARTIAL": 1})
+    run.funnels = [(T0, truth, truth), (T0 + timedelta(hours=1), truth, truth)]
+    run.counted_funnels = [(T0, Counter({"COMPLETED": 2, "PARTIAL": 1})), (T0 + timedelta(hours=1), None)]
+    assert not checks._counted_funnel_matches(run).passed  # a poll that did not count
+    run.counted_funnels[1] = (T0 + timedelta(hours=1), Counter({"COMPLETED": 3}))
+    check = checks._counted_funnel_matches(run)
+    assert not check.passed
+    assert "2025-01-08 01:00" in check.detail
+    run.counted_funnels[1] = (T0 + timedelta(hours=1), Counter({"COMPLETED": 2, "PARTIAL": 1}))
+    assert checks._counted_funnel_matches(run).passed
+
+
+def test_the_recovery_check_fails_when_the_replay_missed_or_repeated_an_event() -> None:
+    recovery = Recovery(planted_at=T0, failure_messages=1, status=0)
+    recovery.refusal.refused_ids = {"a", "b"}
+    recovery.replayed_ids = ["a", "b"]
+    assert recovery_check(recovery).passed
+    recovery.replayed_ids = ["a"]
+    assert not recovery_check(recovery).passed
+    recovery.replayed_ids = ["a", "b", "b"]
+    assert "replayed 2 times" in recovery_check(recovery).detail
+    recovery.replayed_ids, recovery.status = ["a", "b"], 1
+    assert not recovery_check(recovery).passed
+
+
+def test_a_duplicate_is_excused_only_in_the_planted_hour() -> None:
+    run = demo.Run()
+    started = datetime(2025, 1, 7, tzinfo=UTC)
+    history = [entry(wire.CONNECTION_NOT_STARTED, [], {}, ref_id="ref-1", last=started, started=started)]
+    run.histories["ref-1"] = history
+    first, *rest = change_events(None, history[0], 1)
+    delivered = [first, first, *rest]  # every event, the first twice
+    run.inbox = [demo.Received(T0, PartnerMessage(event, {}, str(n))) for n, event in enumerate(delivered)]
+    assert checks._events_match(run, DEFAULT_RULES, T0).passed
+    assert not checks._events_match(run, DEFAULT_RULES, T0 + timedelta(hours=1)).passed
+    assert not checks._events_match(run, DEFAULT_RULES, None).passed
 
 
 RULES = MeterWatchSettings()  # first check 24 h, overdue 72 h, waits up to 24 h, horizon 14 days

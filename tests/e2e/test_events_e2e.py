@@ -92,7 +92,9 @@ def refusing_sns(cloud: LocalCloud) -> Callable[[set[int]], list[RefusingSns]]:
         made: list[RefusingSns] = []
         cold_start: list[emitter_app.Dependencies] = []
 
-        def refusing_client(service: str) -> RefusingSns:
+        def refusing_client(service: str) -> Any:
+            if service != "sns":  # the table (failure markers) as the function's cold start makes it
+                return aws_client(service)
             made.append(RefusingSns(aws_client(service), refuse_calls))
             return made[-1]
 
@@ -123,6 +125,7 @@ def test_a_failed_publish_is_retried_without_losing_or_reordering(
     emitter = [r for r in cloud.invocations if r.function == "EmitterFunction"]
     assert len([r for r in emitter if r.error or r.result["batchItemFailures"]]) == 3  # retried by the stream
     assert cloud.drain_queue("EmitterFailureQueue") == []
+    assert failure_markers(cloud) == {}  # each failed record's marker went when its retry published
 
 
 def test_a_record_that_always_fails_goes_to_the_failure_queue_without_blocking(
@@ -152,3 +155,21 @@ def test_a_record_that_always_fails_goes_to_the_failure_queue_without_blocking(
     assert info["startSequenceNumber"] == info["endSequenceNumber"]
     assert failure.body["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert "this is not JSON" not in json.dumps(failure.body)  # the stream location only, no data
+    # ... and the table names what it was: the poison record's marker, under that sequence number
+    [marker] = failure_markers(cloud).values()
+    assert marker[table.FAILURE_STREAM_SEQUENCE]["S"] == info["startSequenceNumber"]
+    assert marker[table.FAILURE_ENTRY_ID]["S"] == "CAISO_poison_ref-poison"
+    assert marker[table.FAILURE_SEQUENCE]["N"] == "1"
+    assert marker[table.FAILURE_REASON]["S"].startswith("NotASnapshot: 'entry'")
+    assert "poison" not in marker[table.FAILURE_REASON]["S"]
+
+
+def failure_markers(cloud: LocalCloud) -> dict[str, dict[str, Any]]:
+    """The emitter's failure markers in the table (AttributeValues), by sort key."""
+    answer = cloud.client("dynamodb").query(
+        TableName=cloud.resources.table_name("ConnectionsTable"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": table.EMITTER_FAILURE_PK}},
+        ConsistentRead=True,
+    )
+    return {item[table.SK]["S"]: item for item in answer["Items"]}

@@ -235,10 +235,22 @@ def dynamodb_target(
             items = [r.get("PutRequest", {}).get("Item") or r["DeleteRequest"]["Key"] for r in request]
         return tables[name], [item["pk"]["S"] for item in items]
     arn = tables[params["TableName"]]
-    if operation == "Query":  # no leading keys: a statement fenced by them does not allow it
-        return (f"{arn}/index/{params['IndexName']}" if "IndexName" in params else arn), None
+    if operation == "Query" and "IndexName" in params:  # no leading keys: a fenced statement refuses it
+        return f"{arn}/index/{params['IndexName']}", None
+    if operation == "Query":  # on the table: the partition its key condition names is the leading key
+        return arn, [queried_partition(params)]
     item = params.get("Key") or params["Item"]
     return arn, [item["pk"]["S"]]
+
+
+def queried_partition(params: dict[str, Any]) -> str:
+    """The pk value a table Query's KeyConditionExpression sets (``<pk name> = <value>``)."""
+    names = params.get("ExpressionAttributeNames", {})
+    for clause in params["KeyConditionExpression"].split(" AND "):
+        name, equals, value = clause.partition("=")
+        if equals and names.get(name.strip(), name.strip()) == "pk":
+            return params["ExpressionAttributeValues"][value.strip()]["S"]
+    raise AssertionError(f"a Query this test cannot read the partition of: {params}")
 
 
 def condition_holds(condition: dict[str, Any] | None, keys: list[str] | None) -> bool:

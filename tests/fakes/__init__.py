@@ -4,7 +4,9 @@
 - ``leap``: a Connect source over fixed pages, and client settings pointing at the Leap simulator.
 - ``poller``: the in-memory poller store (held to the DynamoDB store's contract in
   tests/integration/test_dynamo_store.py), a clock and a remaining-time budget.
-- ``dynamodb``: what reached a (moto) table: its items read back, and the requests counted.
+- ``dynamodb``: what reached a (moto) table: its items read back, the requests counted, writes failed.
+- ``outreach``: the in-memory outreach store (held to the DynamoDB store's contract in
+  tests/integration/test_outreach_store.py), recording channels and topic, the service wired to them.
 - ``log_key``: the log hash key every test's environment holds, and the pseudonyms it gives.
 
 Test data (entries, stalled customers, ...) is built by ``tests.builders``.

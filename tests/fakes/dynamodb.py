@@ -1,11 +1,16 @@
-"""What reached a (moto) DynamoDB table: its items read back, and the requests counted on the way."""
+"""What reached a (moto) DynamoDB table: its items read back, and the requests counted on the way;
+and writes made to fail, as an outage would."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from leap_tracker import table
+
+WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 
 
 class RequestCounter:
@@ -34,6 +39,23 @@ class RequestCounter:
 
     def connection_puts(self) -> Counter[str]:
         return Counter({pk: n for pk, n in self.puts.items() if pk.startswith(table.CONNECTION_PREFIX)})
+
+
+class FailingWrites:
+    """Makes a client's next ``remaining`` writes fail before they reach the table (an
+    ``InternalServerError``, as DynamoDB answers in an outage), through botocore's event hooks."""
+
+    def __init__(self, client: Any) -> None:
+        self.remaining = 0
+        self.failed: list[str] = []  # the operations refused
+        client.meta.events.register("before-call.dynamodb.*", self._before_call)
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        if self.remaining > 0 and model.name in WRITE_OPERATIONS:
+            self.remaining -= 1
+            self.failed.append(model.name)
+            error = {"Error": {"Code": "InternalServerError", "Message": "injected outage"}}
+            raise ClientError(error, model.name)
 
 
 def scan_items(client: Any, table_name: str) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """The poller's other collaborators: an in-memory store, a clock and a remaining-time budget.
 
 The in-memory store follows the ``PollerStore`` contract of the DynamoDB store (the integration
-tests run the same contract checks against both), so the run logic can be tested without moto.
+tests run the same contract checks against both), so the run logic can be tested without moto: the
+lease, and the history of stored changes (each with the previous stored entry, refused when the
+change does not follow the stored sequence, and nothing of the call written then).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from leap_tracker.poller.ports import (
     Checkpoint,
@@ -19,6 +22,18 @@ from leap_tracker.poller.ports import (
     StoredState,
 )
 from tests.builders import T0
+
+
+class StoredChange(NamedTuple):
+    """A history item as the in-memory store keeps it: canonical JSON, the previous one None at 1."""
+
+    sequence: int
+    previous: str | None
+    entry: str
+
+
+class StoreRefused(RuntimeError):
+    """What the fake raises where the DynamoDB store raises PreviousEntryUnknown."""
 
 
 @dataclass
@@ -32,6 +47,7 @@ class MemoryStore:
     lease: tuple[str, datetime] | None = None
     written: list[tuple[str, int]] = field(default_factory=list)  # (entry id, sequence), in order
     write_calls: int = 0
+    history: dict[str, list[StoredChange]] = field(default_factory=dict)  # by entry id, in sequence order
 
     def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
         if self.lease is not None and not self.lease[1] < now:
@@ -67,10 +83,19 @@ class MemoryStore:
         self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
     ) -> None:
         self.write_calls += 1
-        for write in snapshots:
+        changes = [self._change(write) for write in snapshots]  # all checked before anything is stored
+        for write, change in zip(snapshots, changes, strict=True):
+            self.history.setdefault(write.entry.entry_id, []).append(change)
             self.snapshots[write.entry.entry_id] = write
             self.written.append((write.entry.entry_id, write.sequence))
         self.quarantine.extend(quarantined)
+
+    def _change(self, write: SnapshotWrite) -> StoredChange:
+        stored = self.snapshots.get(write.entry.entry_id)
+        if (stored.sequence if stored else 0) != write.sequence - 1:
+            raise StoreRefused("the change does not follow the stored snapshot's sequence")
+        previous = stored.entry.canonical_json if stored else None
+        return StoredChange(write.sequence, previous, write.entry.canonical_json)
 
     def sequence_of(self, entry_id: str) -> int:
         return self.snapshots[entry_id].sequence

@@ -207,10 +207,21 @@ def sample_event(name: str) -> dict[str, Any]:
     return json.loads((REPO / "events" / name).read_text())
 
 
-def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(aws: Aws) -> None:
+def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
     event = sample_event("sqs-meter-watch-completed.json")
 
-    assert watch_app.lambda_handler(event, FakeLambdaContext(), aws.watch_deps) == {"batchItemFailures": []}
+    def output() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+    capsys.readouterr()
+    with logs_in_capture(watch_app.logger):
+        assert watch_app.lambda_handler(event, FakeLambdaContext(), aws.watch_deps) == {
+            "batchItemFailures": []
+        }
+    opened = output()
+    assert emf_metrics(opened)["WatchesOpened"] == [1]
     entry_id = "CAISO_62631455-9dfd-433b-9482-fd043f2336d4_Test1012"
     first = aws.raw_watch(entry_id)
     assert (first["completed_at"], first["due_at"], first["sequence"]) == (
@@ -220,8 +231,13 @@ def test_meter_watch_opens_one_watch_per_completion_even_when_redelivered(aws: A
     )
 
     cold_start = watch_app.build_dependencies(load_settings())  # a cold start changes nothing either
-    assert watch_app.lambda_handler(event, FakeLambdaContext(), cold_start) == {"batchItemFailures": []}
+    with logs_in_capture(watch_app.logger):
+        assert watch_app.lambda_handler(event, FakeLambdaContext(), cold_start) == {"batchItemFailures": []}
     assert aws.raw_watch(entry_id) == first
+    again = output()
+    assert "WatchesOpened" not in emf_metrics(again)  # a redelivery opens nothing: no metric
+    [line] = [line for line in again if line.get("message") == "meter watch"]
+    assert line["result"] == "already_watched"  # the log line still tells it
 
 
 def test_meter_watch_reports_only_the_malformed_record_as_failed(aws: Aws) -> None:
@@ -337,7 +353,7 @@ def test_leap_answering_500_to_every_retry_fails_the_sweep_invocation_and_leaves
     assert (error["leap_failures"], error["checked"], error["due"]) == (1, 0, 3)
     metrics = emf_metrics(lines)
     assert metrics["MetersApiFailures"] == [1]  # flushed although the handler raised
-    assert metrics["LeapAuthFailures"] == [0]  # Leap failed, but did not refuse the key
+    assert "LeapAuthFailures" not in metrics  # Leap failed, but did not refuse the key (a zero: left out)
 
 
 def test_leap_refusing_the_key_is_counted_for_the_auth_alarm(
@@ -355,12 +371,21 @@ def test_leap_refusing_the_key_is_counted_for_the_auth_alarm(
     assert len(list(aws.store.due_watches(T0 + 24 * HOUR))) == 3  # all still due for the next sweep
 
 
-def test_a_reference_id_the_meters_search_refuses_is_not_sent_to_it(aws: Aws, leap: LeapSimulator) -> None:
+def test_a_reference_id_the_meters_search_refuses_is_not_sent_to_it(
+    aws: Aws, leap: LeapSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     odd = a_watch(9, ref_id="order#17")  # a PartnerReference may not hold '#': Leap would refuse the batch
     aws.seed_watches([a_watch(1), odd])
     aws.seed_connections([a_watch(1).entry_id, odd.entry_id])
     leap.reset_requests()
-    summary = aws.sweep_at(T0 + 24 * HOUR)
+    with logs_in_capture(sweep_app.logger):
+        summary = aws.sweep_at(T0 + 24 * HOUR)
     assert (summary["checked"], summary["unsearchable"], summary["meters_api_calls"]) == (2, 1, 1)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    metrics = emf_metrics(lines)
+    assert (metrics["WatchesUnsearchable"], metrics["MetersApiCalls"]) == ([1], [1])  # on the dashboard
+    assert not {"WatchesChecked", "MetersApiFailures", "EventsNotPublished"} & set(metrics)  # 0: left out
+    [line] = [line for line in lines if line.get("message") == "meter sweep"]
+    assert line["checked"] == 2  # the log line's only: no dashboard or alarm reads it
     [search] = [r for r in leap.request_log if r.path == wire.METERS_SEARCH_PATH]
     assert "order#17" not in json.dumps(search.body)

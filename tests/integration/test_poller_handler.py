@@ -6,8 +6,11 @@ passes them in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,12 @@ import pytest
 from devtools.leap_simulator import LeapSimulator, server_error
 from functions.poller import app
 from leap_tracker import table
+from leap_tracker.adapters.funnel import funnel_statuses
 from leap_tracker.config import ConfigError, load_settings
 from leap_tracker.leap.api import LeapAuthError, LeapUnavailable
 from leap_tracker.poller.request import InvalidPollRequest
 from leap_tracker.poller.run import PollFailed
+from leap_tracker.timeutil import utc_now
 from tests.fakes.dynamodb import scan_items, stored_connections
 from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, emf_units, logs_in_capture, printed
 
@@ -86,18 +91,98 @@ def test_a_scheduled_invocation_polls_and_reports(
 
     lines = output_lines(capsys)
     metrics = emf_metrics(lines)
-    assert metrics["PagesFetched"] == [3]
     assert metrics["EntriesChanged"] == [sim.customers]
-    assert metrics["PollInterrupted"] == [0]
     assert metrics["PollPassCompleted"] == [1]  # the freshness alarm's metric
-    assert metrics["LeapAuthFailures"] == [0]
     assert len(metrics["LeapApiLatency"]) == 3
+    # A zero count is left out (no data is a zero to the dashboard and to a notBreaching alarm), and
+    # what nothing reads as a metric is in the run's line only.
+    assert not {"PollInterrupted", "PollFailed", "LeapAuthFailures", "LeapRetries"} & set(metrics)
+    assert not {"PagesFetched", "EntriesUnchanged", "EntriesStale"} & set(metrics)
+    [finished] = [line for line in lines if line.get("message") == "poll finished"]
+    assert (finished["pages"], finished["unchanged"], finished["stale"]) == (3, 0, 0)
     units = emf_units(lines)
     assert units.pop("LeapApiLatency") == "Milliseconds"
     assert set(units.values()) == {"Count"}
     pages = [line for line in lines if line.get("message") == "page stored"]
     assert len(pages) == 3
     assert all(line["function_request_id"] == FakeLambdaContext.aws_request_id for line in pages)
+
+    # The funnel, counted on funnel-index after the run: the stored snapshots' statuses, exactly.
+    stored = Counter(
+        item[table.CONN_STATUS]["S"] for item in stored_connections(dynamodb, connections_table).values()
+    )
+    assert summary["entries_by_status"] == {status: stored.get(status, 0) for status in funnel_statuses()}
+    assert sum(summary["entries_by_status"].values()) == sim.customers
+    assert summary["entries_by_status"][table.FUNNEL_OTHER_STATUS] == 0  # no status this code does not know
+    published = {s: n for s, n in summary["entries_by_status"].items() if s != table.FUNNEL_OTHER_STATUS}
+    assert funnel_metrics(lines) == published  # OTHER only when some entry has one
+
+
+def funnel_metrics(lines: list[dict[str, Any]]) -> dict[str, float]:
+    """ConnectionStatus -> the EntriesByStatus value published, one EMF line per status."""
+    found: dict[str, float] = {}
+    for line in lines:
+        if app.FUNNEL_METRIC in line:
+            [dimensions] = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            assert sorted(dimensions) == [app.FUNNEL_DIMENSION, "service"]
+            assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [
+                {"Name": app.FUNNEL_METRIC, "Unit": "Count"}
+            ]
+            [found[line[app.FUNNEL_DIMENSION]]] = line[app.FUNNEL_METRIC]
+    return found
+
+
+def test_a_failed_funnel_count_fails_the_invocation_after_the_runs_metrics_are_published(
+    configure: Callable[..., app.Dependencies],
+    sim: LeapSimulator,
+    dynamodb: Any,
+    connections_table: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def refused() -> dict[str, int]:
+        raise RuntimeError("funnel-index refused the Query")
+
+    deps = dataclasses.replace(configure(), count_funnel=refused)
+    with logs_in_capture(app.logger), pytest.raises(RuntimeError, match="refused the Query"):
+        app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(), deps)
+    assert len(stored_connections(dynamodb, connections_table)) == sim.customers  # the run's work is in
+    lines = output_lines(capsys)
+    metrics = emf_metrics(lines)  # flushed on the way out of the exception
+    assert (metrics["PollPassCompleted"], metrics["EntriesChanged"]) == ([1], [sim.customers])
+    assert funnel_metrics(lines) == {}
+    [error] = [line for line in lines if line.get("level") == "ERROR"]
+    assert error["message"].startswith("funnel count failed")
+
+
+def test_the_funnel_publishes_a_known_status_at_zero_and_other_when_some_entry_has_it(
+    configure: Callable[..., app.Dependencies], capsys: pytest.CaptureFixture[str]
+) -> None:
+    counts = dict.fromkeys(funnel_statuses(), 0) | {"COMPLETED": 4, table.FUNNEL_OTHER_STATUS: 2}
+    deps = dataclasses.replace(configure(), count_funnel=lambda: counts)
+
+    summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(), deps)
+
+    assert summary["entries_by_status"] == counts
+    assert funnel_metrics(output_lines(capsys)) == counts  # the zeros of the known statuses are levels
+
+
+def test_a_skipped_run_counts_no_funnel(
+    configure: Callable[..., app.Dependencies], capsys: pytest.CaptureFixture[str]
+) -> None:
+    counted: list[int] = []
+
+    def count() -> dict[str, int]:
+        counted.append(1)
+        return {}
+
+    deps = dataclasses.replace(configure(), count_funnel=count)
+    deps.store.acquire_lease("another-run", utc_now(), utc_now() + timedelta(minutes=16))
+    summary = app.lambda_handler(event("poller-scheduled.json"), FakeLambdaContext(), deps)
+    assert summary["status"] == "skipped"
+    assert "entries_by_status" not in summary
+    assert counted == []
+    metrics = emf_metrics(output_lines(capsys))
+    assert (metrics["PollSkipped"], metrics["PollPassCompleted"]) == ([1], [0])  # the alarm's zero too
 
 
 def test_every_sample_event_is_a_valid_input(
@@ -152,7 +237,7 @@ def test_a_wrong_key_ends_the_run_with_one_clear_error_line(
     metrics = emf_metrics(lines)
     assert metrics["PollFailed"] == [1]
     assert metrics["LeapAuthFailures"] == [1]  # the LeapAuthFailures alarm's metric
-    assert metrics["PollPassCompleted"] == [0]
+    assert metrics["PollPassCompleted"] == [0]  # published with its zero: the freshness alarm's
     leases = [i for i in scan_items(dynamodb, connections_table) if i[table.SK]["S"] == table.LEASE_SK]
     assert leases == []
 
@@ -190,9 +275,9 @@ def test_leap_answering_500_to_every_retry_makes_the_invocation_fail_with_its_me
     assert (error["status"], error["pages"], error["retries"]) == ("failed", 0, 2)  # LEAP_MAX_RETRIES
     metrics = emf_metrics(lines)  # log_metrics flushed them although the handler raised
     assert metrics["PollFailed"] == [1]
-    assert metrics["LeapAuthFailures"] == [0]  # Leap failed, but did not refuse the key
+    assert "LeapAuthFailures" not in metrics  # Leap failed, but did not refuse the key
     assert metrics["LeapRetries"] == [2]
-    assert metrics["PagesFetched"] == [0]
+    assert (metrics["PollPassCompleted"], "LeapApiLatency" in metrics) == ([0], False)  # no page read
     items = scan_items(dynamodb, connections_table)
     assert [i for i in items if i[table.SK]["S"] == table.LEASE_SK] == []  # released
     assert [i for i in items if i[table.SK]["S"] == table.CHECKPOINT_SK] == []  # no page was done

@@ -21,7 +21,7 @@ from leap_tracker.leap.api import ConnectPage, ConnectQuery, LeapAuthError, Leap
 from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
-from leap_tracker.table import decode_stored_entry
+from leap_tracker.table import decode_stored_change, decode_stored_entry
 from tests.fakes.dynamodb import RequestCounter, scan_items, stored_connections
 from tests.fakes.log_key import PSEUDONYMS
 from tests.fakes.poller import PageBudget
@@ -88,6 +88,19 @@ class World:
             entry_id: canonical_json(decode_stored_entry(item[table.CONN_ENTRY]["B"]))
             for entry_id, item in self.stored().items()
         }
+
+    def history(self) -> dict[tuple[str, int], tuple[str | None, str]]:
+        """(entry id, sequence) -> the stored change: (previous, entry) as canonical JSON."""
+        changes = {}
+        for item in scan_items(self.dynamodb, self.table):
+            if item[table.PK]["S"].startswith(table.HISTORY_PREFIX):
+                previous, entry = decode_stored_change(item[table.HISTORY_CHANGE]["B"])
+                key = (
+                    table.entry_id_from_history_pk(item[table.PK]["S"]),
+                    int(item[table.HISTORY_SEQUENCE]["N"]),
+                )
+                changes[key] = (None if previous is None else canonical_json(previous), canonical_json(entry))
+        return changes
 
     def connect_requests(self) -> int:
         return self.sim.requests[wire.DEFAULT_CONNECT_WIRE.path]
@@ -156,6 +169,10 @@ def test_with_some_entries_changed_exactly_those_are_written_with_their_next_seq
     assert world.stored_entries() == after
     sequences = {entry_id: int(item[table.CONN_SEQUENCE]["N"]) for entry_id, item in stored.items()}
     assert sequences == {entry_id: 2 if entry_id in changed else 1 for entry_id in after}
+    # One history item per stored change, each with the entry as Leap showed it before and after.
+    assert world.history() == {(i, 1): (None, text) for i, text in before.items()} | {
+        (i, 2): (before[i], after[i]) for i in changed
+    }
 
 
 def test_page_tokens_are_url_encoded(world: World) -> None:
@@ -279,7 +296,7 @@ def test_two_overlapping_runs_never_both_write(world: World) -> None:
     assert racer.other.reason.startswith("lease held by run-first until")
     assert second_store.stats.write_requests == 0
     assert first.status is RunStatus.COMPLETED
-    assert first_store.stats.items_written == world.sim.customers
+    assert first_store.stats.items_written == 2 * world.sim.customers  # each one's history and snapshot
     assert set(world.requests.connection_puts().values()) == {1}
 
 

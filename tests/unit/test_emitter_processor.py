@@ -129,3 +129,30 @@ def test_each_invocation_starts_afresh() -> None:
     assert second == {"batchItemFailures": []}
     assert topic.passes == [[["id-100"]], [["id-300"]]]
     assert processor.outcome.published_records == 1
+
+
+def sequences_of(records: list[dict[str, Any]]) -> list[str]:
+    return [record["dynamodb"]["SequenceNumber"] for record in records]
+
+
+def test_it_tells_which_records_published_and_which_failed_and_why() -> None:
+    response, processor = run(stream_event("100", "200", "300", "400"), Topic(accept=2))
+
+    assert failed(response) == ["300", "400"]
+    assert sequences_of(processor.published) == ["100", "200"]
+    assert sequences_of([record for record, _ in processor.failed]) == ["300", "400"]
+    assert [type(error) for _, error in processor.failed] == [RecordNotPublished, SkippedAfterFailure]
+    assert processor.published[0]["dynamodb"]["Keys"]["pk"] == {"S": "CONN#100"}  # Lambda's JSON form
+
+
+def test_when_every_record_failed_it_still_tells_them_after_the_function_error() -> None:
+    processor = InOrderStreamProcessor(Topic().publish)
+
+    with pytest.raises(BatchProcessingError):
+        process_partial_response(stream_event("100", "200", poison=["100"]), messages_of, processor)
+
+    assert processor.published == []
+    assert [(r["dynamodb"]["SequenceNumber"], type(e)) for r, e in processor.failed] == [
+        ("100", Poison),
+        ("200", SkippedAfterFailure),
+    ]

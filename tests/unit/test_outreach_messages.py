@@ -211,6 +211,29 @@ def test_keys_and_ids_are_stable_and_distinct() -> None:
     assert ledger.suppression_key("completed", None, "abc") == "completed#-#abc"
 
 
+@pytest.mark.parametrize(
+    ("recorded", "delivered", "configured", "channels"),
+    [
+        pytest.param(("webhook",), set(), ("webhook",), ("webhook",), id="new-claim"),
+        pytest.param(
+            ("webhook", "topic"), {"topic"}, ("webhook", "topic"), ("webhook", "topic"), id="partly"
+        ),
+        pytest.param(
+            ("webhook", "topic"), {"webhook", "topic"}, ("webhook",), ("webhook", "topic"), id="done"
+        ),
+        pytest.param(("webhook",), {"webhook"}, ("webhook", "topic"), ("webhook",), id="done-then-added"),
+        pytest.param(
+            ("webhook", "topic"), {"topic"}, ("webhook",), ("webhook", "topic"), id="partly-removed"
+        ),
+        pytest.param(("webhook",), set(), ("topic",), ("topic",), id="undelivered-replaced"),
+    ],
+)
+def test_a_claimed_message_goes_to_the_recorded_channels_once_complete_else_the_configured(
+    recorded: tuple[str, ...], delivered: set[str], configured: tuple[str, ...], channels: tuple[str, ...]
+) -> None:
+    assert ledger.message_channels(recorded, frozenset(delivered), configured) == channels
+
+
 # --- events -------------------------------------------------------------------------------------
 
 

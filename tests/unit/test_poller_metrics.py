@@ -1,5 +1,7 @@
 """The poller handler's metrics of a run summary (``functions.poller.app.run_metrics``): one count per
-name and run, and one latency per page read."""
+name and run, and one latency per page read. What no alarm or dashboard widget reads (pages, unchanged
+and stale entries) is in the run's ``poll finished`` line only; which counts keep their zeros when
+published is ``DENSE_METRICS`` (the freshness alarm's)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from functions.poller.app import run_metrics
+from functions.poller.app import DENSE_METRICS, run_metrics
 from leap_tracker.poller.request import PollMode
 from leap_tracker.poller.run import RunStatus, RunSummary
 
@@ -17,11 +19,8 @@ NO_OUTCOME = {"PollInterrupted": 0, "PollSkipped": 0, "PollFailed": 0, "PollPass
 def counted(summary: RunSummary) -> dict[str, int]:
     """The summary's own counts, under the metric names they are published as."""
     return {
-        "PagesFetched": summary.pages,
         "EntriesSeen": summary.entries_seen,
         "EntriesChanged": summary.changed,
-        "EntriesUnchanged": summary.unchanged,
-        "EntriesStale": summary.stale,
         "EntriesInvalid": summary.invalid,
         "UnknownEnumValues": summary.unknown_values,
         "LeapRetries": summary.retries,
@@ -68,9 +67,9 @@ def test_each_status_has_its_flag_and_the_counts_are_the_summarys(
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({}, {"PagesFetched": 0, "EntriesSeen": 0, "LeapRetries": 0, "LeapApiLatency": []}),
-        ({"pages": 2, "api_latency_ms": [1.0, 2.0]}, {"PagesFetched": 2, "LeapApiLatency": [1.0, 2.0]}),
-        ({"retries": 2, "status": RunStatus.FAILED}, {"LeapRetries": 2, "PollFailed": 1, "PagesFetched": 0}),
+        ({}, {"EntriesSeen": 0, "LeapRetries": 0, "LeapApiLatency": []}),
+        ({"pages": 2, "api_latency_ms": [1.0, 2.0]}, {"EntriesSeen": 0, "LeapApiLatency": [1.0, 2.0]}),
+        ({"retries": 2, "status": RunStatus.FAILED}, {"LeapRetries": 2, "PollFailed": 1, "EntriesSeen": 0}),
     ],
     ids=["nothing-read", "two-pages", "failed-after-retries"],
 )
@@ -79,9 +78,19 @@ def test_the_metrics_follow_the_summary(fields: dict[str, Any], expected: dict[s
     assert {name: metrics[name] for name in expected} == expected
 
 
-def test_the_new_count_and_the_ref_id_entries_are_not_metrics() -> None:
-    summary = RunSummary(run_id="run-1", mode=PollMode.REF_ID, new=1, entries=[{"id": "x"}])
-    assert set(run_metrics(summary)) == {*counted(summary), *NO_OUTCOME, "LeapApiLatency"}
+def test_the_new_count_pages_unchanged_stale_and_the_ref_id_entries_are_not_metrics() -> None:
+    summary = RunSummary(
+        run_id="run-1", mode=PollMode.REF_ID, new=1, pages=2, unchanged=3, stale=1, entries=[{"id": "x"}]
+    )
+    metrics = run_metrics(summary)
+    assert set(metrics) == {*counted(summary), *NO_OUTCOME, "LeapApiLatency"}
+    assert {"pages": 2, "unchanged": 3, "stale": 1}.items() <= summary.as_dict().items()  # the log line's
+
+
+def test_only_the_freshness_metric_keeps_its_zeros() -> None:
+    """PollFreshnessAlarm treats missing data as breaching; every other count's zero is left out."""
+    assert {"PollPassCompleted"} == DENSE_METRICS
+    assert set(run_metrics(RunSummary(run_id="run-1", mode=PollMode.SCHEDULED))) >= DENSE_METRICS
 
 
 @pytest.mark.parametrize(

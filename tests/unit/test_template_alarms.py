@@ -10,12 +10,16 @@
 - The custom metrics' alarms use the namespace and ``service`` dimension the functions' Powertools
   environment gives them (tests/e2e/test_alarms_e2e.py compares them with what the handlers emit).
 - The dashboard shows every queue, function and alarm, and plots only metrics a handler publishes.
+- Every custom metric a handler publishes is on an alarm or the dashboard and is listed, with who
+  publishes it and whether its zeros are, in docs/operations.md#custom-metrics; an alarm that does not
+  treat missing data as not breaching watches a metric published with its zeros (``DENSE_METRICS``).
 
 A queue or function planted in a copy of the template without its alarm is reported.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
@@ -25,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from functions.poller import app as poller_app
+from leap_tracker.adapters.funnel import funnel_statuses
 from tests.templates import (
     CONFIGURATIONS,
     PSEUDO,
@@ -412,21 +418,257 @@ def test_the_dashboard_shows_every_queue_function_and_alarm() -> None:
     }
 
 
-def test_the_dashboard_plots_only_metrics_a_handler_publishes_under_its_namespace() -> None:
+def test_the_dashboard_plots_custom_metrics_under_the_functions_namespace_and_service() -> None:
     resources = stack({})
     namespace, service = metrics_environment(resources)
-    published = "\n".join(path.read_text() for path in HANDLERS)
     custom = [line for line in plotted(dashboard(resources)) if not line[0].startswith("AWS/")]
 
     assert custom
     for line in custom:
-        assert [line[0], *line[2:]] == [namespace, "service", service], line
-        assert f'"{line[1]}"' in published, f"no handler publishes {line[1]}"
-    for alarm in of_type(resources, ALARM).values():
-        if alarm["Namespace"] == namespace:
-            assert f'"{alarm["MetricName"]}"' in published, alarm["MetricName"]
+        assert [line[0], *line[2:4]] == [namespace, "service", service], line
+
+
+# --- the custom metrics: handlers, alarms, dashboard and docs/operations.md agree ------------------
+#
+# What a handler publishes is read from its source: the name at each add_count / add_metric /
+# single_metric call (a string or a module constant), and the keys of the dict a ``*_metrics``
+# function returns (the poller's run_metrics, the sweep's sweep_metrics, forwarded by a loop or
+# add_counts). Its counts with their zeros: the names in its DENSE_METRICS, or add_count(dense=True).
+
+EMITTERS = {"add_count": 1, "add_metric": 0, "single_metric": 0}  # the name's position among the args
+# Alarms that act the same on no data and on zero: the metric they watch may leave its zeros out.
+SPARSE_SAFE = {"notBreaching", "ignore"}
+
+
+def _constants(tree: ast.Module) -> dict[str, Any]:
+    """The module's NAME = "text" and NAME = frozenset({"text", ...}) constants."""
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = node.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found[node.targets[0].id] = value.value
+            elif isinstance(value, ast.Call) and getattr(value.func, "id", None) == "frozenset":
+                found[node.targets[0].id] = {e.value for e in ast.walk(value) if isinstance(e, ast.Constant)}
+    return found
+
+
+def _callee(call: ast.Call) -> str | None:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def published_metrics(sources: dict[str, str]) -> tuple[dict[str, set[str]], set[str], list[str]]:
+    """From the handlers' sources (by function directory): metric -> the handlers publishing it, the
+    metrics published with their zeros, and what cannot be read or breaks the zero rule."""
+    by_metric: dict[str, set[str]] = {}
+    dense: set[str] = set()
+    findings: list[str] = []
+    for handler, source in sorted(sources.items()):
+        tree = ast.parse(source)
+        constants = _constants(tree)
+        dense |= constants.get("DENSE_METRICS", set())
+        forwarded = [
+            key.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_metrics")
+            for ret in ast.walk(node)
+            if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Dict)
+            for key in ret.value.keys
+            if isinstance(key, ast.Constant)
+        ]
+        names = set(forwarded)
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            callee = _callee(call)
+            if callee == "add_counts" and not forwarded:
+                findings.append(f"{handler}:{call.lineno}: add_counts without a *_metrics function")
+            if callee not in EMITTERS:
+                continue
+            keywords = {k.arg: k.value for k in call.keywords}
+            position = EMITTERS[callee]
+            node = keywords.get("name", call.args[position] if len(call.args) > position else None)
+            if isinstance(node, ast.Constant):
+                name = node.value
+            elif isinstance(node, ast.Name) and isinstance(constants.get(node.id), str):
+                name = constants[node.id]
+            else:
+                if not forwarded:
+                    findings.append(f"{handler}:{call.lineno}: a metric name that is not written out")
+                continue
+            names.add(name)
+            if isinstance(keywords.get("dense"), ast.Constant) and keywords["dense"].value is True:
+                dense.add(name)
+            unit = keywords.get(
+                "unit", call.args[1] if callee == "add_metric" and len(call.args) > 1 else None
+            )
+            if callee == "add_metric" and isinstance(unit, ast.Attribute) and unit.attr == "Count":
+                findings.append(f"{handler}:{call.lineno}: {name} is a Count published without add_count")
+        for name in names:
+            by_metric.setdefault(name, set()).add(handler)
+    return by_metric, dense, findings
+
+
+def documented_metrics(runbook: str) -> dict[str, tuple[set[str], bool]]:
+    """docs/operations.md#custom-metrics: metric -> (the handlers publishing it, published every run)."""
+    section = runbook.split("\n## Custom metrics\n", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, tuple[set[str], bool]] = {}
+    for row in section.splitlines():
+        if not row.startswith("| `"):
+            continue
+        names, handlers, when, _ = (cell.strip() for cell in row.strip("|").split(" | "))
+        publishers = {h.strip().replace(" ", "_") for h in handlers.split(",")}
+        for name in re.findall(r"`(\w+)`", names):
+            found[name] = (publishers, when.startswith("every run"))
+    return found
+
+
+def metric_findings(resources: Resources, sources: dict[str, str], runbook: str) -> list[str]:
+    """Every custom metric that no handler publishes, nothing shows, the runbook does not list (or
+    lists otherwise), or whose alarm needs zeros its handler does not publish; empty when they agree."""
+    namespace, _ = metrics_environment(resources)
+    published, dense, findings = published_metrics(sources)
+    alarms = {a["MetricName"]: a for a in of_type(resources, ALARM).values() if a["Namespace"] == namespace}
+    plotted_names = {line[1] for line in plotted(dashboard(resources)) if line[0] == namespace}
+    for name in sorted(set(alarms) - set(published)):
+        findings.append(f"{name}: an alarm watches it, but no handler publishes it")
+    for name in sorted(plotted_names - set(published)):
+        findings.append(f"{name}: the dashboard plots it, but no handler publishes it")
+    for name in sorted(set(published) - set(alarms) - plotted_names):
+        findings.append(f"{name}: published, but on no alarm and not on the dashboard")
+    for name, alarm in sorted(alarms.items()):
+        treat = alarm.get("TreatMissingData", "missing")
+        if treat not in SPARSE_SAFE and name in published and name not in dense:
+            findings.append(
+                f"{name}: its alarm treats missing data as {treat}, but its zeros are not published"
+            )
+    documented = documented_metrics(runbook)
+    for name in sorted(set(published) | set(documented)):
+        if name not in documented:
+            findings.append(f"{name}: published, but docs/operations.md#custom-metrics does not list it")
+        elif name not in published:
+            findings.append(
+                f"{name}: docs/operations.md#custom-metrics lists it, but no handler publishes it"
+            )
+        elif documented[name] != (published[name], name in dense):
+            findings.append(
+                f"{name}: docs/operations.md#custom-metrics says {documented[name]}, "
+                f"the handlers {(published[name], name in dense)}"
+            )
+    return findings
+
+
+def handler_sources() -> dict[str, str]:
+    return {path.parent.name: path.read_text() for path in HANDLERS}
+
+
+def test_handlers_alarms_dashboard_and_runbook_agree_on_the_custom_metrics() -> None:
+    published, dense, _ = published_metrics(handler_sources())
+
+    assert metric_findings(stack({}), handler_sources(), RUNBOOK.read_text()) == []
+    assert dense == {"PollPassCompleted"}  # the freshness alarm's: missing data is breaching
+    assert len(published) > 30  # the reading of the sources finds them (a broken parse finds none)
+    assert published["LeapAuthFailures"] == {"poller", "meter_sweep"}
+
+
+def _edit(sources: dict[str, str], handler: str, old: str, new: str) -> dict[str, str]:
+    assert old in sources[handler], old
+    return {**sources, handler: sources[handler].replace(old, new, 1)}
+
+
+RETRIES = 'add_count(metrics, "OutreachRecordsFailed", processor.errors)'
+SOURCE_PLANTS: list[tuple[Callable[[dict[str, str]], dict[str, str]], str]] = [
+    (
+        lambda s: _edit(s, "outreach", RETRIES, f'{RETRIES}\n    add_count(metrics, "OutreachRetried", 1)'),
+        "OutreachRetried: published, but on no alarm and not on the dashboard",
+    ),
+    (
+        lambda s: _edit(s, "outreach", RETRIES, f'{RETRIES}\n    add_count(metrics, "OutreachRetried", 1)'),
+        "OutreachRetried: published, but docs/operations.md#custom-metrics does not list it",
+    ),
+    (
+        lambda s: _edit(
+            s, "poller", '"LeapRetries": summary.retries,', '"LeapRetries": summary.retries, "X": 1,'
+        ),
+        "X: published, but on no alarm",
+    ),
+    (
+        lambda s: _edit(s, "meter_sweep", '"MetersApiFailures": summary.leap_failures,', ""),
+        "MetersApiFailures: an alarm watches it, but no handler publishes it",
+    ),
+    (
+        lambda s: _edit(
+            s, "emitter", 'add_count(metrics, "EventsPublished"', 'add_count(metrics, "EventsSent"'
+        ),
+        "EventsPublished: the dashboard plots it, but no handler publishes it",
+    ),
+    (
+        lambda s: _edit(s, "poller", 'frozenset({"PollPassCompleted"})', "frozenset()"),
+        "PollPassCompleted: its alarm treats missing data as breaching, but its zeros are not published",
+    ),
+    (
+        lambda s: _edit(
+            s,
+            "meter_watch",
+            RETRIES.replace("OutreachRecordsFailed", "MeterWatchRecordsFailed"),
+            'metrics.add_metric(name="MeterWatchRecordsFailed", unit=MetricUnit.Count, value=0)',
+        ),
+        "meter_watch:",  # its zeros would be published: a Count goes through add_count
+    ),
+    (
+        lambda s: _edit(
+            s, "outreach", RETRIES, 'name = "OutreachRecordsFailed"\n    add_count(metrics, name, 1)'
+        ),
+        "outreach:",  # a name the reading cannot see
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("plant", "reported"),
+    SOURCE_PLANTS,
+    ids=[f"{n}-{reported.split(':')[0]}" for n, (_, reported) in enumerate(SOURCE_PLANTS)],
+)
+def test_a_metric_planted_in_a_handler_is_reported(
+    plant: Callable[[dict[str, str]], dict[str, str]], reported: str
+) -> None:
+    findings = metric_findings(stack({}), plant(handler_sources()), RUNBOOK.read_text())
+
+    assert any(finding.startswith(reported) for finding in findings), findings
+
+
+def test_a_dashboard_line_or_alarm_without_a_publisher_is_reported() -> None:
+    sam = copy.deepcopy(sam_template())
+    board = sam["Resources"]["OperationsDashboard"]["Properties"]
+    body = board["DashboardBody"]["Fn::Sub"]
+    board["DashboardBody"]["Fn::Sub"] = body.replace('"PageTokenRestarts"', '"PagesFetched"', 1)
+    sam["Resources"]["MetersApiFailuresAlarm"]["Properties"]["MetricName"] = "MeterSearchFailures"
+
+    findings = metric_findings(stack({}, sam), handler_sources(), RUNBOOK.read_text())
+
+    assert "PagesFetched: the dashboard plots it, but no handler publishes it" in findings
+    assert "MeterSearchFailures: an alarm watches it, but no handler publishes it" in findings
+    assert "PageTokenRestarts: published, but on no alarm and not on the dashboard" in findings
+    assert "MetersApiFailures: published, but on no alarm and not on the dashboard" not in findings  # plotted
+
+
+def test_a_runbook_that_lists_a_metric_otherwise_is_reported() -> None:
+    runbook = RUNBOOK.read_text()
+    row = next(line for line in runbook.splitlines() if line.startswith("| `InvalidInput` |"))
+    changed = runbook.replace(row, row.replace("| poller |", "| poller, emitter |"))
+    gone = runbook.replace(row + "\n", "")
+
+    [finding] = metric_findings(stack({}), handler_sources(), changed)
+    assert finding.startswith("InvalidInput: docs/operations.md#custom-metrics says"), finding
+    assert metric_findings(stack({}), handler_sources(), gone) == [
+        "InvalidInput: published, but docs/operations.md#custom-metrics does not list it"
+    ]
 
 
 def test_the_dashboard_has_no_per_type_or_per_reason_dimension() -> None:
-    """Custom metrics cost per name and dimension value: only the service dimension Powertools adds."""
-    assert all(len(line) == 4 for line in plotted(dashboard(stack({}))) if not line[0].startswith("AWS/"))
+    """Custom metrics cost per name and dimension value: only the service dimension Powertools adds,
+    and the funnel's ConnectionStatus, which has exactly the values a count reports (known + OTHER)."""
+    custom = [line for line in plotted(dashboard(stack({}))) if not line[0].startswith("AWS/")]
+    funnel = [line for line in custom if line[1] == poller_app.FUNNEL_METRIC]
+    assert all(len(line) == 4 for line in custom if line not in funnel)
+    assert all(len(line) == 6 and line[4] == poller_app.FUNNEL_DIMENSION for line in funnel), funnel
+    assert sorted(line[5] for line in funnel) == sorted(funnel_statuses())

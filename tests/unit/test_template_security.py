@@ -59,9 +59,12 @@ CONNECTIONS = table.CONNECTION_PREFIX + "*"
 QUARANTINE = table.QUARANTINE_PREFIX + "*"
 OUTREACH = table.OUTREACH_PREFIX + "*"
 WATCHES = table.WATCH_PREFIX + "*"
+HISTORY = table.HISTORY_PREFIX + "*"
+FAILURE_MARKERS = table.EMITTER_FAILURE_PK
 POLLER = table.POLLER_PK
 TABLE = "ConnectionsTable.Arn"
 DUE_INDEX = f"{TABLE}/index/{table.DUE_INDEX}"
+FUNNEL_INDEX = f"{TABLE}/index/{table.FUNNEL_INDEX}"
 
 Grant = tuple[str, str, tuple[str, ...] | None]  # (action, resource, leading keys or None)
 LOG_HASH_KEY: Grant = ("secretsmanager:GetSecretValue", "LogHashKeySecret", None)
@@ -75,10 +78,14 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
 
     webhook_secret = parameters["OutreachWebhookSecretArn"]
     grants = {
-        "PollerFunction": on_table("BatchGetItem BatchWriteItem", CONNECTIONS, QUARANTINE)
+        "PollerFunction": on_table("BatchGetItem BatchWriteItem", CONNECTIONS, QUARANTINE, HISTORY)
         | on_table("GetItem PutItem UpdateItem DeleteItem", POLLER)
-        | {("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None)},
-        "EmitterFunction": {("sns:Publish", "EventsTopic", None)},
+        | {
+            ("dynamodb:Query", FUNNEL_INDEX, None),  # the funnel count (adapters/funnel.py)
+            ("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None),
+        },
+        "EmitterFunction": on_table("Query BatchWriteItem", FAILURE_MARKERS)  # its failure markers
+        | {("sns:Publish", "EventsTopic", None)},
         "OutreachFunction": on_table("GetItem BatchGetItem", CONNECTIONS, OUTREACH)
         | on_table("PutItem UpdateItem", OUTREACH)
         | {
@@ -239,16 +246,21 @@ def test_each_schedule_role_invokes_its_function_and_feeds_its_own_dead_letter_q
     assert roles == used  # no role the template does not account for
 
 
-def test_the_due_index_is_the_only_query_and_nothing_scans() -> None:
-    """dynamodb:LeadingKeys cannot fence the due-index (its partition key is watch_due_bucket): the
-    Query is limited to that one index ARN instead, for the two sweeps that read it."""
+def test_queries_name_one_index_each_and_nothing_scans() -> None:
+    """dynamodb:LeadingKeys cannot fence a GSI (its partition key is not pk): a Query is limited to one
+    index ARN instead, the due-index for the two sweeps that read it, the funnel-index for the poller's
+    count. On the table itself only the emitter's, fenced to its failure markers' one partition
+    (LeadingKeys holds a Query to its key condition's partition key). Never a Scan."""
+    allowed = {"OutreachFunctionRole": DUE_INDEX, "MeterSweepFunctionRole": DUE_INDEX}
+    allowed["PollerFunctionRole"] = FUNNEL_INDEX
+    allowed["EmitterFunctionRole"] = TABLE
     for overrides in CONFIGURATIONS.values():
         resources = stack(overrides)
         for name, role in of_type(resources, "AWS::IAM::Role").items():
             for action, resource, _ in grants(role):
                 assert action not in ("dynamodb:Scan", "dynamodb:PartiQLSelect"), name
                 if action == "dynamodb:Query":
-                    assert resource == DUE_INDEX, name
+                    assert resource == allowed.get(name), name
                 if resource == TABLE:
                     assert _table_grant_is_fenced(role, action), f"{name}: {action} without LeadingKeys"
 

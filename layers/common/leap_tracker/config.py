@@ -50,6 +50,7 @@ class PollerSettings:
     full_reconciliation_start: str = "2015-01-01T00:00:00Z"
     lease_seconds: int = 960  # longer than the function timeout: a live holder never loses it
     time_margin_seconds: int = 60  # stop taking new pages when less than this is left
+    history_retention_days: int = 35  # a stored change's history item expires (TTL) this long after
 
 
 DEFAULT_OUTREACH_CHANNELS = ("topic",)
@@ -166,6 +167,7 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "full_reconciliation_start": _text("FULL_RECONCILIATION_START"),
         "lease_seconds": _whole("POLLER_LEASE_SECONDS", low=60),
         "time_margin_seconds": _whole("POLLER_TIME_MARGIN_SECONDS", low=1),
+        "history_retention_days": _whole("HISTORY_RETENTION_DAYS", low=1, high=3650),
     },
     OutreachSettings: {
         "channels": _names("OUTREACH_CHANNELS", allowed={"webhook", "topic"}),

@@ -11,6 +11,8 @@ One DynamoDB table, partition key ``pk`` and sort key ``sk`` (both strings):
 | outreach customer state  | ``OUTREACH#<entry id>``  | ``STATE`` (+ its ledger)   |
 | outreach suppression     | ``OUTREACH#<entry id>``  | ``SUPPRESSED#<key>``       |
 | meter watch              | ``WATCH#<entry id>``     | ``METER``                  |
+| stored change (history)  | ``HISTORY#<entry id>``   | ``<sequence, 12 digits>``  |
+| emitter failure marker   | ``EMITFAIL``             | ``<stream seq, 40 digits>``|
 
 Every value Leap controls that goes into a key is an entry id (``<prefix><entry id>``); the key limits
 and the longest entry id they allow are below (:data:`MAX_ENTRY_ID_BYTES`), next to the prefixes.
@@ -21,6 +23,19 @@ bucket (partition) per kind of work: an item carries ``watch_due_bucket`` only w
 ``due_at``, and finishing the work removes the attribute (so the item leaves the index). Open meter
 watches use bucket ``METER_WATCH`` (:data:`METER_WATCH_BUCKET`); outreach customers awaiting a
 follow-up use ``OUTREACH_FOLLOW_UP`` (:data:`OUTREACH_FOLLOW_UP_BUCKET`, see docs/outreach.md).
+
+Two more sparse GSIs, both KEYS_ONLY (an index write only when a key attribute changes):
+``ref-index`` (``ref_id``) finds an entry's snapshot (and its meter watch) by Reference ID, and
+``funnel-index`` (``funnel_key`` = ``<connection_status>#<shard>``) lets the funnel be counted per
+status without a scan (shards spread one status over several index partitions).
+
+History items (one per stored change, written by the poller before the snapshot, expiring after
+``HISTORY_RETENTION_DAYS``) carry the previous and the new entry in one compressed pair, so each one
+alone gives that change's events again (``events.diff.change_events(previous, new, sequence)``).
+They carry no ``ref_id`` attribute (that would put every change in ``ref-index``).
+Emitter failure markers name the (entry id, sequence) of a stream record the emitter failed on; the
+emitter deletes a marker once that record is published, so ``leap-tracker replay-failures`` finds
+what an on-failure message's sequence-number range still misses after the stream dropped it.
 """
 
 from __future__ import annotations
@@ -47,6 +62,8 @@ OUTREACH_STATE_SK = "STATE"  # also holds the customer's ledger (leap_tracker.ou
 OUTREACH_SUPPRESSED_PREFIX = "SUPPRESSED#"
 WATCH_PREFIX = "WATCH#"
 WATCH_SK = "METER"
+HISTORY_PREFIX = "HISTORY#"
+EMITTER_FAILURE_PK = "EMITFAIL"
 
 # DynamoDB's key limits, in bytes of UTF-8 (the table's keys and a GSI's key attributes alike): a
 # partition key value holds at most 2048, a sort key value at most 1024. A longer value makes the
@@ -55,7 +72,7 @@ MAX_PARTITION_KEY_BYTES = 2048
 MAX_SORT_KEY_BYTES = 1024
 # Every prefix put in front of an entry id in a partition key. The longest sets the limit on entry ids:
 # an id that fits here fits every key built from it (tests/unit/test_table_keys.py proves it).
-ENTRY_ID_KEY_PREFIXES = (CONNECTION_PREFIX, OUTREACH_PREFIX, WATCH_PREFIX, QUARANTINE_PREFIX)
+ENTRY_ID_KEY_PREFIXES = (CONNECTION_PREFIX, OUTREACH_PREFIX, WATCH_PREFIX, QUARANTINE_PREFIX, HISTORY_PREFIX)
 MAX_ENTRY_ID_BYTES = MAX_PARTITION_KEY_BYTES - max(len(prefix.encode()) for prefix in ENTRY_ID_KEY_PREFIXES)
 
 DUE_INDEX = "due-index"
@@ -63,6 +80,14 @@ DUE_BUCKET_ATTRIBUTE = "watch_due_bucket"
 DUE_AT_ATTRIBUTE = "due_at"
 METER_WATCH_BUCKET = "METER_WATCH"  # open meter watches (leap_tracker.meters)
 OUTREACH_FOLLOW_UP_BUCKET = "OUTREACH_FOLLOW_UP"  # customers due a follow-up look (leap_tracker.outreach)
+
+REF_INDEX = "ref-index"  # KEYS_ONLY on CONN_REF_ID (snapshots and meter watches carry it)
+FUNNEL_INDEX = "funnel-index"  # KEYS_ONLY on CONN_FUNNEL_KEY (snapshots only)
+FUNNEL_SHARDS = 10
+FUNNEL_OTHER_STATUS = "OTHER"  # a connection_status this code does not know is counted here
+
+HISTORY_SEQUENCE_DIGITS = 12
+STREAM_SEQUENCE_DIGITS = 40  # DynamoDB Streams sequence numbers are 21 to 40 digits
 
 
 def utf8_length(text: str) -> int | None:
@@ -108,14 +133,66 @@ def watch_key(entry_id: str) -> dict[str, str]:
     return {PK: WATCH_PREFIX + entry_id, SK: WATCH_SK}
 
 
+def history_key(entry_id: str, sequence: int) -> dict[str, str]:
+    """Sort keys in sequence order: zero-padded, so a Query returns an entry's changes in order."""
+    return {PK: HISTORY_PREFIX + entry_id, SK: f"{sequence:0{HISTORY_SEQUENCE_DIGITS}d}"}
+
+
+def entry_id_from_history_pk(pk: str) -> str:
+    if not pk.startswith(HISTORY_PREFIX):
+        raise ValueError(f"not a history key: {pk!r}")
+    return pk[len(HISTORY_PREFIX) :]
+
+
+def stream_sequence_sort_key(stream_sequence_number: str) -> str:
+    """A stream sequence number as a sort key that orders like the number (zero-padded)."""
+    if not stream_sequence_number.isdigit() or len(stream_sequence_number) > STREAM_SEQUENCE_DIGITS:
+        raise ValueError("a stream sequence number is 1 to 40 decimal digits")
+    return stream_sequence_number.zfill(STREAM_SEQUENCE_DIGITS)
+
+
+def emitter_failure_key(stream_sequence_number: str) -> dict[str, str]:
+    return {PK: EMITTER_FAILURE_PK, SK: stream_sequence_sort_key(stream_sequence_number)}
+
+
+def funnel_key(connection_status: str, entry_id: str, known_statuses: frozenset[str]) -> str:
+    """The funnel-index key of a snapshot: its status (or OTHER) and a stable shard of its entry id."""
+    status = connection_status if connection_status in known_statuses else FUNNEL_OTHER_STATUS
+    shard = zlib.crc32(entry_id.encode("utf-8", "surrogatepass")) % FUNNEL_SHARDS
+    return funnel_partition(status, shard)
+
+
+def funnel_partition(status: str, shard: int) -> str:
+    """One funnel-index partition: what a count queries (every status, OTHER included, x every shard)."""
+    return f"{status}#{shard}"
+
+
 # Attributes of a connection snapshot item (written by the poller, read from the stream by the emitter).
 CONNECTION_ITEM_TYPE = "connection"
 CONN_ENTRY = "entry"  # B: the Leap entry, zlib-compressed canonical JSON (connect_model.encode_stored_entry)
 CONN_CONTENT_HASH = "content_hash"
 CONN_SEQUENCE = "sequence"  # N: 1 for the first write, +1 for every stored change
 CONN_LAST_INTERACTION = "last_interaction"  # top-level last_interaction_date_time_utc, for regress checks
-CONN_REF_ID = "ref_id"
+CONN_REF_ID = "ref_id"  # the ref-index key
 CONN_WRITTEN_AT = "written_at"
+CONN_STATUS = "connection_status"  # plain copies for people and the console (the entry is compressed)
+CONN_TRANSMISSION_REGION = "transmission_region"  # absent when Leap sends none
+CONN_FUNNEL_KEY = "funnel_key"  # the funnel-index key (funnel_key())
+
+# Attributes of a history item (one stored change; see the module docstring).
+HISTORY_ITEM_TYPE = "connection_change"
+HISTORY_CHANGE = "change"  # B: encode_stored_change(previous canonical JSON or None, canonical JSON)
+HISTORY_SEQUENCE = "sequence"  # N: the change's connection sequence
+HISTORY_WRITTEN_AT = "written_at"  # when the poller stored it (RFC 3339, UTC)
+HISTORY_STATUS = "connection_status"
+
+# Attributes of an emitter failure marker.
+FAILURE_ITEM_TYPE = "emitter_failure"
+FAILURE_ENTRY_ID = "entry_id"
+FAILURE_SEQUENCE = "sequence"  # N: the connection sequence of the record's new image
+FAILURE_STREAM_SEQUENCE = "stream_sequence_number"  # as the stream wrote it (unpadded)
+FAILURE_REASON = "reason"  # why it failed, without the entry id
+FAILURE_FAILED_AT = "failed_at"
 
 # Attributes of a meter watch item (written by meter_watch and meter_sweep; see docs/meters.md).
 # While OPEN it also carries DUE_BUCKET_ATTRIBUTE = METER_WATCH_BUCKET and DUE_AT_ATTRIBUTE.
@@ -155,15 +232,37 @@ def decode_stored_entry(value: Any) -> dict[str, Any]:
     """The entry back from its stored form, in any shape a binary attribute reaches code in:
     bytes (boto3 client), boto3's ``Binary`` (resource/TypeDeserializer) or base64 text (the JSON of a
     Lambda stream event, as Powertools' data class hands it over)."""
+    entry = _decompressed_json(value, "stored entry")
+    if not isinstance(entry, dict):
+        raise UnreadableStoredEntry("stored entry is not a JSON object")
+    return entry
+
+
+def encode_stored_change(previous_canonical: str | None, canonical: str) -> bytes:
+    """A history item's change: the previous and the new entry as one compressed JSON pair. The two
+    are mostly the same text, so zlib stores the second almost for free (one write unit, as a snapshot)."""
+    pair = "[" + (previous_canonical if previous_canonical is not None else "null") + "," + canonical + "]"
+    return zlib.compress(pair.encode(), 6)
+
+
+def decode_stored_change(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(previous entry or None, entry) back from a history item's change, in any binary shape."""
+    pair = _decompressed_json(value, "stored change")
+    if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], dict)):
+        raise UnreadableStoredEntry("stored change is not a [previous, entry] pair")
+    if pair[0] is not None and not isinstance(pair[0], dict):
+        raise UnreadableStoredEntry("stored change's previous entry is not a JSON object")
+    return pair[0], pair[1]
+
+
+def _decompressed_json(value: Any, what: str) -> Any:
+    """The JSON a binary attribute holds compressed, in any shape it reaches code in."""
     raw = getattr(value, "value", value)
     try:
         if isinstance(raw, str):
             raw = base64.b64decode(raw, validate=True)
         if not isinstance(raw, bytes | bytearray):
             raise TypeError(f"a binary attribute was expected, got {type(raw).__name__}")
-        entry = json.loads(zlib.decompress(raw))
+        return json.loads(zlib.decompress(raw))
     except (TypeError, ValueError, binascii.Error, zlib.error) as exc:
-        raise UnreadableStoredEntry(f"stored entry cannot be read: {exc}") from exc
-    if not isinstance(entry, dict):
-        raise UnreadableStoredEntry("stored entry is not a JSON object")
-    return entry
+        raise UnreadableStoredEntry(f"{what} cannot be read: {exc}") from exc

@@ -13,11 +13,14 @@ Items are AttributeValue maps. The poller builds its own by hand (``_s``/``_n`` 
 
 from __future__ import annotations
 
+import base64
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypedDict, Unpack
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -99,7 +102,13 @@ class TableBatches:
 
     def put(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Put every item; raise :class:`UnprocessedWrites` if DynamoDB never took some of them."""
-        requests = [{"PutRequest": {"Item": item}} for item in items]
+        self._write([{"PutRequest": {"Item": item}} for item in items])
+
+    def delete(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        """Delete the items under ``keys`` (distinct); raise :class:`UnprocessedWrites` as :meth:`put`."""
+        self._write([{"DeleteRequest": {"Key": key}} for key in keys])
+
+    def _write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
             self._write_all(requests[start : start + BATCH_WRITE_LIMIT])
 
@@ -180,3 +189,45 @@ def _plain(value: Any) -> Any:
 def optional_instant(value: Any) -> datetime | None:
     """A stored instant (RFC 3339 text), or None when the attribute is absent or empty."""
     return parse_instant(str(value)) if value else None
+
+
+# --- DynamoDB item sizes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
+
+
+def item_size_bytes(item: Mapping[str, Any] | None) -> int:
+    """An item's size by DynamoDB's rules: attribute name bytes plus value bytes (0 for no item).
+    Binary values may be bytes (the API's parameters) or base64 text (as moto keeps them)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in (item or {}).items())
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    ((kind, content),) = value.items()
+    if kind == "S":
+        return len(content.encode())
+    if kind == "N":
+        return _number_size(content)
+    if kind == "B":
+        return _binary_size(content)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + _value_size(inner) + 1 for name, inner in content.items())
+    if kind == "L":
+        return 3 + sum(_value_size(inner) + 1 for inner in content)
+    if kind == "SS":
+        return sum(len(text.encode()) for text in content)
+    if kind == "NS":
+        return sum(_number_size(text) for text in content)
+    if kind == "BS":
+        return sum(_binary_size(data) for data in content)
+    raise ValueError(f"unknown AttributeValue type {kind!r}")
+
+
+def _number_size(text: str) -> int:
+    """1 byte per two significant digits, plus 1."""
+    digits = format(abs(Decimal(text)).normalize(), "f").replace(".", "").strip("0") or "0"
+    return math.ceil(len(digits) / 2) + 1
+
+
+def _binary_size(content: bytes | str) -> int:
+    return len(content) if isinstance(content, bytes | bytearray) else len(base64.b64decode(content))

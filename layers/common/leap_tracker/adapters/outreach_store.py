@@ -12,11 +12,16 @@ item, so it is atomic without a transaction (and costs one write):
 
 ``mark sent`` and ``release`` also require the slot's lease to be the caller's, so a holder whose
 lease ran out can never undo the work of the invocation that took over.
+
+A claim answers with the stamp and channels its ledger entry recorded; a suppression marker is put
+conditionally before its event is published and read back by a retry. Audit events are built from
+these, so a retry republishes them identically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Unpack
 
@@ -41,8 +46,11 @@ from leap_tracker.outreach.ledger import (
     LedgerStatus,
     Reservation,
     SentAttr,
+    Stamp,
     StateAttr,
     SuppressedAttr,
+    Suppression,
+    SuppressionStatus,
     ledger_attribute,
 )
 from leap_tracker.table import decode_stored_entry
@@ -77,15 +85,14 @@ class DynamoOutreachStore:
         """One ledger entry as stored (None when absent)."""
         return self._state(entry_id).get(ledger_attribute(dedupe_key))
 
-    def suppression_published(self, entry_id: str, key: str) -> bool:
+    def suppression(self, entry_id: str, key: str) -> Suppression | None:
         response = self._client.get_item(
             TableName=self._table,
             Key=string_key(table.outreach_suppressed_key(entry_id, key)),
             ConsistentRead=True,
-            ProjectionExpression="#pk",
-            ExpressionAttributeNames={"#pk": table.PK},
         )
-        return "Item" in response
+        item = response.get("Item")
+        return suppression_from_item(key, deserialize(item)) if item is not None else None
 
     def due_follow_ups(self, now: datetime) -> Iterator[str]:
         paginator = self._client.get_paginator("query")
@@ -123,7 +130,7 @@ class DynamoOutreachStore:
             | {":entry": _ledger_entry(reservation, now, lease_until)},
         )
         if old is None:
-            return ClaimResult(Claim.NEW, reserved_at=now)
+            return ClaimResult(Claim.NEW, stamp=reservation.stamp(now), channels=reservation.channels)
         existing = old.get(ledger_attribute(reservation.dedupe_key))
         if existing is None:  # attempts moved, completed, or another message is in flight
             return ClaimResult(Claim.CONFLICT)
@@ -147,7 +154,8 @@ class DynamoOutreachStore:
             return ClaimResult(Claim.CONFLICT)
         return ClaimResult(
             Claim.RESUMED,
-            reserved_at=parse_instant(str(existing[SentAttr.RESERVED_AT])),
+            stamp=stamp_from_entry(existing, reservation),
+            channels=tuple(existing.get(SentAttr.CHANNELS) or reservation.channels),
             delivered=frozenset(existing.get(SentAttr.DELIVERED) or ()),
         )
 
@@ -271,20 +279,39 @@ class DynamoOutreachStore:
             ),
         )
 
-    def record_suppression(
-        self, entry_id: str, key: str, because: str, reason: str | None, content_hash: str, now: datetime
-    ) -> None:
-        item = {
-            **table.outreach_suppressed_key(entry_id, key),
-            table.ITEM_TYPE: SUPPRESSED_ITEM_TYPE,
-            SuppressedAttr.ENTRY_ID: entry_id,
-            SuppressedAttr.BECAUSE: because,
-            SuppressedAttr.CONTENT_HASH: content_hash,
-            SuppressedAttr.RECORDED_AT: format_instant(now),
-        }
-        if reason:
-            item[SuppressedAttr.REASON] = reason
-        self._client.put_item(TableName=self._table, Item=serialize(item))
+    def record_suppression(self, entry_id: str, suppression: Suppression) -> Suppression:
+        key = table.outreach_suppressed_key(entry_id, suppression.key)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=serialize(key | suppression_item(entry_id, suppression)),
+                ConditionExpression="attribute_not_exists(#pk)",  # the first decision stays
+                ExpressionAttributeNames={"#pk": table.PK},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not is_condition_failed(error):
+                raise
+            old = error.response.get("Item")
+            stored = suppression_from_item(suppression.key, deserialize(old)) if old is not None else None
+            return stored or self._recorded_suppression(entry_id, suppression.key)
+        return replace(suppression, published=False)
+
+    def mark_suppression_published(self, entry_id: str, key: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=string_key(table.outreach_suppressed_key(entry_id, key)),
+            UpdateExpression="SET #status = :published",
+            ConditionExpression="attribute_exists(#pk)",  # never a marker without its decision
+            ExpressionAttributeNames={"#status": SuppressedAttr.STATUS, "#pk": table.PK},
+            ExpressionAttributeValues=serialize({":published": SuppressionStatus.PUBLISHED.value}),
+        )
+
+    def _recorded_suppression(self, entry_id: str, key: str) -> Suppression:
+        recorded = self.suppression(entry_id, key)
+        if recorded is None:
+            raise RuntimeError(f"the suppression {key} was neither recorded nor found")
+        return recorded
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -411,5 +438,53 @@ def _ledger_entry(reservation: Reservation, now: datetime, lease_until: datetime
         SentAttr.WEBHOOK_ID: reservation.webhook_id,
         SentAttr.CHANNELS: list(reservation.channels),
         SentAttr.RESERVED_AT: format_instant(now),
+        SentAttr.CONNECT_URL: reservation.connect_url,
         SentAttr.LEASE_UNTIL: format_instant(lease_until),
     }
+
+
+def stamp_from_entry(entry: Mapping[str, Any], reservation: Reservation) -> Stamp:
+    """The stamp a ledger entry recorded at its first claim (an entry claimed before the URL was kept
+    takes the reservation's)."""
+    return Stamp(
+        time=parse_instant(str(entry[SentAttr.RESERVED_AT])),
+        attempt=int(entry[SentAttr.ATTEMPT]),
+        sequence=int(entry[SentAttr.SEQUENCE]),
+        connect_url=str(entry.get(SentAttr.CONNECT_URL) or reservation.connect_url),
+    )
+
+
+def suppression_item(entry_id: str, suppression: Suppression) -> dict[str, Any]:
+    """A suppression marker's attributes (without its key), PENDING until its event is out."""
+    item: dict[str, Any] = {
+        table.ITEM_TYPE: SUPPRESSED_ITEM_TYPE,
+        SuppressedAttr.ENTRY_ID: entry_id,
+        SuppressedAttr.BECAUSE: suppression.because,
+        SuppressedAttr.CONTENT_HASH: suppression.content_hash,
+        SuppressedAttr.RECORDED_AT: format_instant(suppression.decided_at),
+        SuppressedAttr.SEQUENCE: suppression.sequence,
+        SuppressedAttr.ATTEMPTS: suppression.attempts,
+        SuppressedAttr.STATUS: SuppressionStatus.PENDING.value,
+    }
+    if suppression.reason:
+        item[SuppressedAttr.REASON] = suppression.reason
+    if suppression.next_attempt_at is not None:
+        item[SuppressedAttr.NEXT_ATTEMPT_AT] = format_instant(suppression.next_attempt_at)
+    return item
+
+
+def suppression_from_item(key: str, item: Mapping[str, Any]) -> Suppression:
+    """A marker as stored. One without a status was written by older code after its event was
+    published: it counts as published, and its event is never rebuilt from it."""
+    status = item.get(SuppressedAttr.STATUS)
+    return Suppression(
+        key=key,
+        because=str(item[SuppressedAttr.BECAUSE]),
+        reason=item.get(SuppressedAttr.REASON),
+        content_hash=str(item[SuppressedAttr.CONTENT_HASH]),
+        decided_at=parse_instant(str(item[SuppressedAttr.RECORDED_AT])),
+        sequence=int(item.get(SuppressedAttr.SEQUENCE, 0)),
+        attempts=int(item.get(SuppressedAttr.ATTEMPTS, 0)),
+        next_attempt_at=optional_instant(item.get(SuppressedAttr.NEXT_ATTEMPT_AT)),
+        published=status != SuppressionStatus.PENDING,
+    )

@@ -1,11 +1,19 @@
-"""The poller's DynamoDB store: connection snapshots, the checkpoint, the lease and quarantined entries.
+"""The poller's DynamoDB store: connection snapshots, their history, the checkpoint, the lease and
+quarantined entries.
 
 All in the one table (key design in ``leap_tracker.table``), through the low-level client: items are
 built as AttributeValue dicts by hand, which is both the cheapest in CPU and explicit about sizes.
 Snapshots are read with BatchGetItem (100 keys a call, strongly consistent, projected to what change
-detection needs) and written with BatchWriteItem (25 a call), through ``adapters.dynamo``: unprocessed
-keys and items are retried with capped exponential backoff and full jitter; writes still unprocessed
-after that raise, so the caller does not checkpoint the page.
+detection needs and the stored entry) and written with BatchWriteItem (25 a call), through
+``adapters.dynamo``: unprocessed keys and items are retried with capped exponential backoff and full
+jitter; writes still unprocessed after that raise, so the caller does not checkpoint the page.
+
+Every stored change also gets a history item (``table.history_key``) holding the previous and the new
+entry. The previous one is the stored snapshot's entry, which ``read_snapshots`` reads anyway (a
+snapshot is far below 4 KB, so projecting the entry costs no read unit more) and keeps, for the page,
+inside the store: the poller's ports stay as they are. ``write_changes`` puts the page's history items
+first and its snapshots only after them, so no snapshot is ever stored without its history; a failed
+history put raises before any snapshot is written, and the replayed page puts the same history keys.
 """
 
 from __future__ import annotations
@@ -13,8 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
 from botocore.exceptions import ClientError
@@ -25,10 +32,14 @@ from leap_tracker.adapters.dynamo import (
     BatchTiming,
     TableBatches,
     is_condition_failed,
+    item_size_bytes,
     optional_instant,
     string_key,
 )
+from leap_tracker.config import PollerSettings
+from leap_tracker.leap import wire
 from leap_tracker.leap.api import ConnectQuery
+from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
@@ -39,7 +50,7 @@ from leap_tracker.poller.ports import (
     SnapshotWrite,
     StoredState,
 )
-from leap_tracker.table import encode_stored_entry
+from leap_tracker.table import decode_stored_entry, encode_stored_change, encode_stored_entry
 from leap_tracker.timeutil import format_instant, parse_instant
 
 WRITE_UNIT_BYTES = 1024
@@ -77,28 +88,63 @@ Q_RAW_ENTRY = "raw_entry"
 Q_RECEIVED_AT = "received_at"
 Q_ENTRY_ID = "entry_id"
 
-# What change detection reads of a stored snapshot.
+# What change detection reads of a stored snapshot, and the stored entry (the next change's previous).
 SNAPSHOT_STATE_ATTRIBUTES = (
     table.PK,
     table.CONN_CONTENT_HASH,
     table.CONN_SEQUENCE,
     table.CONN_LAST_INTERACTION,
+    table.CONN_ENTRY,
 )
+# What a write reads again when it meets a change whose previous entry this page did not read.
+PREVIOUS_ENTRY_ATTRIBUTES = (table.PK, table.CONN_SEQUENCE, table.CONN_ENTRY)
 
 
 @dataclass(slots=True)
 class StoreStats(BatchStats):
-    write_units: int = 0  # estimated from item sizes (1 per started KB per item), snapshots + quarantine
+    # Estimated from item sizes (1 per started KB per item): snapshots + quarantine, and history apart.
+    write_units: int = 0
+    history_write_units: int = 0
+    previous_reads: int = 0  # changes whose previous entry had to be read again (not read by the page)
+
+
+class PreviousEntryUnknown(RuntimeError):
+    """A change's previous entry is not the stored snapshot (its sequence is not the change's - 1):
+    the history item cannot be written truthfully, so nothing of the page is (it is replayed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What a page's read found of one snapshot: its sequence and its stored (compressed) entry."""
+
+    sequence: int
+    entry: bytes | None
 
 
 class DynamoPollerStore:
     """Implements ``poller_ports.PollerStore`` on the connections table."""
 
-    def __init__(self, client: Any, table_name: str, **timing: Unpack[BatchTiming]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        history_retention_days: int | None = None,
+        known_statuses: frozenset[str] = wire.KNOWN_CONNECTION_STATUSES,
+        **timing: Unpack[BatchTiming],
+    ) -> None:
         self._client = client
         self._table = table_name
+        days = (
+            PollerSettings().history_retention_days
+            if history_retention_days is None
+            else history_retention_days
+        )
+        self._history_retention = timedelta(days=days)
+        self._known_statuses = known_statuses
         self.stats = StoreStats()
         self._batches = TableBatches(client, table_name, stats=self.stats, **timing)
+        self._stored: dict[str, _Stored] = {}  # the last page's read (and writes), by entry id
 
     # --- lease ----------------------------------------------------------------------------------
 
@@ -184,23 +230,86 @@ class DynamoPollerStore:
     def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
         keys = [_connection_key(entry_id) for entry_id in dict.fromkeys(entry_ids)]  # no repeated keys
         items = self._batches.get(keys, projection=SNAPSHOT_STATE_ATTRIBUTES, consistent=True)
-        return {table.entry_id_from_pk(item[table.PK]["S"]): stored_state_from_item(item) for item in items}
+        found: dict[str, StoredState] = {}
+        self._stored = {}  # one page at a time: memory stays flat however long the pass
+        for item in items:
+            entry_id = table.entry_id_from_pk(item[table.PK]["S"])
+            state = stored_state_from_item(item)
+            found[entry_id] = state
+            self._stored[entry_id] = _Stored(state.sequence, item.get(table.CONN_ENTRY, {}).get("B"))
+        return found
 
     def write_changes(
         self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
     ) -> None:
-        items = [snapshot_item(write, now) for write in snapshots]
+        previous = self._previous_entries(snapshots)
+        expires_at = now + self._history_retention
+        history = [history_item(w, previous[w.entry.entry_id], now, expires_at) for w in snapshots]
+        items = [snapshot_item(write, now, self._known_statuses) for write in snapshots]
         items += [quarantine_item(record) for record in quarantined]
+        self.stats.history_write_units += sum(write_units(item) for item in history)
         self.stats.write_units += sum(write_units(item) for item in items)
+        self._batches.put(history)  # first: a snapshot is never stored without its history
         self._batches.put(items)
+        for write, item in zip(snapshots, items[: len(snapshots)], strict=True):  # what the table holds now
+            self._stored[write.entry.entry_id] = _Stored(write.sequence, item[table.CONN_ENTRY]["B"])
+
+    def _previous_entries(self, writes: Sequence[SnapshotWrite]) -> dict[str, str | None]:
+        """Each change's previous entry (canonical JSON; None for a first write): the snapshot this
+        page read when its sequence is the change's - 1, else the one stored now, read again."""
+        previous: dict[str, str | None] = {}
+        unread: list[SnapshotWrite] = []
+        for write in writes:
+            stored = self._stored.get(write.entry.entry_id)
+            if stored is None and write.sequence == 1:
+                previous[write.entry.entry_id] = None
+            elif stored is not None and stored.sequence == write.sequence - 1 and stored.entry is not None:
+                previous[write.entry.entry_id] = _entry_text(stored.entry)
+            else:
+                unread.append(write)
+        if unread:
+            previous |= self._read_previous(unread)
+        return previous
+
+    def _read_previous(self, writes: Sequence[SnapshotWrite]) -> dict[str, str | None]:
+        """The stored entries of ``writes`` read again; each must be at the change's sequence - 1 (or
+        absent for a first write). Anything else raises: a history item never guesses its previous."""
+        self.stats.previous_reads += len(writes)
+        keys = [_connection_key(entry_id) for entry_id in dict.fromkeys(w.entry.entry_id for w in writes)]
+        found = {
+            table.entry_id_from_pk(item[table.PK]["S"]): item
+            for item in self._batches.get(keys, projection=PREVIOUS_ENTRY_ATTRIBUTES, consistent=True)
+        }
+        previous: dict[str, str | None] = {}
+        mismatched = 0
+        for write in writes:
+            item = found.get(write.entry.entry_id)
+            if item is None:
+                if write.sequence != 1:
+                    mismatched += 1
+                previous[write.entry.entry_id] = None  # not stored: a first write
+                continue
+            blob = item.get(table.CONN_ENTRY, {}).get("B")
+            if blob is None or int(item[table.CONN_SEQUENCE]["N"]) != write.sequence - 1:
+                mismatched += 1
+            else:
+                previous[write.entry.entry_id] = _entry_text(blob)
+        if mismatched:  # no entry id in the text: it is logged
+            raise PreviousEntryUnknown(
+                f"{mismatched} change(s) do not follow the stored snapshot (its sequence is not the "
+                "change's - 1, or it holds no entry): their history cannot be written"
+            )
+        return previous
 
 
 # --- item formats (module functions: the tests and the bench read them too) ---------------------
 
 
-def snapshot_item(write: SnapshotWrite, now: datetime) -> dict[str, Any]:
+def snapshot_item(
+    write: SnapshotWrite, now: datetime, known_statuses: frozenset[str] = wire.KNOWN_CONNECTION_STATUSES
+) -> dict[str, Any]:
     entry = write.entry
-    return {
+    item = {
         **_connection_key(entry.entry_id),
         table.ITEM_TYPE: _s(table.CONNECTION_ITEM_TYPE),
         table.CONN_ENTRY: {"B": encode_stored_entry(entry.canonical_json)},
@@ -209,6 +318,28 @@ def snapshot_item(write: SnapshotWrite, now: datetime) -> dict[str, Any]:
         table.CONN_LAST_INTERACTION: _s(entry.last_interaction_text),
         table.CONN_REF_ID: _s(entry.ref_id),
         table.CONN_WRITTEN_AT: _s(format_instant(now)),
+        table.CONN_STATUS: _s(entry.connection_status),
+        table.CONN_FUNNEL_KEY: _s(table.funnel_key(entry.connection_status, entry.entry_id, known_statuses)),
+    }
+    if entry.transmission_region is not None:
+        item[table.CONN_TRANSMISSION_REGION] = _s(entry.transmission_region)
+    return item
+
+
+def history_item(
+    write: SnapshotWrite, previous_canonical: str | None, now: datetime, expires_at: datetime
+) -> dict[str, Any]:
+    """One stored change: the previous and the new entry, the sequence, and a TTL. No ``ref_id``
+    attribute: it would put every change in ref-index, which should find the snapshot only."""
+    entry = write.entry
+    return {
+        **string_key(table.history_key(entry.entry_id, write.sequence)),
+        table.ITEM_TYPE: _s(table.HISTORY_ITEM_TYPE),
+        table.HISTORY_CHANGE: {"B": encode_stored_change(previous_canonical, entry.canonical_json)},
+        table.HISTORY_SEQUENCE: _n(write.sequence),
+        table.HISTORY_WRITTEN_AT: _s(format_instant(now)),
+        table.HISTORY_STATUS: _s(entry.connection_status),
+        table.TTL_ATTRIBUTE: _n(int(expires_at.timestamp())),
     }
 
 
@@ -300,46 +431,9 @@ def _pass_from_map(values: Mapping[str, Any]) -> PassState:
     )
 
 
-# --- DynamoDB item sizes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
-
-
-def item_size_bytes(item: Mapping[str, Any]) -> int:
-    """An item's size by DynamoDB's rules: attribute name bytes plus value bytes."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
-
-
 def write_units(item: Mapping[str, Any]) -> int:
     """Write capacity units of a standard put of this item: one per started KB."""
     return max(1, math.ceil(item_size_bytes(item) / WRITE_UNIT_BYTES))
-
-
-def _value_size(value: Mapping[str, Any]) -> int:
-    ((kind, content),) = value.items()
-    if kind == "S":
-        return len(content.encode())
-    if kind == "N":
-        return _number_size(content)
-    if kind == "B":
-        return len(content)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(name.encode()) + _value_size(inner) + 1 for name, inner in content.items())
-    if kind == "L":
-        return 3 + sum(_value_size(inner) + 1 for inner in content)
-    if kind == "SS":
-        return sum(len(text.encode()) for text in content)
-    if kind == "NS":
-        return sum(_number_size(text) for text in content)
-    if kind == "BS":
-        return sum(len(data) for data in content)
-    raise ValueError(f"unknown AttributeValue type {kind!r}")
-
-
-def _number_size(text: str) -> int:
-    """1 byte per two significant digits, plus 1."""
-    digits = format(abs(Decimal(text)).normalize(), "f").replace(".", "").strip("0") or "0"
-    return math.ceil(len(digits) / 2) + 1
 
 
 # --- small helpers --------------------------------------------------------------------------------
@@ -355,6 +449,11 @@ def _n(value: int) -> dict[str, str]:
 
 def _connection_key(entry_id: str) -> dict[str, Any]:
     return string_key(table.connection_key(entry_id))
+
+
+def _entry_text(stored: bytes) -> str:
+    """A stored entry back as its canonical JSON (what the history's pair holds)."""
+    return canonical_json(decode_stored_entry(stored))
 
 
 def _poller_key(sort_key: str) -> dict[str, Any]:

@@ -68,18 +68,28 @@ class SnsPublisher:
         return failures
 
     def _entry(self, entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "Id": entry_id,
-            "Message": message.body,
-            "MessageAttributes": {
-                name: {"DataType": "String", "StringValue": value}
-                for name, value in message.attributes.items()
-            },
-        }
-        if self._group_id is not None:
-            entry["MessageGroupId"] = self._group_id(message.entry_id)
-            entry["MessageDeduplicationId"] = message.event_id
-        return entry
+        return batch_entry(entry_id, message, self._group_id, body_field="Message")
+
+
+def batch_entry(
+    entry_id: str,
+    message: OutgoingMessage,
+    group_id: Callable[[str], str] | None,
+    body_field: str,
+) -> dict[str, Any]:
+    """One entry of a PublishBatch (``body_field`` "Message") or SendMessageBatch ("MessageBody")
+    call: string attributes, and for a FIFO target the group id and deduplication id (the event id)."""
+    entry: dict[str, Any] = {
+        "Id": entry_id,
+        body_field: message.body,
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in message.attributes.items()
+        },
+    }
+    if group_id is not None:
+        entry["MessageGroupId"] = group_id(message.entry_id)
+        entry["MessageDeduplicationId"] = message.event_id
+    return entry
 
 
 def events_publisher(settings: Settings, sns_client: Any, pseudonyms: Pseudonyms) -> SnsPublisher:

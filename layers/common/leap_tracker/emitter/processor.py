@@ -20,7 +20,9 @@ Built only on Powertools' documented extension points ("Create your own partial 
 Records are prepared one by one in ``_process_record``, published together in ``_clean`` (as the
 Powertools example writes its results there), then reported; ``BasePartialBatchProcessor`` builds the
 response and raises when every record failed. tests/unit/test_emitter_processor.py holds Powertools
-to that contract; pyproject.toml pins the minor series it was verified on.
+to that contract; pyproject.toml pins the minor series it was verified on. Afterwards ``published`` and
+``failed`` say which records went out and which did not, and why (the handler's failure markers,
+``leap_tracker.emitter.markers``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,19 @@ class InOrderStreamProcessor(BasePartialBatchProcessor):
             else:
                 self.failure_handler(record, self._failure(position))
         super()._clean()
+
+    @property
+    def published(self) -> list[dict[str, Any]]:
+        """After processing: the records whose messages all went out, in order, in Lambda's JSON form."""
+        return [record.raw_event for record in self._records[: self.outcome.published_records]]
+
+    @property
+    def failed(self) -> list[tuple[dict[str, Any], BaseException]]:
+        """After processing: the records reported failed, in order, in Lambda's JSON form, each with why."""
+        return [
+            (record.raw_event, info[1] or RecordNotPublished("no reason given"))
+            for record, info in zip(self.fail_messages, self.exceptions, strict=True)
+        ]
 
     def _failure(self, position: int) -> ExceptionInfo:
         prepared = len(self._prepared)

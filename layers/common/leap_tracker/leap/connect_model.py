@@ -81,6 +81,8 @@ class ValidEntry:
     last_interaction_text: str  # as Leap wrote it (stored as is)
     canonical_json: str
     content_hash: str
+    connection_status: str  # as Leap sent it (a known value or not)
+    transmission_region: str | None  # a nullable code: None when Leap sent none
     unknown_values: tuple[UnknownValue, ...] = field(default=())
 
 
@@ -122,7 +124,7 @@ def _validated(raw: dict[str, Any], known: KnownValues, entry_id: str) -> ValidE
     last_interaction = _instant(last_text, wire.ENTRY_LAST_INTERACTION)
     if wire.ENTRY_START in raw:
         _instant(_required_text(raw, wire.ENTRY_START), wire.ENTRY_START)
-    _nullable_code(raw, wire.ENTRY_TRANSMISSION_REGION)
+    region = _nullable_code(raw, wire.ENTRY_TRANSMISSION_REGION)
 
     unknown: list[UnknownValue] = []
     if status not in known.connection_statuses:
@@ -145,6 +147,8 @@ def _validated(raw: dict[str, Any], known: KnownValues, entry_id: str) -> ValidE
         last_interaction_text=last_text,
         canonical_json=text,
         content_hash=content_hash(text),
+        connection_status=status,
+        transmission_region=region,
         unknown_values=tuple(unknown),
     )
 

@@ -11,8 +11,13 @@ Under ``pk = OUTREACH#<entry id>`` (keys in ``leap_tracker.table``):
   whatever the redelivery, retry or replay. Keeping the ledger in the state item makes every step
   one atomic single-item conditional write (no transaction), and its size stays bounded: at most
   ``OUTREACH_MAX_ATTEMPTS`` entries are ever SENT.
-- ``sk = SUPPRESSED#<suppression key>``: marks a suppression already published as an audit event, so
-  redeliveries do not flood the topic with the same ``outreach.suppressed``.
+- ``sk = SUPPRESSED#<suppression key>``: one suppression decision (:class:`Suppression`), recorded
+  conditionally BEFORE its ``outreach.suppressed`` is published and marked PUBLISHED after, so
+  redeliveries do not flood the topic, and a retry publishes the first decision's event, not its own.
+
+Audit events are stamped from this stored state, never from a retry's clock or decision: the ledger
+entry records a message's :class:`Stamp` when it is claimed, the marker a suppression's fields before
+they are published. So a retry republishes them byte for byte (docs/events.md).
 
 A dedupe key is ``<reason>#<content hash>#<n>``: the reason, the stored snapshot's content hash (the
 entry state) and the message's number for that (reason, state): 1 for the message a change event
@@ -22,6 +27,7 @@ triggers, 2+ for reminders the follow-up sweep sends after the cooldown while th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -84,18 +90,30 @@ class SentAttr(StrEnum):
     WEBHOOK_ID = "webhook_id"
     CHANNELS = "channels"  # L of S: the channels configured when it was reserved
     STATUS = "status"  # LedgerStatus
-    RESERVED_AT = "reserved_at"  # also the message's time, so a resend carries the same body time
+    RESERVED_AT = "reserved_at"  # the message's time and its audit's (the Stamp)
+    CONNECT_URL = "connect_url"  # as rendered at the claim (absent from entries claimed before it was kept)
     LEASE_UNTIL = "lease_until"
     DELIVERED = "delivered"  # SS: channels that already took the message (a retry skips them)
     SENT_AT = "sent_at"
 
 
 class SuppressedAttr(StrEnum):
+    """Attributes of a ``SUPPRESSED#<key>`` marker: the decision its ``outreach.suppressed`` carries."""
+
     ENTRY_ID = "entry_id"
     BECAUSE = "because"
     REASON = "reason"
     CONTENT_HASH = "content_hash"
-    RECORDED_AT = "recorded_at"
+    RECORDED_AT = "recorded_at"  # when it was decided: the event's time
+    SEQUENCE = "sequence"  # N: the snapshot's
+    ATTEMPTS = "attempts"  # N: messages sent before it
+    NEXT_ATTEMPT_AT = "next_attempt_at"  # cooldown only
+    STATUS = "status"  # SuppressionStatus; absent on markers written after publishing (older code)
+
+
+class SuppressionStatus(StrEnum):
+    PENDING = "PENDING"  # decided and recorded; its event may not be out yet
+    PUBLISHED = "PUBLISHED"
 
 
 STATE_ITEM_TYPE = "outreach_state"
@@ -115,10 +133,29 @@ class Reservation:
     attempt: int
     state_sends: int
     channels: tuple[str, ...]
+    connect_url: str
 
     @property
     def webhook_id(self) -> str:
         return webhook_id(self.entry_id, self.dedupe_key)
+
+    def stamp(self, reserved_at: datetime) -> Stamp:
+        """What a NEW claim of this reservation at ``reserved_at`` records."""
+        return Stamp(reserved_at, self.attempt, self.sequence, self.connect_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What a message and its ``outreach.sent`` are stamped with: recorded in the ledger entry when the
+    message is first claimed, and read back by every resume. A retry's decision could differ (another
+    message sent meanwhile renumbers it; an entry changed and changed back has the same content hash
+    and a later sequence; a redeploy may change the URL pattern), so a resend and a republished audit
+    take these from the ledger, never from the retry."""
+
+    time: datetime  # the claim's: the message's and its audit's time
+    attempt: int  # the message's number when it was claimed (the attempts counter is the decision's)
+    sequence: int  # the snapshot's then: part of both event ids
+    connect_url: str
 
 
 class Claim(StrEnum):
@@ -132,5 +169,39 @@ class Claim(StrEnum):
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
     claim: Claim
-    reserved_at: datetime | None = None  # NEW/RESUMED: the message's time
-    delivered: frozenset[str] = frozenset()  # RESUMED: channels to skip
+    stamp: Stamp | None = None  # NEW/RESUMED: as the ledger entry recorded it at the first claim
+    channels: tuple[str, ...] = ()  # NEW/RESUMED: the channels recorded at the first claim
+    delivered: frozenset[str] = frozenset()  # RESUMED: channels that took it already (skipped)
+
+
+def message_channels(
+    recorded: Sequence[str], delivered: frozenset[str], configured: Sequence[str]
+) -> tuple[str, ...]:
+    """The channels a claimed message goes to, which its ``outreach.sent`` lists.
+
+    The recorded ones are the channels configured at the first claim, so under one configuration
+    this is always the configured list. A message every recorded channel took is complete: nothing
+    more is delivered and the audit names those, as its first publication did, even if a redeploy
+    changed OUTREACH_CHANNELS since. An incomplete one is finished on the channels configured now,
+    also naming those no longer configured that took it."""
+    if recorded and set(recorded) <= delivered:
+        return tuple(recorded)
+    return (*configured, *(name for name in recorded if name in delivered and name not in configured))
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An ``outreach.suppressed`` decision as its marker records it, before the event is published:
+    a retry publishes the event from this record (the first decision's time, attempts, next attempt and
+    sequence), so a republished one is identical. The other fields of the event come from the
+    snapshot, whose content hash is part of ``key``."""
+
+    key: str  # suppression_key(because, reason, content_hash)
+    because: str
+    reason: str | None
+    content_hash: str
+    decided_at: datetime
+    sequence: int
+    attempts: int
+    next_attempt_at: datetime | None = None
+    published: bool = False

@@ -5,7 +5,10 @@
 - ``outreach.sent`` / ``outreach.suppressed``: audit events on the events topic.
 
 Ids are deterministic (entry id, snapshot sequence, type, dedupe or suppression key), so a resend or a
-republished audit event carries the same id and consumers deduplicate on it.
+republished audit event carries the same id and consumers deduplicate on it. Every other field is
+the same too: what a retry could see differently (its clock, the attempt, the sequence, the URL) is
+taken from stored state (``ledger.Stamp``, ``ledger.Suppression``), the rest from the snapshot, whose
+content hash is part of the dedupe and suppression keys.
 """
 
 from __future__ import annotations
@@ -51,15 +54,27 @@ def requested_message(
     url_pattern: str,
     time: datetime,
 ) -> OutreachMessage:
-    """The message a SEND decision asks for, timed ``time`` (the reservation's, stable on resends)."""
+    """The message a SEND decision asks for, as a claim at ``time`` would stamp it."""
+    stamp = ledger.Stamp(
+        time, _required(decision.attempt), snapshot.sequence, retry_url(url_pattern, snapshot)
+    )
+    return stamped_message(snapshot, decision, templates, stamp)
+
+
+def stamped_message(
+    snapshot: Snapshot, decision: Decision, templates: TemplateSet, stamp: ledger.Stamp
+) -> OutreachMessage:
+    """The message a SEND decision asks for, stamped as its ledger entry recorded it (a resume's is the
+    first claim's). ``reminder`` is the dedupe key's number (> 1); the subject and body are rendered
+    from the snapshot, the stamp and the deployment's templates (OUTREACH_TEMPLATES_FILE), and are not
+    part of ``outreach.sent``."""
     need, reason, key = decision.need, _required(decision.need.reason), _required(decision.dedupe_key)
-    attempt = _required(decision.attempt)
-    url = retry_url(url_pattern, snapshot)
-    rendered = templates.render(reason, template_values(need, snapshot.ref_id, url, attempt))
+    url = stamp.connect_url
+    rendered = templates.render(reason, template_values(need, snapshot.ref_id, url, stamp.attempt))
     data = {
         **_common(snapshot, reason),
         "customer_kind": str(need.kind),
-        "attempt": attempt,
+        "attempt": stamp.attempt,
         "reminder": (decision.state_sends or 1) > 1,
         "dedupe_key": key,
         "webhook_id": ledger.webhook_id(snapshot.entry_id, key),
@@ -74,12 +89,16 @@ def requested_message(
         data["utility"] = dict(need.utility)
     if need.other_utility is not None:
         data["other_utility"] = dict(need.other_utility)
-    event = _event(catalog.OUTREACH_REQUESTED, snapshot, time, data, key)
+    event = _event(catalog.OUTREACH_REQUESTED, snapshot, stamp.time, data, key, stamp.sequence)
     return OutreachMessage.of(event, data["webhook_id"])
 
 
 def sent_event(message: OutreachMessage, channels: Sequence[str], time: datetime, sequence: int) -> Event:
-    """The audit of a message that went out on ``channels``."""
+    """The audit of a message that went out on ``channels``. Every field is the same on a retry:
+    ``time``, ``sequence``, ``attempt``, ``connect_url`` and ``message_id`` (from the sequence) come from
+    the ledger's stamp; ``reason``, ``reminder``, ``dedupe_key`` and ``webhook_id`` are the dedupe key;
+    ``ref_id``, ``connection_status`` and ``transmission_region`` the snapshot, whose content hash is in
+    that key; ``channels`` is ``ledger.message_channels`` (the recorded ones once all took it)."""
     requested = message.event["data"]
     data = {
         key: requested[key]
@@ -109,18 +128,40 @@ def sent_event(message: OutreachMessage, channels: Sequence[str], time: datetime
     )
 
 
+def suppression(snapshot: Snapshot, decision: Decision, attempts: int, time: datetime) -> ledger.Suppression:
+    """What a suppression marker records of a decision made at ``time``, before its event goes out."""
+    because = _required(decision.because)
+    return ledger.Suppression(
+        key=ledger.suppression_key(because, decision.need.reason, snapshot.content_hash),
+        because=str(because),
+        reason=decision.need.reason,
+        content_hash=snapshot.content_hash,
+        decided_at=time,
+        sequence=snapshot.sequence,
+        attempts=attempts,
+        next_attempt_at=decision.next_attempt_at,
+    )
+
+
 def suppressed_event(snapshot: Snapshot, decision: Decision, attempts: int, time: datetime) -> Event:
     """The audit of a message considered and not sent, with the cause."""
-    because = _required(decision.because)
+    return recorded_suppression_event(snapshot, suppression(snapshot, decision, attempts, time))
+
+
+def recorded_suppression_event(snapshot: Snapshot, recorded: ledger.Suppression) -> Event:
+    """The audit of a suppression as its marker recorded it (a retry's is the first decision's):
+    ``time``, ``sequence``, ``attempts`` and ``next_attempt_at`` are the marker's; ``suppressed_because``
+    and ``reason`` the suppression key; the rest the snapshot, whose content hash is in that key."""
     data = {
-        **_common(snapshot, decision.need.reason),
-        "suppressed_because": str(because),
-        "attempts": attempts,
+        **_common(snapshot, recorded.reason),
+        "suppressed_because": recorded.because,
+        "attempts": recorded.attempts,
     }
-    if decision.next_attempt_at is not None:
-        data["next_attempt_at"] = format_instant(decision.next_attempt_at)
-    key = ledger.suppression_key(because, decision.need.reason, snapshot.content_hash)
-    return _event(catalog.OUTREACH_SUPPRESSED, snapshot, time, data, key)
+    if recorded.next_attempt_at is not None:
+        data["next_attempt_at"] = format_instant(recorded.next_attempt_at)
+    return _event(
+        catalog.OUTREACH_SUPPRESSED, snapshot, recorded.decided_at, data, recorded.key, recorded.sequence
+    )
 
 
 def _common(snapshot: Snapshot, reason: str | None) -> dict[str, Any]:
@@ -134,12 +175,14 @@ def _common(snapshot: Snapshot, reason: str | None) -> dict[str, Any]:
     }
 
 
-def _event(event_type: str, snapshot: Snapshot, time: datetime, data: dict[str, Any], key: str) -> Event:
+def _event(
+    event_type: str, snapshot: Snapshot, time: datetime, data: dict[str, Any], key: str, sequence: int
+) -> Event:
     return catalog.build_event(
         event_type,
         entry_id=snapshot.entry_id,
         subject=snapshot.ref_id,
-        sequence=snapshot.sequence,
+        sequence=sequence,
         time=format_instant(time),
         data=data,
         discriminator=key,

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from leap_tracker.events.publishing import OutgoingMessage, to_message
 from leap_tracker.outreach.decision import History, Snapshot
-from leap_tracker.outreach.ledger import ClaimResult, Reservation
+from leap_tracker.outreach.ledger import ClaimResult, Reservation, Suppression
 from leap_tracker.outreach.messages import OutreachMessage
 
 
@@ -25,8 +25,11 @@ class OutreachStore(Protocol):
     def claim(
         self, reservation: Reservation, expected_attempts: int, now: datetime, lease_until: datetime
     ) -> ClaimResult:
-        """Add the ledger entry (PENDING) and take the customer's single in-flight slot, atomically,
-        if the customer still has ``expected_attempts`` messages and has not completed."""
+        """Add the ledger entry (PENDING, recording the reservation's stamp at ``now`` and its channels)
+        and take the customer's single in-flight slot, atomically, if the customer still has
+        ``expected_attempts`` messages and has not completed. A NEW or RESUMED result carries the
+        stamp and channels as recorded (a resume's are the first claim's, whatever this reservation
+        says), with which the message and its audit are rebuilt identically."""
         ...
 
     def release(
@@ -52,11 +55,18 @@ class OutreachStore(Protocol):
         """Remember the completion (nothing is sent after it) and leave the sweep."""
         ...
 
-    def suppression_published(self, entry_id: str, key: str) -> bool: ...
+    def suppression(self, entry_id: str, key: str) -> Suppression | None:
+        """The suppression recorded under ``key`` (strongly read); None when never decided."""
+        ...
 
-    def record_suppression(
-        self, entry_id: str, key: str, because: str, reason: str | None, content_hash: str, now: datetime
-    ) -> None: ...
+    def record_suppression(self, entry_id: str, suppression: Suppression) -> Suppression:
+        """Record a suppression decision (PENDING) unless one is recorded under its key already;
+        the one stored either way, so concurrent or retried deciders publish the first decision."""
+        ...
+
+    def mark_suppression_published(self, entry_id: str, key: str) -> None:
+        """Its event is out: redeliveries publish nothing more."""
+        ...
 
     def due_follow_ups(self, now: datetime) -> Iterator[str]:
         """Entry ids whose follow-up is due at ``now``, oldest first."""

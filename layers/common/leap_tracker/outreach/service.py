@@ -13,6 +13,9 @@ conditional write, deliver on each channel, publish ``outreach.sent``, then mark
 next follow-up) in one conditional write. A failed delivery releases the claim and raises, so the queue
 retries. A claim found PENDING after its holder died is resumed with the same ``webhook-id`` and event
 id: delivery is at least once, and exactly once per id for a receiver that deduplicates on it.
+
+A retry republishes audit events byte for byte: ``outreach.sent`` is stamped from the ledger entry the
+claim wrote, ``outreach.suppressed`` from the marker recorded before it is published.
 """
 
 from __future__ import annotations
@@ -168,14 +171,22 @@ class Outreach:
         else:
             self._apply_follow_up(entry_id, decision)
         if because is not None and because is not Because.ALREADY_SENT:  # duplicates are not decisions
-            key = ledger.suppression_key(because, decision.need.reason, snapshot.content_hash)
-            # Publish first, then remember: a crash in between republishes the same event id.
-            if not self.store.suppression_published(entry_id, key):
-                self.audit.publish([messages.suppressed_event(snapshot, decision, history.attempts, now)])
-                self.store.record_suppression(
-                    entry_id, key, because, decision.need.reason, snapshot.content_hash, now
-                )
+            self._audit_suppression(snapshot, decision, history, now)
         return OutreachResult(Action.SUPPRESS, entry_id, decision.need.reason, because=because)
+
+    def _audit_suppression(
+        self, snapshot: Snapshot, decision: Decision, history: History, now: datetime
+    ) -> None:
+        """Record the decision, publish what is recorded, mark it published: a failure after the record
+        republishes the first decision's event (same id, time, fields), never one of its own."""
+        key = ledger.suppression_key(str(decision.because), decision.need.reason, snapshot.content_hash)
+        recorded = self.store.suppression(snapshot.entry_id, key)
+        if recorded is None:
+            decided = messages.suppression(snapshot, decision, history.attempts, now)
+            recorded = self.store.record_suppression(snapshot.entry_id, decided)
+        if not recorded.published:
+            self.audit.publish([messages.recorded_suppression_event(snapshot, recorded)])
+            self.store.mark_suppression_published(snapshot.entry_id, key)
 
     def _apply_follow_up(self, entry_id: str, decision: Decision) -> None:
         if decision.follow_up is not None:
@@ -186,7 +197,9 @@ class Outreach:
     def _send(
         self, snapshot: Snapshot, history: History, decision: Decision, now: datetime, lease_until: datetime
     ) -> OutreachResult:
-        reservation = _reservation(snapshot, decision, tuple(c.name for c in self.channels))
+        configured = tuple(c.name for c in self.channels)
+        url = messages.retry_url(self.connect_url_pattern, snapshot)
+        reservation = _reservation(snapshot, decision, configured, url)
         claimed = self.store.claim(reservation, history.attempts, now, lease_until)
         if claimed.claim is Claim.ALREADY_SENT:
             return OutreachResult(
@@ -194,14 +207,17 @@ class Outreach:
             )
         if claimed.claim in (Claim.IN_FLIGHT, Claim.CONFLICT):
             raise RetryLater(f"{self.pseudonyms.entry(snapshot.entry_id)}: {claimed.claim}")
+        if claimed.stamp is None:
+            raise TypeError(f"the store's {claimed.claim} claim carries no stamp")
 
-        message = messages.requested_message(
-            snapshot, decision, self.templates, self.connect_url_pattern, claimed.reserved_at or now
-        )
+        # The message and its audit as first claimed: a resume rebuilds both from the ledger entry.
+        stamp = claimed.stamp
+        message = messages.stamped_message(snapshot, decision, self.templates, stamp)
+        channels = ledger.message_channels(claimed.channels, claimed.delivered, configured)
         delivered = set(claimed.delivered)
         try:
             for channel in self.channels:
-                if channel.name not in delivered:
+                if channel.name in channels and channel.name not in delivered:
                     try:
                         channel.deliver(message)
                     except Exception as exc:
@@ -211,14 +227,15 @@ class Outreach:
                         )
                         raise DeliveryFailed(f"{who}: channel {channel.name} failed: {why}") from exc
                     delivered.add(channel.name)
-            channels = [c.name for c in self.channels]
-            self.audit.publish([messages.sent_event(message, channels, now, snapshot.sequence)])
+            self.audit.publish([messages.sent_event(message, channels, stamp.time, stamp.sequence)])
             follow_up_at = decision.follow_up.at if decision.follow_up else None
+            # The counter is the decision's (messages sent so far + 1), even if a message sent since the
+            # first claim makes it differ from the stamped attempt.
             self.store.mark_sent(reservation, now, follow_up_at, lease_until)
         except Exception:
             self._release_quietly(reservation, frozenset(delivered), now, lease_until)
             raise
-        return OutreachResult(Action.SEND, snapshot.entry_id, reservation.reason, attempt=reservation.attempt)
+        return OutreachResult(Action.SEND, snapshot.entry_id, reservation.reason, attempt=stamp.attempt)
 
     def _release_quietly(
         self, reservation: Reservation, delivered: frozenset[str], now: datetime, lease_until: datetime
@@ -236,7 +253,9 @@ class Outreach:
             )
 
 
-def _reservation(snapshot: Snapshot, decision: Decision, channels: tuple[str, ...]) -> Reservation:
+def _reservation(
+    snapshot: Snapshot, decision: Decision, channels: tuple[str, ...], connect_url: str
+) -> Reservation:
     return Reservation(
         entry_id=snapshot.entry_id,
         ref_id=snapshot.ref_id,
@@ -247,4 +266,5 @@ def _reservation(snapshot: Snapshot, decision: Decision, channels: tuple[str, ..
         attempt=int(decision.attempt or 1),
         state_sends=int(decision.state_sends or 1),
         channels=channels,
+        connect_url=connect_url,
     )
