@@ -12,13 +12,14 @@ export SAM_CLI_TELEMETRY := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: help venv test unit lint template scan build demo cost bench schemas contract-check clean
+.PHONY: help venv test unit lint template scan build demo cost bench schemas contract-check clean soak
 
 help:
 	@echo "make demo   - run the whole product locally (moto + the Leap simulator)"
 	@echo "make cost   - the demo's measurements priced for 10,000 and 100,000 Reference IDs (updates docs/cost.md)"
 	@echo "make test   - every test, ruff, sam validate --lint, cfn-lint, checkov and sam build"
 	@echo "make scan   - checkov on template.yaml and subscriber/template.yaml, as written and after the SAM transform"
+	@echo "make soak   - days of seeded faults on every boundary, then the invariants (SEEDS=10 HOURS=72)"
 	@echo "make bench  - the benchmarks in bench/"
 	@echo "make schemas - regenerate schemas/ from the event catalog"
 	@echo "make contract-check - our Meters v2 description against Leap's file (LEAP_METERS_OPENAPI=/path/to/meters-v2.yml)"
@@ -99,6 +100,13 @@ MEASURED := demo-out/measured.json
 cost: $(STAMP)
 	$(BIN)/python -m devtools.demo --quiet --measured $(MEASURED) $(DEMO_ARGS)
 	$(BIN)/python -m devtools.cost --measured $(MEASURED) --update-doc docs/cost.md $(COST_ARGS)
+
+# The fault soak (docs/soak.md): per seed the faults injected, the invariants checked with their counts,
+# every violation with the fault timeline around it. A failing seed replays with --first-seed S --seeds 1.
+SEEDS ?= 10
+HOURS ?= 72
+soak: $(STAMP)
+	$(BIN)/python -W ignore -m devtools.soak --seeds $(SEEDS) --hours $(HOURS) $(SOAK_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/poller.py

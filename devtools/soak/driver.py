@@ -1,0 +1,264 @@
+"""One seed of the soak: bring the world up, play the hours with the plan's faults, collect, check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from devtools.leap_simulator import DEFAULT_START as CAMPAIGN_START
+from devtools.leap_simulator import LeapSimulator
+from devtools.local_runner import LocalCloud
+from devtools.local_runner.stack import ACCOUNT_ID
+from devtools.soak import observe
+from devtools.soak.injectors import Injectors
+from devtools.soak.invariants import Result, check_all
+from devtools.soak.observe import Observations
+from devtools.soak.plan import EMITTER, METER_SWEEP, OUTREACH, POLLER, Fault, last_fault_hour, make_plan
+from devtools.soak.plants import Plant
+from devtools.soak.timeline import Timeline
+from devtools.webhook_receiver import WebhookReceiver
+from leap_tracker import table
+from leap_tracker.adapters.dynamo import TableBatches, string_key
+from leap_tracker.config import load_settings
+from leap_tracker.events.diff import DiffRules, change_events
+from leap_tracker.leap import wire
+from leap_tracker.timeutil import parse_instant
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = PROJECT_ROOT / "template.yaml"
+TABLE = "ConnectionsTable"
+TICK = timedelta(hours=1)
+DEFAULT_CUSTOMERS = 120
+START_OFFSET = timedelta(hours=24)  # join a campaign running for a day: a backlog on the first poll
+CLICK_WINDOW = timedelta(days=3)
+PAGE_SIZE = 25
+WEBHOOK_TIMEOUT_SECONDS = 1.0  # a hung endpoint costs a second of wall time, not ten
+# Within each hour: deliver now, then at these minutes (async retries come 1 and 2 minutes after a
+# failure; SQS redelivers after a visibility timeout).
+SETTLE_MINUTES = (0, 1, 3, 6, 12, 20, 35, 50)
+
+
+@dataclass
+class SeedReport:
+    seed: int
+    hours: int
+    plan: list[Fault]
+    timeline: Timeline
+    results: list[Result]
+    invocations: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def violations(self) -> int:
+        return sum(len(r.violations) for r in self.results)
+
+
+def run_seed(
+    seed: int, hours: int, customers: int = DEFAULT_CUSTOMERS, plant: Plant | None = None
+) -> SeedReport:
+    """One seed, deterministic: the same seed arms the same faults at the same simulated moments."""
+    plan = make_plan(seed, hours)
+    if plant is not None:
+        plan = sorted([*plan, *plant.faults(hours)], key=lambda f: f.hour)
+    timeline = Timeline()
+    with _world(seed, customers) as (leap, webhook, cloud, partner):
+        with ExitStack() as stack:
+            stack.enter_context(plant.apply(cloud, timeline) if plant else nullcontext())
+            injectors = stack.enter_context(Injectors(cloud, leap, webhook, timeline))
+            obs = _play(cloud, leap, webhook, partner, injectors, plan, hours)
+        results = check_all(obs)
+        return SeedReport(seed, hours, plan, timeline, results, invocations=len(cloud.invocations))
+
+
+@contextmanager
+def _world(seed: int, customers: int) -> Iterator[tuple[LeapSimulator, WebhookReceiver, LocalCloud, str]]:
+    leap = LeapSimulator(seed, customers, start=CAMPAIGN_START, click_window=CLICK_WINDOW)
+    with leap, WebhookReceiver() as webhook:
+        cloud = LocalCloud(
+            TEMPLATE,
+            start=CAMPAIGN_START + START_OFFSET,
+            parameters={
+                "LeapApiBaseUrl": leap.base_url,
+                "OutreachChannels": "webhook",
+                "OutreachWebhookUrl": webhook.url,
+            },
+            secrets={"LeapApiKeySecretArn": leap.api_key, "OutreachWebhookSecretArn": webhook.secret},
+        )
+        with cloud:
+            leap.set_time(cloud.now())
+            cloud.on_advance(lambda now, _delta: leap.set_time(now))
+            cloud.set_env(OUTREACH, OUTREACH_WEBHOOK_TIMEOUT_SECONDS=str(WEBHOOK_TIMEOUT_SECONDS))
+            cloud.set_env(POLLER, LEAP_PAGE_SIZE=str(PAGE_SIZE))  # several pages a run: page tokens in play
+            yield leap, webhook, cloud, cloud.subscribe_queue("EventsTopic")
+
+
+def _play(
+    cloud: LocalCloud,
+    leap: LeapSimulator,
+    webhook: WebhookReceiver,
+    partner: str,
+    injectors: Injectors,
+    plan: list[Fault],
+    hours: int,
+) -> Observations:
+    start = cloud.now()
+    stop = last_fault_hour(plan)
+    obs = Observations(start=start, end=start, faults_stop=start + stop * TICK + TICK, rules=_rules(cloud))
+    cadences = [(s_id, _rate(s.expression)) for s_id, s in sorted(cloud.schedules.items())]
+    cadences.sort(key=lambda c: cloud.schedules[c[0]].function != POLLER)  # the poll first
+    for hour in range(1, hours + 1):
+        top = start + hour * TICK
+        _advance_to(cloud, top)
+        faults = [f for f in plan if f.hour == hour]
+        injectors.arm(faults)
+        for schedule_id, every in cadences:
+            if (hour * TICK) % every == timedelta(0):
+                cloud.fire_schedule(cloud.schedules[schedule_id].function, schedule_id)
+        for minute in SETTLE_MINUTES:
+            _advance_to(cloud, top + timedelta(minutes=minute))
+            _deliver(cloud, partner, obs)
+        injectors.disarm()
+        _deliver(cloud, partner, obs)
+        obs.hours.append(_hour_view(cloud, leap, top, clean=not faults))
+        obs.alarms += _alarm_views(cloud)
+    obs.end = cloud.now()
+    _collect(cloud, leap, webhook, injectors, obs)
+    return obs
+
+
+def _advance_to(cloud: LocalCloud, moment: Any) -> None:
+    if cloud.now() < moment:
+        cloud.advance(seconds=(moment - cloud.now()).total_seconds())
+
+
+def _deliver(cloud: LocalCloud, partner: str, obs: Observations) -> None:
+    while True:
+        obs.arrivals += [observe.Arrival(cloud.now(), m.body) for m in cloud.drain_queue(partner)]
+        if cloud.pump() == 0 and cloud.drain() == 0:
+            obs.arrivals += [observe.Arrival(cloud.now(), m.body) for m in cloud.drain_queue(partner)]
+            return
+
+
+def _rate(expression: str) -> timedelta:
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if match is None:
+        raise ValueError(f"the soak plays rate(...) schedules only, not {expression!r}")
+    every = timedelta(**{f"{match.group(2).rstrip('s')}s": int(match.group(1))})
+    if every % TICK:
+        raise ValueError(f"{expression!r}: the soak steps whole hours")
+    return every
+
+
+def _rules(cloud: LocalCloud) -> observe.Rules:
+    settings = load_settings(cloud.functions[OUTREACH].full_environment())
+    meters = load_settings(cloud.functions[METER_SWEEP].full_environment()).meters
+    return observe.Rules(
+        actionable_delay=timedelta(minutes=settings.actionable_delay_minutes),
+        max_attempts=settings.outreach.max_attempts,
+        cooldown=timedelta(hours=settings.outreach.cooldown_hours),
+        first_check=timedelta(hours=meters.first_check_hours),
+        longest_meter_wait=timedelta(hours=max(meters.max_retry_hours, meters.overdue_retry_hours)),
+        give_up=timedelta(days=meters.give_up_days),
+    )
+
+
+def _hour_view(cloud: LocalCloud, leap: LeapSimulator, polled: datetime, clean: bool) -> observe.HourView:
+    """The table now against Leap at the poll's instant (a clean hour's poll ran then, once)."""
+    truth = {e[wire.ENTRY_ID]: observe.entry_hash(e) for e in leap.entries_at(polled)}
+    batches = TableBatches(cloud.client("dynamodb"), cloud.resources.table_name(TABLE))
+    keys = [string_key(table.connection_key(entry_id)) for entry_id in truth]
+    stored = {}
+    for item in batches.get(keys, projection=(table.CONN_ENTRY,), consistent=True):
+        entry = table.decode_stored_entry(item[table.CONN_ENTRY]["B"])
+        stored[entry[wire.ENTRY_ID]] = observe.entry_hash(entry)
+    return observe.HourView(polled, clean, truth, stored)
+
+
+def _parking_queues(cloud: LocalCloud) -> dict[str, str]:
+    return {
+        url.rsplit("/", 1)[-1]: url
+        for output, url in sorted(cloud.outputs.items())
+        if output.endswith("QueueUrl") and ("DeadLetter" in output or "Failure" in output)
+    }
+
+
+def _alarm_views(cloud: LocalCloud) -> list[observe.AlarmView]:
+    evaluations = cloud.evaluate_alarms()
+    sqs, views = cloud.client("sqs"), []
+    for name, url in _parking_queues(cloud).items():
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        depth = sum(int(value) for value in attributes.values())
+        states = tuple(e.state for e in evaluations if e.queue == name)
+        views.append(observe.AlarmView(cloud.now(), name, depth, states))
+    return views
+
+
+def _collect(
+    cloud: LocalCloud, leap: LeapSimulator, webhook: WebhookReceiver, injectors: Injectors, obs: Observations
+) -> None:
+    client, name = cloud.client("dynamodb"), cloud.resources.table_name(TABLE)
+    for page in client.get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
+        for item in page["Items"]:
+            pk = item[table.PK]["S"]
+            if pk.startswith(table.HISTORY_PREFIX):
+                previous, new = table.decode_stored_change(item[table.HISTORY_CHANGE]["B"])
+                obs.history.append(
+                    observe.StoredChange(
+                        table.entry_id_from_history_pk(pk),
+                        int(item[table.HISTORY_SEQUENCE]["N"]),
+                        previous,
+                        new,
+                        parse_instant(item[table.HISTORY_WRITTEN_AT]["S"]),
+                    )
+                )
+            elif pk.startswith(table.CONNECTION_PREFIX) and table.CONN_ENTRY in item:
+                entry = table.decode_stored_entry(item[table.CONN_ENTRY]["B"])
+                obs.final_stored[entry[wire.ENTRY_ID]] = entry
+    rules = DiffRules.from_settings(load_settings(cloud.functions[EMITTER].full_environment()))
+    for change in sorted(obs.history, key=lambda c: (c.entry_id, c.sequence)):
+        for event in change_events(change.previous, change.new, change.sequence, rules):
+            obs.expected_events[event["id"]] = event
+            obs.expected_at[event["id"]] = change.written_at
+    obs.webhook = [
+        observe.WebhookCall(d.webhook_id, d.sent_at, d.status, d.verified, d.event if d.verified else {})
+        for d in webhook.deliveries
+        if d.timestamp
+    ]
+    handled = {h.index: h for h in injectors.handled}
+    for index, record in enumerate(cloud.invocations):
+        seen = handled.get(index)
+        items = seen.items if seen else ()
+        failed = (seen.failed_items or ()) if seen else ()
+        error = None if record.error is None else repr(record.error)[:200]
+        obs.invocations.append(
+            observe.Invocation(index, record.function, record.source, record.at, error, items, failed)
+        )
+        if record.function == METER_SWEEP and record.error is None:
+            obs.sweeps.append(record.at)
+    for queue, url in _parking_queues(cloud).items():
+        for message in cloud.drain_queue(url, delete=False):
+            obs.parked.append(observe.Parked(queue, message.message_id, message.body))
+    obs.in_flight = _queued_message_ids(cloud)
+    for entry in leap.entries_at(obs.end):
+        ref_id = entry[wire.ENTRY_REF_ID]
+        obs.customers[ref_id] = observe.Customer(
+            ref_id, entry[wire.ENTRY_ID], leap.completed_at(ref_id), leap.meters_appear_at(ref_id)
+        )
+
+
+def _queued_message_ids(cloud: LocalCloud) -> set[str]:
+    """Every message still in a queue a function reads, in flight or not (moto's own record: a
+    receive could not see the deferred ones)."""
+    from moto.sqs.models import sqs_backends
+
+    backend = sqs_backends[ACCOUNT_ID][cloud.region]
+    names = {mapping.queue_url.rsplit("/", 1)[-1] for mapping in cloud.sqs_mappings.values()}
+    return {message.id for name in names for message in backend.queues[name]._messages}

@@ -1,0 +1,400 @@
+"""The invariants the product promises, each a pure function of the observations.
+
+Each returns a :class:`Result`: how many things it checked (so a vacuous check shows as 0) and every
+violation, naming the entry by its pseudonym and giving the evidence and the moment, so the report can
+print the fault timeline around it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from devtools.soak.observe import SOAK_KEY, Observations
+from leap_tracker.events import catalog
+from leap_tracker.leap import wire
+from leap_tracker.timeutil import parse_instant
+
+CHANGE_FAMILIES = ("connection", "utility", "agreement")  # what the emitter publishes
+CATCH_UP = timedelta(hours=1)  # after faults stop, every transition arrives within this
+STALLED_BOUND = timedelta(hours=3)  # a stalled customer due a message gets one (or a suppression) by then
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    entry: str  # a pseudonym, or "-"
+    evidence: str
+    at: datetime | None = None
+
+
+@dataclass
+class Result:
+    name: str
+    checked: int = 0
+    violations: list[Violation] = field(default_factory=list)
+
+    def fail(self, entry: str, evidence: str, at: datetime | None = None) -> None:
+        self.violations.append(Violation(self.name, entry, evidence, at))
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+
+def _entry(entry_id: str) -> str:
+    return SOAK_KEY.entry(entry_id) if entry_id and entry_id != "-" else "-"
+
+
+def _ref(ref_id: str) -> str:
+    return SOAK_KEY.ref(ref_id) if ref_id else "-"
+
+
+def _change_arrivals(obs: Observations) -> list[tuple[datetime, dict[str, Any]]]:
+    return [(a.at, a.body) for a in obs.arrivals if a.body.get("type", "").split(".")[0] in CHANGE_FAMILIES]
+
+
+# ---------------------------------------------------------------------------------------- events
+
+
+def table_equals_leap(obs: Observations) -> Result:
+    """After a clean hour, every stored snapshot equals Leap's entry at that instant."""
+    result = Result("table equals Leap after a clean hour")
+    for hour in (h for h in obs.hours if h.clean):
+        for entry_id, truth in hour.truth.items():
+            result.checked += 1
+            stored = hour.stored.get(entry_id, "-")
+            if stored != truth:
+                result.fail(_entry(entry_id), f"table {stored} != Leap {truth}", hour.at)
+    return result
+
+
+def transitions_delivered(obs: Observations) -> Result:
+    """Every change event the stored history implies reached the partner's queue, and those stored
+    before faults stopped arrived within an hour after; nothing the history does not imply arrived."""
+    result = Result("every transition reaches the partner")
+    first: dict[str, datetime] = {}
+    for at, body in _change_arrivals(obs):
+        first.setdefault(body["id"], at)
+        if body["id"] not in obs.expected_events:
+            result.fail(_entry(_entry_id(body)), f"unexpected {body['type']} seq {body.get('sequence')}", at)
+    for event_id, event in obs.expected_events.items():
+        result.checked += 1
+        entry = _entry(_entry_id(event))
+        arrived = first.get(event_id)
+        stored_at = obs.expected_at.get(event_id, obs.start)
+        if arrived is None:
+            result.fail(
+                entry,
+                f"{event['type']} seq {event['sequence']} stored {stored_at:%H:%M} never arrived",
+                stored_at,
+            )
+        elif stored_at <= obs.faults_stop and arrived > obs.faults_stop + CATCH_UP:
+            result.fail(
+                entry,
+                f"{event['type']} seq {event['sequence']} arrived {arrived:%d %H:%M}, "
+                "more than an hour after faults stopped",
+                arrived,
+            )
+    return result
+
+
+def one_payload_per_id(obs: Observations) -> Result:
+    result = Result("one event id, one payload")
+    bodies: dict[str, dict[str, Any]] = {}
+    for arrival in obs.arrivals:
+        event_id = arrival.body.get("id")
+        if event_id not in bodies:
+            bodies[event_id] = arrival.body
+            result.checked += 1
+        elif bodies[event_id] != arrival.body:
+            changed = sorted(k for k in arrival.body if arrival.body.get(k) != bodies[event_id].get(k))
+            result.fail(
+                _entry(_entry_id(arrival.body)),
+                f"{arrival.body.get('type')} {event_id} with a second payload ({changed})",
+                arrival.at,
+            )
+    return result
+
+
+def sequence_never_back(obs: Observations) -> Result:
+    """Per entry, in arrival order (first arrival of each id), the change sequence never goes back."""
+    result = Result("sequence per entry never goes back")
+    seen: set[str] = set()
+    latest: dict[str, int] = {}
+    for at, body in _change_arrivals(obs):
+        if body["id"] in seen:
+            continue
+        seen.add(body["id"])
+        result.checked += 1
+        entry_id, sequence = _entry_id(body), int(body["sequence"])
+        if sequence < latest.get(entry_id, 0):
+            result.fail(_entry(entry_id), f"{body['type']} seq {sequence} after seq {latest[entry_id]}", at)
+        latest[entry_id] = max(sequence, latest.get(entry_id, 0))
+    return result
+
+
+# -------------------------------------------------------------------------------------- outreach
+
+
+def _messages(obs: Observations) -> list[Any]:
+    """Accepted webhook messages, one per webhook-id (the endpoint deduplicates on it)."""
+    unique: dict[str, Any] = {}
+    for call in obs.webhook:
+        if call.accepted:
+            unique.setdefault(call.webhook_id, call)
+    return sorted(unique.values(), key=lambda c: c.sent_at)
+
+
+def outreach_once_per_reason_and_state(obs: Observations) -> Result:
+    result = Result("no two messages for the same reason and state")
+    by_key: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for call in _messages(obs):
+        data = call.event["data"]
+        by_key[(data["entry_id"], data["dedupe_key"])].append(call)
+    for (entry_id, key), calls in by_key.items():
+        result.checked += 1
+        if len(calls) > 1:
+            ids = ", ".join(c.webhook_id for c in calls)
+            result.fail(
+                _entry(entry_id),
+                f"{len(calls)} messages for {key.split('#')[0]} (same state): {ids}",
+                calls[1].sent_at,
+            )
+    return result
+
+
+def _completed_stored(obs: Observations) -> dict[str, datetime]:
+    """When the poller first stored COMPLETED, per entry."""
+    found: dict[str, datetime] = {}
+    for change in obs.history:
+        if change.new.get(wire.ENTRY_CONNECTION_STATUS) == wire.CONNECTION_COMPLETED:
+            found[change.entry_id] = min(change.written_at, found.get(change.entry_id, change.written_at))
+    return found
+
+
+def outreach_not_after_completed(obs: Observations) -> Result:
+    result = Result("no message after COMPLETED")
+    completed = _completed_stored(obs)
+    for call in _messages(obs):
+        result.checked += 1
+        data = call.event["data"]
+        entry_id = data["entry_id"]
+        if data["connection"].get(wire.ENTRY_CONNECTION_STATUS) == wire.CONNECTION_COMPLETED:
+            result.fail(_entry(entry_id), "messaged on a COMPLETED snapshot", call.sent_at)
+        elif entry_id in completed and call.sent_at > completed[entry_id]:
+            result.fail(
+                _entry(entry_id),
+                f"messaged at {call.sent_at:%d %H:%M:%S}, COMPLETED stored {completed[entry_id]:%d %H:%M:%S}",
+                call.sent_at,
+            )
+    return result
+
+
+def outreach_not_before_actionable(obs: Observations) -> Result:
+    result = Result("no message before last interaction + 1 h")
+    for call in _messages(obs):
+        result.checked += 1
+        connection = call.event["data"]["connection"]
+        due = parse_instant(connection[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
+        if call.sent_at < due:
+            result.fail(
+                _entry(connection[wire.ENTRY_ID]),
+                f"messaged at {call.sent_at:%d %H:%M}, actionable only from {due:%d %H:%M}",
+                call.sent_at,
+            )
+    return result
+
+
+def outreach_within_maximum(obs: Observations) -> Result:
+    result = Result("no more messages than the maximum, none within the cooldown")
+    by_entry: dict[str, list[Any]] = defaultdict(list)
+    for call in _messages(obs):
+        by_entry[call.event["data"]["entry_id"]].append(call)
+    for entry_id, calls in by_entry.items():
+        result.checked += 1
+        if len(calls) > obs.rules.max_attempts:
+            result.fail(
+                _entry(entry_id),
+                f"{len(calls)} messages (maximum {obs.rules.max_attempts})",
+                calls[-1].sent_at,
+            )
+        for earlier, later in itertools.pairwise(calls):
+            if later.sent_at - earlier.sent_at < obs.rules.cooldown:
+                result.fail(
+                    _entry(entry_id),
+                    f"two messages {later.sent_at - earlier.sent_at} apart (cooldown {obs.rules.cooldown})",
+                    later.sent_at,
+                )
+    return result
+
+
+def stalled_customers_messaged(obs: Observations) -> Result:
+    """Each customer stalled at the end, actionable long enough, got a message or a suppression."""
+    result = Result("every stalled customer due a message gets one")
+    considered = {c.event["data"]["entry_id"] for c in _messages(obs)}
+    considered |= {
+        a.body["data"].get("entry_id") or a.body["data"]["connection"]["id"]
+        for a in obs.arrivals
+        if a.body.get("type") == catalog.OUTREACH_SUPPRESSED
+    }
+    for entry_id, entry in obs.final_stored.items():
+        if entry.get(wire.ENTRY_CONNECTION_STATUS) == wire.CONNECTION_COMPLETED:
+            continue
+        due = parse_instant(entry[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
+        if due + STALLED_BOUND > obs.end:
+            continue
+        result.checked += 1
+        if entry_id not in considered:
+            result.fail(
+                _entry(entry_id),
+                f"due from {due:%d %H:%M}, no message and no outreach.suppressed by {obs.end:%d %H:%M}",
+                due,
+            )
+    return result
+
+
+# ---------------------------------------------------------------------------------------- meters
+
+
+def meter_appeared_once(obs: Observations) -> Result:
+    """Every completed customer whose meters appeared early enough gets exactly one meter.appeared
+    (none gets two, none without completing)."""
+    result = Result("exactly one meter.appeared per completed entry with meters")
+    appeared: dict[str, set[str]] = defaultdict(set)
+    first_at: dict[str, datetime] = {}
+    for arrival in obs.arrivals:
+        if arrival.body.get("type") == catalog.METER_APPEARED:
+            appeared[arrival.body["subject"]].add(arrival.body["id"])
+            first_at.setdefault(arrival.body["subject"], arrival.at)
+    completed = _completed_stored(obs)
+    last_sweep = obs.sweeps[-1] if obs.sweeps else obs.start
+    for ref_id, customer in obs.customers.items():
+        ids = appeared.get(ref_id, set())
+        opened = completed.get(customer.entry_id)
+        if customer.completed_at is None or opened is None:
+            if ids:
+                result.checked += 1
+                result.fail(_ref(ref_id), "meter.appeared without a stored completion", first_at[ref_id])
+            continue
+        result.checked += 1
+        if len(ids) > 1:
+            result.fail(_ref(ref_id), f"{len(ids)} meter.appeared ({sorted(ids)})", first_at[ref_id])
+        if customer.meters_at is None:
+            continue
+        first_check = max(customer.completed_at + obs.rules.first_check, opened)
+        certain = max(first_check, customer.meters_at) + obs.rules.longest_meter_wait + timedelta(hours=2)
+        if not ids and certain <= min(last_sweep, customer.completed_at + obs.rules.give_up):
+            result.fail(
+                _ref(ref_id), f"meters there from {customer.meters_at:%d %H:%M}, never reported", certain
+            )
+    return result
+
+
+# -------------------------------------------------------------------------------- failures, alarms
+
+
+def failures_accounted(obs: Observations) -> Result:
+    """Every failed invocation (or item it reported failed) either succeeded later, or sits in a
+    dead-letter or failure queue with its reason."""
+    result = Result("every failure retried to success or parked with its reason")
+    done: dict[tuple[str, str], int] = {}  # (function, item) -> last index it succeeded at
+    for inv in obs.invocations:
+        if inv.error is None:
+            for item in set(inv.items) - set(inv.failed_items):
+                done[(inv.function, item)] = inv.index
+    parked = _parked_items(obs)
+    for inv in obs.invocations:
+        failed = inv.items if inv.error is not None else inv.failed_items
+        if not failed or inv.source in ("direct",):
+            continue
+        for item in failed:
+            result.checked += 1
+            if done.get((inv.function, item), -1) > inv.index or item in parked or item in obs.in_flight:
+                continue  # retried to success, parked, or still queued for its retry (a deferral)
+            if inv.source == "stream" and _in_parked_range(item, obs):
+                continue
+            result.fail(
+                "-",
+                f"{inv.function} ({inv.source}) failed {_short(item)}: {inv.error or 'item failure'}; "
+                "never succeeded, not parked",
+                inv.at,
+            )
+    return result
+
+
+def _parked_items(obs: Observations) -> set[str]:
+    """Message ids in dead-letter queues, and the payload of each failed async event with a reason."""
+    found: set[str] = set()
+    for message in obs.parked:
+        found.add(message.message_id)
+        body = message.body
+        if (
+            isinstance(body, dict)
+            and "requestPayload" in body
+            and body.get("requestContext", {}).get("condition")
+        ):
+            found.add(json.dumps(body["requestPayload"], sort_keys=True, default=str))
+    return found
+
+
+def _in_parked_range(sequence: str, obs: Observations) -> bool:
+    for message in obs.parked:
+        info = message.body.get("DDBStreamBatchInfo") if isinstance(message.body, dict) else None
+        if info and int(info["startSequenceNumber"]) <= int(sequence) <= int(info["endSequenceNumber"]):
+            return True
+    return False
+
+
+def alarms_raised(obs: Observations) -> Result:
+    """Whenever a dead-letter or failure queue holds messages, an alarm on it is in ALARM."""
+    result = Result("no alarm condition without an alarm")
+    for view in obs.alarms:
+        if view.depth == 0:
+            continue
+        result.checked += 1
+        if "ALARM" not in view.alarm_states:
+            states = ", ".join(view.alarm_states) or "no alarm on it"
+            result.fail("-", f"{view.queue} holds {view.depth} message(s); alarms: {states}", view.at)
+    return result
+
+
+INVARIANTS: tuple[Callable[[Observations], Result], ...] = (
+    table_equals_leap,
+    transitions_delivered,
+    one_payload_per_id,
+    sequence_never_back,
+    outreach_once_per_reason_and_state,
+    outreach_not_after_completed,
+    outreach_not_before_actionable,
+    outreach_within_maximum,
+    stalled_customers_messaged,
+    meter_appeared_once,
+    failures_accounted,
+    alarms_raised,
+)
+
+
+def check_all(
+    obs: Observations, invariants: Iterable[Callable[[Observations], Result]] = INVARIANTS
+) -> list[Result]:
+    return [invariant(obs) for invariant in invariants]
+
+
+def _entry_id(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    connection = data.get("connection") or {}
+    return str(connection.get("id") or data.get("entry_id") or "-")
+
+
+def _short(item: str) -> str:
+    return item if len(item) <= 60 else item[:57] + "..."
+
+
+def counts(results: Iterable[Result]) -> Counter[str]:
+    return Counter({r.name: r.checked for r in results})

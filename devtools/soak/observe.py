@@ -1,0 +1,133 @@
+"""What a soak run collected: plain data, so the invariants are pure functions over it (and a unit
+test can craft a violation by hand)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from leap_tracker.privacy import Pseudonyms
+
+SOAK_KEY = Pseudonyms(b"soak-pseudonyms-are-not-secret-but-keep-ids-out!")  # names entries in reports
+
+
+def entry_hash(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "-"
+    return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class HourView:
+    """The table's snapshots and Leap's entries at the end of one hour, as hashes by entry id."""
+
+    at: datetime
+    clean: bool  # no fault was armed in this hour
+    truth: dict[str, str]
+    stored: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    """One HISTORY# item: a change the poller stored."""
+
+    entry_id: str
+    sequence: int
+    previous: dict[str, Any] | None
+    new: dict[str, Any]
+    written_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One message read from the partner's unfiltered queue."""
+
+    at: datetime  # simulated time it was read
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookCall:
+    """One request the partner's endpoint got."""
+
+    webhook_id: str
+    sent_at: datetime
+    status: int
+    verified: bool
+    event: dict[str, Any]
+
+    @property
+    def accepted(self) -> bool:
+        return self.verified and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    index: int
+    function: str
+    source: str  # stream, sqs, schedule, async-retry, direct, direct-async
+    at: datetime
+    error: str | None  # repr of the exception, None when it returned
+    items: tuple[str, ...]  # what it was given (message ids, stream sequence numbers, payload JSON)
+    failed_items: tuple[str, ...]  # what it reported failed (all of them when it raised)
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A message sitting in a dead-letter or failure queue at the end."""
+
+    queue: str
+    message_id: str
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    at: datetime
+    queue: str
+    depth: int  # visible + in flight
+    alarm_states: tuple[str, ...]  # of every alarm on that queue ("ALARM"/"OK"); empty: none
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Leap's ground truth for one Reference ID."""
+
+    ref_id: str
+    entry_id: str
+    completed_at: datetime | None
+    meters_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    actionable_delay: timedelta
+    max_attempts: int
+    cooldown: timedelta
+    first_check: timedelta
+    longest_meter_wait: timedelta
+    give_up: timedelta
+
+
+@dataclass
+class Observations:
+    start: datetime
+    end: datetime
+    faults_stop: datetime  # the end of the last hour with a fault
+    rules: Rules
+    hours: list[HourView] = field(default_factory=list)
+    history: list[StoredChange] = field(default_factory=list)
+    arrivals: list[Arrival] = field(default_factory=list)
+    webhook: list[WebhookCall] = field(default_factory=list)
+    invocations: list[Invocation] = field(default_factory=list)
+    parked: list[Parked] = field(default_factory=list)
+    alarms: list[AlarmView] = field(default_factory=list)
+    customers: dict[str, Customer] = field(default_factory=dict)  # by ref id
+    final_stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry id -> snapshot
+    sweeps: list[datetime] = field(default_factory=list)  # meter sweeps that returned
+    expected_events: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> event (from history)
+    expected_at: dict[str, datetime] = field(default_factory=dict)  # id -> when its change was stored
+    in_flight: set[str] = field(default_factory=set)  # message ids still in a source queue at the end

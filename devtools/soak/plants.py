@@ -1,0 +1,99 @@
+"""Bugs planted at runtime (never in the product's files) to show the soak can fail: each patches a
+product function inside the soak's world only, adds the faults that expose it to the seed's plan,
+and names the invariant that must catch it (``python -m devtools.soak --plant NAME``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+from unittest import mock
+
+from devtools.local_runner import LocalCloud
+from devtools.soak.plan import CONNECT, EMITTER, POLLER, Fault, FaultKind
+from devtools.soak.timeline import Timeline
+from leap_tracker.adapters import leap_http, sns_publisher
+from leap_tracker.leap import wire
+from leap_tracker.outreach import decision
+from leap_tracker.timeutil import parse_instant
+
+
+@dataclass(frozen=True, slots=True)
+class Plant:
+    name: str
+    invariant: str  # the Result.name that must report it
+    apply: Callable[[LocalCloud, Timeline], AbstractContextManager[Any]]
+    faults: Callable[[int], list[Fault]]  # extra faults for a run of so many hours
+
+
+def _every(hours: int, kind: FaultKind, target: str, step: int = 3) -> list[Fault]:
+    return [Fault(hour, kind, target, nth=1, times=2) for hour in range(2, max(3, hours - 6), step)]
+
+
+@contextmanager
+def _counts_partly_failed_as_published(_: LocalCloud, __: Timeline) -> Iterator[None]:
+    """The SNS publisher reports no failure when SNS accepted part of a PublishBatch."""
+    original = sns_publisher.SnsPublisher.publish_batch
+
+    def publish_batch(self: Any, messages: Any) -> dict[str, str]:
+        failures = original(self, messages)
+        return {} if len(failures) < len(messages) else failures
+
+    with mock.patch.object(sns_publisher.SnsPublisher, "publish_batch", publish_batch):
+        yield
+
+
+@contextmanager
+def _drops_a_page_after_a_retry(cloud: LocalCloud, timeline: Timeline) -> Iterator[None]:
+    """The poller's retry of a failed run (or a request retried within the run) skips the page it
+    gets first."""
+    original = leap_http.LeapHttpClient._connect_pages
+
+    def connect_pages(self: Any, selection: Any, token: Any) -> Iterator[Any]:
+        polls = [r for r in cloud.invocations if r.function == POLLER]
+        marks, retrying = len(timeline.marks), bool(polls) and polls[-1].failed
+        for page in original(self, selection, token):
+            retried = retrying or any(m.kind.startswith("leap_") for m in timeline.marks[marks:])
+            marks, retrying = len(timeline.marks), False
+            if not retried:
+                yield page
+
+    with mock.patch.object(leap_http.LeapHttpClient, "_connect_pages", connect_pages):
+        yield
+
+
+@contextmanager
+def _hour_counted_from_the_start_date(_: LocalCloud, __: Timeline) -> Iterator[None]:
+    """Outreach waits an hour from the entry's start date instead of its last interaction."""
+    start_date = property(lambda self: parse_instant(self.entry[wire.ENTRY_START]))
+    with mock.patch.object(decision.Snapshot, "last_interaction", start_date):
+        yield
+
+
+PLANTS: dict[str, Plant] = {
+    plant.name: plant
+    for plant in (
+        Plant(
+            "emitter-counts-partial-publish",
+            "every transition reaches the partner",
+            _counts_partly_failed_as_published,
+            lambda hours: _every(hours, FaultKind.SNS_BATCH_PARTLY_FAILED, EMITTER),
+        ),
+        Plant(
+            "poller-drops-page-after-retry",
+            "table equals Leap after a clean hour",
+            _drops_a_page_after_a_retry,
+            lambda hours: [
+                *_every(hours, FaultKind.LEAP_SERVER_ERROR, CONNECT),
+                *_every(hours, FaultKind.LEAP_EXPIRED_PAGE_TOKEN, CONNECT),
+            ],
+        ),
+        Plant(
+            "hour-from-start-date",
+            "no message before last interaction + 1 h",
+            _hour_counted_from_the_start_date,
+            lambda hours: [],
+        ),
+    )
+}

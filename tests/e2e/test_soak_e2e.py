@@ -1,0 +1,43 @@
+"""The fault soak, short: two seeds, a simulated day each, faults on every boundary, every invariant
+of devtools/soak holding with something checked; and a planted bug caught by its invariant."""
+
+from __future__ import annotations
+
+from contextlib import redirect_stdout
+from io import StringIO
+
+import pytest
+
+from devtools.soak.driver import run_seed
+from devtools.soak.plants import PLANTS
+
+HOURS = 24
+CUSTOMERS = 60
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_simulated_day_of_faults_loses_and_doubles_nothing(seed: int) -> None:
+    with redirect_stdout(StringIO()):  # the functions' JSON logs
+        report = run_seed(seed, HOURS, CUSTOMERS)
+
+    assert sum(report.timeline.counts().values()) > 10, report.timeline.counts()
+    for result in report.results:
+        assert result.passed, (result.name, result.violations[:5])
+    checked = {result.name: result.checked for result in report.results}
+    vacuous = {
+        name
+        for name, count in checked.items()
+        if count == 0 and name != "no alarm condition without an alarm"
+    }
+    assert not vacuous, checked
+
+
+@pytest.mark.parametrize("name", ["emitter-counts-partial-publish", "hour-from-start-date"])
+def test_a_planted_bug_is_caught_by_its_invariant(name: str) -> None:
+    plant = PLANTS[name]
+    with redirect_stdout(StringIO()):
+        report = run_seed(1, HOURS, CUSTOMERS, plant)
+
+    caught = [r for r in report.results if r.name == plant.invariant]
+    assert caught, plant.invariant
+    assert caught[0].violations, [(r.name, len(r.violations)) for r in report.results]

@@ -1,0 +1,203 @@
+"""The soak's invariants (devtools/soak/invariants.py): each passes on clean observations, with
+something checked, and fails on a crafted violation, naming the entry by its pseudonym."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devtools.soak import invariants as inv
+from devtools.soak.observe import (
+    SOAK_KEY,
+    AlarmView,
+    Arrival,
+    Customer,
+    HourView,
+    Invocation,
+    Observations,
+    Parked,
+    Rules,
+    StoredChange,
+    WebhookCall,
+)
+from leap_tracker.events import catalog
+
+T0 = datetime(2025, 1, 7, 0, 0, tzinfo=UTC)
+ENTRY = "CAISO_x_ref-1"
+RULES = Rules(
+    actionable_delay=timedelta(hours=1),
+    max_attempts=3,
+    cooldown=timedelta(hours=48),
+    first_check=timedelta(hours=24),
+    longest_meter_wait=timedelta(hours=24),
+    give_up=timedelta(days=14),
+)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def entry(status: str = "ERROR", last: float = 0.0) -> dict[str, Any]:
+    return {
+        "id": ENTRY,
+        "ref_id": "ref-1",
+        "connection_status": status,
+        "start_date_time_utc": stamp(at(-5)),
+        "last_interaction_date_time_utc": stamp(at(last)),
+    }
+
+
+def change_event(event_id: str, sequence: int) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": "connection.partial",
+        "sequence": f"{sequence:012d}",
+        "data": {"connection": {"id": ENTRY}},
+    }
+
+
+def message(
+    webhook_id: str, sent: float, key: str = "utility_error.X#abc#1", last: float = 0.0
+) -> WebhookCall:
+    data = {"entry_id": ENTRY, "dedupe_key": key, "webhook_id": webhook_id, "connection": entry(last=last)}
+    return WebhookCall(webhook_id, at(sent), 204, True, {"type": "outreach.requested", "data": data})
+
+
+def clean() -> Observations:
+    obs = Observations(start=T0, end=at(48), faults_stop=at(40), rules=RULES)
+    obs.hours = [HourView(at(1), True, {ENTRY: "h1"}, {ENTRY: "h1"})]
+    obs.history = [StoredChange(ENTRY, 1, None, entry(), at(1))]
+    obs.expected_events = {"e1": change_event("e1", 1), "e2": change_event("e2", 2)}
+    obs.expected_at = {"e1": at(1), "e2": at(2)}
+    obs.arrivals = [Arrival(at(1), obs.expected_events["e1"]), Arrival(at(2), obs.expected_events["e2"])]
+    obs.arrivals.append(
+        Arrival(at(3), {"id": "m1", "type": catalog.METER_APPEARED, "subject": "ref-1", "data": {}})
+    )
+    obs.webhook = [message("msg_1", sent=2)]
+    obs.final_stored = {ENTRY: entry(last=0)}
+    obs.customers = {"ref-1": Customer("ref-1", ENTRY, at(-30), at(-1))}
+    obs.history.append(StoredChange(ENTRY, 2, entry(), entry("COMPLETED", last=2), at(2.5)))
+    obs.sweeps = [at(47)]
+    obs.invocations = [
+        Invocation(0, "OutreachFunction", "sqs", at(1), None, ("m-a", "m-b"), ("m-b",)),
+        Invocation(1, "OutreachFunction", "sqs", at(2), None, ("m-b",), ()),
+    ]
+    obs.alarms = [AlarmView(at(5), "dlq", 1, ("ALARM",)), AlarmView(at(6), "dlq", 0, ("OK",))]
+    return obs
+
+
+def no_completion(obs: Observations) -> None:
+    obs.history = obs.history[:1]
+    obs.final_stored = {ENTRY: entry(last=0)}
+
+
+CASES: dict[str, tuple[Callable[[Observations], inv.Result], Callable[[Observations], None]]] = {
+    "table differs after a clean hour": (
+        inv.table_equals_leap,
+        lambda o: o.hours.append(HourView(at(2), True, {ENTRY: "h2"}, {ENTRY: "h1"})),
+    ),
+    "a transition never arrives": (inv.transitions_delivered, lambda o: o.arrivals.pop(1)),
+    "a transition arrives late": (
+        inv.transitions_delivered,
+        lambda o: o.arrivals.__setitem__(1, Arrival(at(43), o.expected_events["e2"])),
+    ),
+    "an event nobody expected": (
+        inv.transitions_delivered,
+        lambda o: o.arrivals.append(Arrival(at(4), change_event("e9", 3))),
+    ),
+    "one id, two payloads": (
+        inv.one_payload_per_id,
+        lambda o: o.arrivals.append(Arrival(at(5), {**change_event("e1", 1), "time": "other"})),
+    ),
+    "the sequence goes back": (
+        inv.sequence_never_back,
+        lambda o: o.arrivals.__setitem__(slice(0, 2), [o.arrivals[1], o.arrivals[0]]),
+    ),
+    "two messages for one reason and state": (
+        inv.outreach_once_per_reason_and_state,
+        lambda o: o.webhook.append(message("msg_2", sent=60)),
+    ),
+    "a message after COMPLETED was stored": (
+        inv.outreach_not_after_completed,
+        lambda o: o.webhook.append(message("msg_3", sent=3, key="k#2#1")),
+    ),
+    "a message within the hour": (
+        inv.outreach_not_before_actionable,
+        lambda o: o.webhook.__setitem__(0, message("msg_1", sent=0.5)),
+    ),
+    "more than the maximum": (
+        inv.outreach_within_maximum,
+        lambda o: o.webhook.extend(
+            message(f"msg_m{i}", sent=2 + 50 * i, key=f"k#{i}#1") for i in range(1, 4)
+        ),
+    ),
+    "within the cooldown": (
+        inv.outreach_within_maximum,
+        lambda o: o.webhook.append(message("msg_9", sent=10, key="k#9#1")),
+    ),
+    "a stalled customer never considered": (
+        inv.stalled_customers_messaged,
+        lambda o: (no_completion(o), o.webhook.clear()),
+    ),
+    "two meter.appeared": (
+        inv.meter_appeared_once,
+        lambda o: o.arrivals.append(
+            Arrival(at(9), {"id": "m2", "type": catalog.METER_APPEARED, "subject": "ref-1", "data": {}})
+        ),
+    ),
+    "meters never reported": (inv.meter_appeared_once, lambda o: o.arrivals.pop(2)),
+    "a failure never retried nor parked": (inv.failures_accounted, lambda o: o.invocations.pop(1)),
+    "a queue holds messages, no alarm": (
+        inv.alarms_raised,
+        lambda o: o.alarms.append(AlarmView(at(7), "dlq", 2, ("OK",))),
+    ),
+}
+
+
+def test_every_invariant_has_a_crafted_violation() -> None:
+    assert {check for check, _ in CASES.values()} == set(inv.INVARIANTS)
+
+
+def test_every_invariant_passes_on_clean_observations_and_checks_something() -> None:
+    for result in inv.check_all(clean()):
+        assert result.passed, (result.name, result.violations)
+        assert result.checked > 0, result.name
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_invariant_fails_on_its_crafted_violation(case: str) -> None:
+    check, spoil = CASES[case]
+    obs = clean()
+    spoil(obs)
+    result = check(obs)
+    assert not result.passed, case
+    assert ENTRY not in repr(result.violations)  # pseudonyms only
+    assert "ref-1" not in repr(result.violations)
+
+
+def test_a_failure_parked_in_a_dead_letter_queue_or_still_queued_is_accounted_for() -> None:
+    obs = clean()
+    obs.invocations.pop(1)
+    obs.parked = [Parked("dlq", "m-b", {})]
+    assert inv.failures_accounted(obs).passed
+    obs = dataclasses.replace(clean(), parked=[])
+    obs.invocations.pop(1)
+    obs.in_flight = {"m-b"}
+    assert inv.failures_accounted(obs).passed
+
+
+def test_violations_name_the_entry_by_its_pseudonym() -> None:
+    obs = clean()
+    obs.arrivals.pop(1)
+    [violation] = inv.transitions_delivered(obs).violations
+    assert violation.entry == SOAK_KEY.entry(ENTRY)
+    assert violation.at == at(2)
