@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from leap_tracker_cli import hash as hash_command
-from leap_tracker_cli import poll, redrive, replay, replay_failures, status, subscribe, tail
+from leap_tracker_cli import poll, redrive, replay, replay_failures, report, status, subscribe, tail
 from leap_tracker_cli.discovery import ClientFactory, Discovery, DiscoveryError
 from leap_tracker_cli.result import CommandError, Result
 
@@ -31,6 +31,7 @@ SUBCOMMANDS: Sequence[ModuleType] = (
     replay_failures,
     redrive,
     poll,
+    report,
 )
 
 

@@ -1,0 +1,128 @@
+"""What the report reads of the connections table (keys and attributes: leap_tracker.table).
+
+Two Scans, each reading the whole table once (a Scan's cost is the table's size, whatever it filters):
+
+- the history items written since T (``item_type`` = connection_change and ``written_at >= T``),
+  projected to the key, the change pair, the sequence and ``written_at``;
+- the outreach customer states (their ledger: one ``SENT#<dedupe key>`` map per message, names not
+  known in advance, so not projected) and the meter watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from leap_tracker import table
+from leap_tracker.meters.model import ClosedReason
+from leap_tracker.outreach import ledger
+from leap_tracker.timeutil import format_instant, parse_instant
+from leap_tracker_cli.insight.analysis import Change, Message, MeterAppearance
+from leap_tracker_cli.stored import decode_change
+
+
+@dataclass
+class Stored:
+    changes: dict[str, list[Change]] = field(default_factory=dict)
+    messages: dict[str, list[Message]] = field(default_factory=dict)
+    meters: list[MeterAppearance] = field(default_factory=list)
+    unreadable: int = 0  # history items that cannot be decoded (left out, counted)
+
+
+def read(client: Any, table_name: str, since: datetime | None) -> Stored:
+    stored = Stored()
+    for item in _history_items(client, table_name, since):
+        change = decode_change(item)
+        written = _instant(change.written_at)
+        if change.entry is None or written is None:
+            stored.unreadable += 1
+            continue
+        stored.changes.setdefault(change.entry_id, []).append(
+            Change(written, change.previous, change.entry, change.sequence)
+        )
+    for item in _scan(
+        client,
+        table_name,
+        FilterExpression="#type IN (:outreach, :watch)",
+        ExpressionAttributeNames={"#type": table.ITEM_TYPE},
+        ExpressionAttributeValues={
+            ":outreach": {"S": ledger.STATE_ITEM_TYPE},
+            ":watch": {"S": table.WATCH_ITEM_TYPE},
+        },
+    ):
+        if item.get(table.ITEM_TYPE) == table.WATCH_ITEM_TYPE:
+            appearance = meter_appearance(item)
+            if appearance is not None:
+                stored.meters.append(appearance)
+        else:
+            sent = ledger_messages(item)
+            if sent:
+                stored.messages[table.entry_id_from_outreach_pk(str(item[table.PK]))] = sent
+    return stored
+
+
+def ledger_messages(item: Mapping[str, Any]) -> list[Message]:
+    """The messages an outreach state item's ledger says went out (SENT, with their time)."""
+    found = []
+    for name, value in item.items():
+        if not (str(name).startswith(ledger.LEDGER_PREFIX) and isinstance(value, Mapping)):
+            continue
+        sent_at = _instant(value.get(ledger.SentAttr.SENT_AT))
+        if value.get(ledger.SentAttr.STATUS) != ledger.LedgerStatus.SENT or sent_at is None:
+            continue
+        reason, attempt = value.get(ledger.SentAttr.REASON), value.get(ledger.SentAttr.ATTEMPT, 0)
+        found.append(Message(sent_at, str(reason), int(attempt)))
+    return sorted(found)
+
+
+def meter_appearance(item: Mapping[str, Any]) -> MeterAppearance | None:
+    if item.get(table.WATCH_CLOSED_REASON) != ClosedReason.APPEARED:
+        return None
+    completed = _instant(item.get(table.WATCH_COMPLETED_AT))
+    appeared = _instant(item.get(table.WATCH_CLOSED_AT))
+    if completed is None or appeared is None:
+        return None
+    return MeterAppearance(completed, appeared)
+
+
+def _history_items(client: Any, table_name: str, since: datetime | None) -> Iterator[dict[str, Any]]:
+    names = {
+        "#pk": table.PK,
+        "#sk": table.SK,
+        "#type": table.ITEM_TYPE,
+        "#change": table.HISTORY_CHANGE,
+        "#sequence": table.HISTORY_SEQUENCE,
+        "#written": table.HISTORY_WRITTEN_AT,
+    }
+    values: dict[str, Any] = {":type": {"S": table.HISTORY_ITEM_TYPE}}
+    condition = "#type = :type"
+    if since is not None:
+        values[":since"] = {"S": format_instant(since)}
+        condition += " AND #written >= :since"
+    return _scan(
+        client,
+        table_name,
+        ProjectionExpression="#pk, #sk, #change, #sequence, #written",
+        FilterExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def _scan(client: Any, table_name: str, **request: Any) -> Iterator[dict[str, Any]]:
+    from leap_tracker.adapters.dynamo import deserialize  # boto3 on first use
+
+    for page in client.get_paginator("scan").paginate(TableName=table_name, **request):
+        for item in page.get("Items", []):
+            yield deserialize(item)
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        return None
