@@ -36,7 +36,9 @@ TICK = timedelta(hours=1)
 DEFAULT_CUSTOMERS = 120
 START_OFFSET = timedelta(hours=24)  # join a campaign running for a day: a backlog on the first poll
 CLICK_WINDOW = timedelta(days=3)
-PAGE_SIZE = 25
+# Incremental passes read a few to a few dozen entries: pages of 5 make most passes several pages, so
+# page tokens (and Leap expiring them) are in play every hour, not only in the daily full pass.
+PAGE_SIZE = 5
 WEBHOOK_TIMEOUT_SECONDS = 1.0  # a hung endpoint costs a second of wall time, not ten
 # Within each hour: deliver now, then at these minutes (async retries come 1 and 2 minutes after a
 # failure; SQS redelivers after a visibility timeout).

@@ -4,6 +4,7 @@ and names the invariant that must catch it (``python -m devtools.soak --plant NA
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from unittest import mock
 
 from devtools.local_runner import LocalCloud
-from devtools.soak.plan import CONNECT, EMITTER, POLLER, Fault, FaultKind
+from devtools.soak.plan import CONNECT, EMITTER, OUTREACH, POLLER, Fault, FaultKind
 from devtools.soak.timeline import Timeline
 from leap_tracker.adapters import leap_http, sns_publisher
 from leap_tracker.leap import wire
@@ -46,8 +47,8 @@ def _counts_partly_failed_as_published(_: LocalCloud, __: Timeline) -> Iterator[
 
 @contextmanager
 def _drops_a_page_after_a_retry(cloud: LocalCloud, timeline: Timeline) -> Iterator[None]:
-    """The poller's retry of a failed run (or a request retried within the run) skips the page it
-    gets first."""
+    """The poller skips a page it got through a retry (a request retried within the run, or the
+    first page of the retry of a failed run) and goes on past it: the checkpoint never goes back."""
     original = leap_http.LeapHttpClient._connect_pages
 
     def connect_pages(self: Any, selection: Any, token: Any) -> Iterator[Any]:
@@ -55,11 +56,52 @@ def _drops_a_page_after_a_retry(cloud: LocalCloud, timeline: Timeline) -> Iterat
         marks, retrying = len(timeline.marks), bool(polls) and polls[-1].failed
         for page in original(self, selection, token):
             retried = retrying or any(m.kind.startswith("leap_") for m in timeline.marks[marks:])
+            if retried:
+                timeline.add(cloud.now(), "phase", POLLER, f"plant: dropped a page of {len(page.entries)}")
             marks, retrying = len(timeline.marks), False
             if not retried:
                 yield page
 
     with mock.patch.object(leap_http.LeapHttpClient, "_connect_pages", connect_pages):
+        yield
+
+
+def _page_retried_in_full_passes(hours: int) -> list[Fault]:
+    """A 500 on the first Connect request of the hours that read everything (the first pass, then each
+    daily full reconciliation): a page dropped there is one no incremental overlap reads again (an
+    incremental pass re-reads only the last two hours, so a page dropped there comes back an hour
+    later and the clean-hour comparison never sees it)."""
+    return [Fault(hour, FaultKind.LEAP_SERVER_ERROR, CONNECT) for hour in range(1, hours + 1, 24)]
+
+
+@contextmanager
+def _max_attempts_off_by_one(cloud: LocalCloud, __: Timeline) -> Iterator[None]:
+    """Outreach allows one message more than OUTREACH_MAX_ATTEMPTS. The run's cooldown is an hour (a
+    configuration, read by the invariants too), so the maximum is reached within hours, not days."""
+    cloud.set_env(OUTREACH, OUTREACH_COOLDOWN_HOURS="1")
+    original = decision.OutreachPolicy.from_settings.__func__  # type: ignore[attr-defined]
+
+    def from_settings(cls: Any, settings: Any) -> Any:
+        policy = original(cls, settings)
+        return dataclasses.replace(policy, max_attempts=policy.max_attempts + 1)
+
+    with mock.patch.object(decision.OutreachPolicy, "from_settings", classmethod(from_settings)):
+        yield
+
+
+@contextmanager
+def _completed_read_as_not_started(_: LocalCloud, __: Timeline) -> Iterator[None]:
+    """Outreach's assessment reads a COMPLETED connection as not started (and so never marks it
+    completed): a customer who finished gets a message."""
+    original = decision.assess
+
+    def assess(entry: Any, done_statuses: Any) -> Any:
+        need = original(entry, done_statuses)
+        if need.because is decision.Because.COMPLETED:
+            return decision.Need(need.kind, decision.NOT_STARTED)
+        return need
+
+    with mock.patch.object(decision, "assess", assess):
         yield
 
 
@@ -84,15 +126,24 @@ PLANTS: dict[str, Plant] = {
             "poller-drops-page-after-retry",
             "table equals Leap after a clean hour",
             _drops_a_page_after_a_retry,
-            lambda hours: [
-                *_every(hours, FaultKind.LEAP_SERVER_ERROR, CONNECT),
-                *_every(hours, FaultKind.LEAP_EXPIRED_PAGE_TOKEN, CONNECT),
-            ],
+            _page_retried_in_full_passes,
         ),
         Plant(
             "hour-from-start-date",
             "no message before last interaction + 1 h",
             _hour_counted_from_the_start_date,
+            lambda hours: [],
+        ),
+        Plant(
+            "outreach-max-attempts-off-by-one",
+            "no more messages than the maximum, none within the cooldown",
+            _max_attempts_off_by_one,
+            lambda hours: [],
+        ),
+        Plant(
+            "outreach-messages-completed",
+            "no message after COMPLETED",
+            _completed_read_as_not_started,
             lambda hours: [],
         ),
     )
