@@ -37,6 +37,8 @@ WINDOWS_DAYS = (1, 3, 7)
 DEFAULT_STALL_DELAY = timedelta(hours=1)  # outreach's ACTIONABLE_DELAY_MINUTES default: stalled from then
 NO_ERROR = "none"
 NO_REGION = "unknown"
+UNRECORDED_VARIANT = "unrecorded"  # messages claimed before the ledger kept the variant
+NO_OTHER_VARIANT = "no other variant"
 
 # Time since the last interaction, for the stall map: (label, upper bound exclusive; None = open).
 STALL_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
@@ -84,6 +86,7 @@ class Message(NamedTuple):
     sent_at: datetime
     reason: str
     attempt: int
+    variant: str = UNRECORDED_VARIANT  # the template variant (ledger entries claimed before: none)
 
 
 class MeterAppearance(NamedTuple):
@@ -138,8 +141,8 @@ def state_of(entry: Entry, at: datetime) -> State:
         progress=progress_of(entry, stage),
         region=str(entry.get(wire.ENTRY_TRANSMISSION_REGION) or NO_REGION),
         error_code=code,
-        last_interaction=_instant(entry.get(wire.ENTRY_LAST_INTERACTION)),
-        started=_instant(entry.get(wire.ENTRY_START)),
+        last_interaction=readable_instant(entry.get(wire.ENTRY_LAST_INTERACTION)),
+        started=readable_instant(entry.get(wire.ENTRY_START)),
     )
 
 
@@ -159,7 +162,9 @@ def state_at(states: Sequence[State], moment: datetime) -> State | None:
     return states[index - 1] if index else None
 
 
-def _instant(value: Any) -> datetime | None:
+def readable_instant(value: Any) -> datetime | None:
+    """An RFC 3339 instant from stored or Leap data; None when absent or unreadable (a report shows
+    what it can read and counts the rest, it does not stop on one bad value)."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -485,7 +490,9 @@ def _outcome(
     return Outcome(observed, share(progressed, observed), share(completed, observed))
 
 
-def verdict(messaged_n: int, comparison_n: int, messaged: Share, comparison: Share) -> str:
+def verdict(
+    messaged_n: int, comparison_n: int, messaged: Share, comparison: Share, subject: str = "messaged"
+) -> str:
     """Plain words: too few, or whether the two 95% intervals are apart (a conservative test)."""
     if messaged_n < MIN_GROUP or comparison_n < MIN_GROUP:
         return TOO_FEW
@@ -493,10 +500,79 @@ def verdict(messaged_n: int, comparison_n: int, messaged: Share, comparison: Sha
     if None in ours or None in theirs:  # not reached: both groups have MIN_GROUP > 0 customers
         return TOO_FEW
     if ours[0] > theirs[1]:  # type: ignore[operator]
-        return "messaged higher"
+        return f"{subject} higher"
     if ours[1] < theirs[0]:  # type: ignore[operator]
-        return "messaged lower"
+        return f"{subject} lower"
     return "no clear difference"
+
+
+# --- (e) which message works: the variants of each reason --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VariantWindow:
+    days: int
+    variant: Outcome  # the customers whose first message of the reason was this variant
+    others: Outcome  # those whose first message of the reason was another variant
+    progressed_verdict: str  # this variant against the others
+    completed_verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariantEffect:
+    reason: str
+    variant: str
+    messaged: int  # customers whose first message of this reason was this variant (at a known state)
+    windows: list[VariantWindow]
+
+
+def variant_effects(
+    timelines: Mapping[str, Sequence[State]], messages: Mapping[str, Sequence[Message]], now: datetime
+) -> list[VariantEffect]:
+    """Per reason and variant: the customers at their first message of the reason, split by the variant
+    that message was, each followed from it as :func:`outreach_effects` follows them, and each variant
+    held against the reason's other variants pooled (docs/insight.md#message-variants)."""
+    effects = []
+    for reason in sorted({m.reason for ms in messages.values() for m in ms}):
+        variant_of = _first_variants(messages, reason)
+        by_variant: dict[str, list[_Start]] = {}
+        for start in _treated(timelines, messages, reason):
+            by_variant.setdefault(variant_of[start.entry_id], []).append(start)
+        for name, starts in sorted(by_variant.items()):
+            others = [s for other, group in by_variant.items() if other != name for s in group]
+            windows = [_variant_window(days, starts, others, timelines, now) for days in WINDOWS_DAYS]
+            effects.append(VariantEffect(reason, name, len(starts), windows))
+    return effects
+
+
+def _first_variants(messages: Mapping[str, Sequence[Message]], reason: str) -> dict[str, str]:
+    """Each customer's variant of ``reason``: its first message's (a customer is in one arm)."""
+    first = {}
+    for entry_id, sent in messages.items():
+        of_reason = sorted(m for m in sent if m.reason == reason)
+        if of_reason:
+            first[entry_id] = of_reason[0].variant
+    return first
+
+
+def _variant_window(
+    days: int,
+    starts: Sequence[_Start],
+    others: Sequence[_Start],
+    timelines: Mapping[str, Sequence[State]],
+    now: datetime,
+) -> VariantWindow:
+    ours = _outcome(starts, timelines, timedelta(days=days), now)
+    theirs = _outcome(others, timelines, timedelta(days=days), now)
+
+    def judge(outcome: str) -> str:
+        if not others:
+            return NO_OTHER_VARIANT
+        return verdict(
+            ours.observed, theirs.observed, getattr(ours, outcome), getattr(theirs, outcome), "this variant"
+        )
+
+    return VariantWindow(days, ours, theirs, judge("progressed"), judge("completed"))
 
 
 # --- everything --------------------------------------------------------------------------------------
@@ -515,6 +591,7 @@ class Report:
     time_to_complete: Distribution
     time_to_meter: Distribution
     outreach: list[ReasonEffect]
+    variants: list[VariantEffect]
 
 
 def analyse(
@@ -540,4 +617,5 @@ def analyse(
         time_to_complete=time_to_complete(timelines),
         time_to_meter=time_to_meter(meters),
         outreach=outreach_effects(timelines, messages, now, stall_delay),
+        variants=variant_effects(timelines, messages, now),
     )

@@ -13,9 +13,22 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from leap_tracker_cli.insight.analysis import Distribution, ReasonEffect, Report, StallMap
+from leap_tracker_cli.insight.analysis import (
+    Distribution,
+    ReasonEffect,
+    Report,
+    Share,
+    StallMap,
+    VariantEffect,
+)
 
-CHARTS = ("funnel over time", "where customers stall", "time to complete", "outreach comparison")
+CHARTS = (
+    "funnel over time",
+    "where customers stall",
+    "time to complete",
+    "outreach comparison",
+    "message variants",
+)
 _PROLOG = re.compile(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>|<metadata>.*?</metadata>", re.S)
 _NAMESPACES = re.compile(r'\s+xmlns(:\w+)?="[^"]*"')
 
@@ -32,6 +45,7 @@ def page(report: Report) -> str:
                 _stall_table(report.stalls),
                 _duration_table(report),
                 _outreach_table(report.outreach),
+                _variant_table(report.variants),
             ),
             strict=True,
         )
@@ -56,7 +70,7 @@ def _figures(report: Report) -> list[str]:
     import matplotlib.pyplot as plt
 
     drawn = []
-    for draw in (_funnel_chart, _stall_chart, _duration_chart, _outreach_chart):
+    for draw in (_funnel_chart, _stall_chart, _duration_chart, _outreach_chart, _variant_chart):
         figure = draw(plt, report)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", bbox_inches="tight")
@@ -140,14 +154,37 @@ def _outreach_chart(plt: Any, report: Report) -> Any:
     return figure
 
 
+def _variant_chart(plt: Any, report: Report) -> Any:
+    """Each reason's variants side by side: the share of its customers that progressed / completed
+    within 1, 3 and 7 days, with the 95% Wilson interval."""
+    effects = report.variants
+    figure, panes = plt.subplots(2, 3, figsize=(11, 3 + 0.3 * len(effects)), sharey=True, squeeze=False)
+    labels = [f"{e.reason} / {e.variant}" for e in effects]
+    for column, days in enumerate((1, 3, 7)):
+        for row, outcome in enumerate(("progressed", "completed")):
+            axes = panes[row][column]
+            shares, errors = _error_bars(
+                [getattr(next(w for w in e.windows if w.days == days).variant, outcome) for e in effects]
+            )
+            axes.barh(range(len(labels)), shares, height=0.6, xerr=errors, color="#4878a8", capsize=2)
+            axes.set_xlim(0, 1)
+            axes.set_title(f"{outcome} within {days} d", fontsize=9)
+            axes.set_yticks(range(len(labels)), labels, fontsize=7)
+    return figure
+
+
 def _bars(
     effects: Sequence[ReasonEffect], days: int, group: str, outcome: str
 ) -> tuple[list[float], list[list[float]]]:
+    return _error_bars(
+        [getattr(getattr(next(w for w in e.windows if w.days == days), group), outcome) for e in effects]
+    )
+
+
+def _error_bars(results: Sequence[Share]) -> tuple[list[float], list[list[float]]]:
     shares, below, above = [], [], []
-    for effect in effects:
-        window = next(w for w in effect.windows if w.days == days)
-        result = getattr(getattr(window, group), outcome)
-        if result.share is None:
+    for result in results:
+        if result.share is None or result.low is None or result.high is None:
             shares.append(0.0)
             below.append(0.0)
             above.append(0.0)
@@ -208,6 +245,36 @@ def _outreach_table(effects: Sequence[ReasonEffect]) -> str:
         + "".join(rows)
         + "</table>"
     )
+
+
+def _variant_table(effects: Sequence[VariantEffect]) -> str:
+    if not effects:
+        return "<p>No message sent yet.</p>"
+    rows = []
+    for effect in effects:
+        for window in effect.windows:
+            ours = window.variant
+            rows.append(
+                f"<tr><th>{html.escape(effect.reason)}</th><td>{html.escape(effect.variant)}</td>"
+                f"<td>{window.days} d</td><td>{ours.observed}</td>"
+                f"<td>{_interval(ours.progressed)}</td><td>{_interval(ours.completed)}</td>"
+                f"<td>{window.others.observed}</td>"
+                f"<td>{html.escape(window.progressed_verdict)}</td><td>{html.escape(window.completed_verdict)}</td></tr>"
+            )
+    return (
+        "<p>Each customer's first message of a reason decides its variant; each variant is held against "
+        "the reason's other variants together (95% Wilson intervals).</p>"
+        "<table><tr><th>reason</th><th>variant</th><th>window</th><th>messaged</th><th>progressed</th>"
+        "<th>completed</th><th>other variants</th><th>progress</th><th>completion</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _interval(result: Share) -> str:
+    if result.share is None or result.low is None or result.high is None:
+        return "-"
+    return f"{_pct(result.share)} ({_pct(result.low)}-{_pct(result.high)})"
 
 
 def _hours(value: float | None) -> str:

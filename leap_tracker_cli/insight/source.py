@@ -18,8 +18,14 @@ from typing import Any
 from leap_tracker import table
 from leap_tracker.meters.model import ClosedReason
 from leap_tracker.outreach import ledger
-from leap_tracker.timeutil import format_instant, parse_instant
-from leap_tracker_cli.insight.analysis import Change, Message, MeterAppearance
+from leap_tracker.timeutil import format_instant
+from leap_tracker_cli.insight.analysis import (
+    UNRECORDED_VARIANT,
+    Change,
+    Message,
+    MeterAppearance,
+    readable_instant,
+)
 from leap_tracker_cli.stored import decode_change
 
 
@@ -35,7 +41,7 @@ def read(client: Any, table_name: str, since: datetime | None) -> Stored:
     stored = Stored()
     for item in _history_items(client, table_name, since):
         change = decode_change(item)
-        written = _instant(change.written_at)
+        written = readable_instant(change.written_at)
         if change.entry is None or written is None:
             stored.unreadable += 1
             continue
@@ -64,24 +70,25 @@ def read(client: Any, table_name: str, since: datetime | None) -> Stored:
 
 
 def ledger_messages(item: Mapping[str, Any]) -> list[Message]:
-    """The messages an outreach state item's ledger says went out (SENT, with their time)."""
+    """The messages an outreach state item's ledger says went out (SENT, with their time and variant)."""
     found = []
     for name, value in item.items():
         if not (str(name).startswith(ledger.LEDGER_PREFIX) and isinstance(value, Mapping)):
             continue
-        sent_at = _instant(value.get(ledger.SentAttr.SENT_AT))
+        sent_at = readable_instant(value.get(ledger.SentAttr.SENT_AT))
         if value.get(ledger.SentAttr.STATUS) != ledger.LedgerStatus.SENT or sent_at is None:
             continue
         reason, attempt = value.get(ledger.SentAttr.REASON), value.get(ledger.SentAttr.ATTEMPT, 0)
-        found.append(Message(sent_at, str(reason), int(attempt)))
+        variant = value.get(ledger.SentAttr.VARIANT) or UNRECORDED_VARIANT
+        found.append(Message(sent_at, str(reason), int(attempt), str(variant)))
     return sorted(found)
 
 
 def meter_appearance(item: Mapping[str, Any]) -> MeterAppearance | None:
     if item.get(table.WATCH_CLOSED_REASON) != ClosedReason.APPEARED:
         return None
-    completed = _instant(item.get(table.WATCH_COMPLETED_AT))
-    appeared = _instant(item.get(table.WATCH_CLOSED_AT))
+    completed = readable_instant(item.get(table.WATCH_COMPLETED_AT))
+    appeared = readable_instant(item.get(table.WATCH_CLOSED_AT))
     if completed is None or appeared is None:
         return None
     return MeterAppearance(completed, appeared)
@@ -117,12 +124,3 @@ def _scan(client: Any, table_name: str, **request: Any) -> Iterator[dict[str, An
     for page in client.get_paginator("scan").paginate(TableName=table_name, **request):
         for item in page.get("Items", []):
             yield deserialize(item)
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError:
-        return None

@@ -100,15 +100,15 @@ def write_history(client: Any, versions: list[dict[str, Any]]) -> list[Change]:
     return changes
 
 
-def send(store: DynamoOutreachStore, entry_id: str, ref: str, at: datetime) -> Message:
+def send(store: DynamoOutreachStore, entry_id: str, ref: str, at: datetime, variant: str) -> Message:
     """One message through the outreach store's claim and mark-sent, as the outreach function sends it."""
     reservation = ledger.Reservation(
-        entry_id, ref, ledger.dedupe_key(REASON, "h", 1), REASON, "h", 2, 1, 1, ("webhook",), "u"
+        entry_id, ref, ledger.dedupe_key(REASON, "h", 1), REASON, "h", 2, 1, 1, ("webhook",), "u", variant
     )
     lease = at + timedelta(minutes=5)
     assert store.claim(reservation, 0, at, lease).claim is ledger.Claim.NEW
     store.mark_sent(reservation, at, None, lease)
-    return Message(at, REASON, 1)
+    return Message(at, REASON, 1, variant)
 
 
 def test_report_writes_the_analysis_of_the_stored_data_and_a_self_contained_page(
@@ -122,7 +122,8 @@ def test_report_writes_the_analysis_of_the_stored_data_and_a_self_contained_page
         entry_id = versions[0][wire.ENTRY_ID]
         changes[entry_id] = write_history(dynamodb, versions)
         if index < 3:
-            messages[entry_id] = [send(outreach, entry_id, f"Ref{index}", T0 + timedelta(hours=6))]
+            variant = "short" if index == 1 else "friendly"
+            messages[entry_id] = [send(outreach, entry_id, f"Ref{index}", T0 + timedelta(hours=6), variant)]
     completed_id = states("Ref0", True)[0][wire.ENTRY_ID]
     watch = MeterWatch(
         completed_id,
@@ -156,8 +157,18 @@ def test_report_writes_the_analysis_of_the_stored_data_and_a_self_contained_page
     assert document["time_to_complete"]["median_hours"] == 31.0
     assert document["time_to_meter"]["median_hours"] == 50.0
     assert document["stalls"]["counts"][REASON][">7 d"] == 3  # last interaction T0+1h, 9 days before now
+    # The variant each ledger entry recorded: Ref0 and Ref2 got "friendly", Ref1 "short".
+    variants = {(v["reason"], v["variant"]): v for v in document["variants"]}
+    assert set(variants) == {(REASON, "friendly"), (REASON, "short")}
+    friendly, short = variants[(REASON, "friendly")], variants[(REASON, "short")]
+    assert (friendly["messaged"], short["messaged"]) == (2, 1)
+    assert [w["variant"]["observed"] for w in friendly["windows"]] == [2, 2, 2]  # all windows over
+    assert [w["others"]["observed"] for w in friendly["windows"]] == [1, 1, 1]  # the short one
+    assert friendly["windows"][1]["completed_verdict"] == analysis.TOO_FEW
     page = (out / "report.html").read_text()
-    assert page.count("<svg") == len(render.CHARTS) == 4
+    assert page.count("<svg") == len(render.CHARTS) == 5
+    assert "<td>friendly</td>" in page
+    assert "<td>short</td>" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "http" not in page
 

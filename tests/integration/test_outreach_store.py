@@ -10,6 +10,7 @@ tests/unit/test_outreach_retries.py does on the in-memory store.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -271,6 +272,42 @@ def test_an_entry_claimed_before_the_url_was_kept_resumes_with_the_reservations(
     resumed = dynamo_store.claim(reservation(url="https://now.test/"), 0, NOW + timedelta(minutes=1), LEASE)
 
     assert resumed.stamp == Stamp(NOW, 1, 3, "https://now.test/")
+
+
+def test_the_variant_is_recorded_at_the_claim_and_a_resume_keeps_it(
+    dynamo_store: DynamoOutreachStore,
+) -> None:
+    first = replace(reservation(), variant="friendly")
+    dynamo_store.claim(first, 0, NOW, LEASE)
+    dynamo_store.release(first, frozenset({"webhook"}), NOW, LEASE)
+    sent = raw_item(dynamo_store, table.outreach_state_key(ENTRY_ID))["SENT#" + first.dedupe_key]
+    assert sent["variant"] == {"S": "friendly"}
+
+    # The retry runs with another templates file: a variant was added and this customer's choice moved.
+    retry = replace(reservation(), variant="short")
+    resumed = dynamo_store.claim(retry, 0, NOW + timedelta(minutes=1), LEASE + timedelta(minutes=1))
+
+    assert resumed.claim is Claim.RESUMED
+    assert resumed.stamp == Stamp(NOW, 1, 3, URL, "friendly")
+
+
+def test_an_entry_claimed_before_variants_were_kept_resumes_with_the_reservations(
+    dynamo_store: DynamoOutreachStore,
+) -> None:
+    first = reservation()
+    dynamo_store.claim(first, 0, NOW, LEASE)
+    dynamo_store.release(first, frozenset({"webhook"}), NOW, LEASE)
+    dynamo_store._client.update_item(  # as older code wrote it
+        TableName=dynamo_store._table,
+        Key={k: {"S": v} for k, v in table.outreach_state_key(ENTRY_ID).items()},
+        UpdateExpression="REMOVE #sent.variant",
+        ExpressionAttributeNames={"#sent": "SENT#" + first.dedupe_key},
+    )
+
+    retry = replace(reservation(), variant="b")
+    resumed = dynamo_store.claim(retry, 0, NOW + timedelta(minutes=1), LEASE)
+
+    assert resumed.stamp == Stamp(NOW, 1, 3, URL, "b")
 
 
 def test_the_suppression_marker_item(dynamo_store: DynamoOutreachStore) -> None:

@@ -310,3 +310,58 @@ def test_the_wilson_interval_contains_the_share(successes: int, n: int) -> None:
     successes = min(successes, n)
     low, high = analysis.wilson(successes, n)
     assert 0 <= low <= successes / n <= high <= 1
+
+
+# --- message variants --------------------------------------------------------------------------------
+
+
+def test_variants_of_a_reason_are_compared_with_each_other_by_each_customers_first_message() -> None:
+    reason = "utility_error.INVALID_CREDENTIALS"
+    sent_at = T0 + 2 * H
+    now = T0 + 5 * D  # 1 and 3 day windows are over, 7 days are not
+    changes: dict[str, list[Change]] = {}
+    messages: dict[str, list[Message]] = {}
+    # "a": 30 customers, 24 complete 12 h after the message; "b": 30, 3 complete; "c": 5, none.
+    for name, count, completing in (("a", 30, 24), ("b", 30, 3), ("c", 5, 0)):
+        for i in range(count):
+            ref = f"{name}{i}"
+            changes[ref] = stuck_then(ref, T0, 14 * H if i < completing else None)
+            messages[ref] = [Message(sent_at, reason, 1, name)]
+    # A reminder of another variant (a redeploy added one) leaves the customer in its first arm.
+    changes["moved"] = stuck_then("moved", T0, None)
+    messages["moved"] = [Message(sent_at, reason, 1, "a"), Message(sent_at + 2 * D, reason, 2, "b")]
+    # Another reason with one variant only: nothing to compare it with.
+    changes["alone"] = history((T0, not_started("alone", T0)))
+    messages["alone"] = [Message(T0 + 2 * H, decision.NOT_STARTED, 1, "a")]
+
+    effects = analysis.variant_effects(timelines(changes), messages, now)
+
+    by_key = {(e.reason, e.variant): e for e in effects}
+    assert list(by_key) == [("not_started", "a"), (reason, "a"), (reason, "b"), (reason, "c")]
+    a, b, c = by_key[(reason, "a")], by_key[(reason, "b")], by_key[(reason, "c")]
+    assert (a.messaged, b.messaged, c.messaged) == (31, 30, 5)
+    one = a.windows[0]
+    assert (one.days, one.variant.observed, one.variant.completed.count) == (1, 31, 24)
+    assert (one.others.observed, one.others.completed.count) == (35, 3)  # b and c together
+    assert math.isclose(one.variant.completed.share, 24 / 31)
+    assert (one.variant.completed.low, one.variant.completed.high) == analysis.wilson(24, 31)
+    # Wilson 24/31 = [0.602, 0.886] above 3/35's [0.030, 0.224]; b's 3/30 [0.035, 0.256] below 24/36's.
+    assert one.completed_verdict == one.progressed_verdict == "this variant higher"
+    assert b.windows[0].completed_verdict == "this variant lower"
+    assert (b.windows[0].others.observed, b.windows[0].others.completed.count) == (36, 24)
+    assert c.windows[0].completed_verdict == analysis.TOO_FEW  # 5 < 20
+    assert a.windows[2].variant.observed == 0  # 7 days are not over
+    assert a.windows[2].completed_verdict == analysis.TOO_FEW
+    alone = by_key[("not_started", "a")]
+    assert alone.messaged == 1
+    assert alone.windows[0].completed_verdict == analysis.NO_OTHER_VARIANT
+
+
+def test_messages_without_a_recorded_variant_form_their_own_group() -> None:
+    reason = "utility_error.INVALID_CREDENTIALS"
+    changes = {"old": stuck_then("old", T0, None), "new": stuck_then("new", T0, None)}
+    messages = {"old": [Message(T0 + 2 * H, reason, 1)], "new": [Message(T0 + 2 * H, reason, 1, "a")]}
+
+    effects = analysis.variant_effects(timelines(changes), messages, T0 + 10 * D)
+
+    assert [(e.variant, e.messaged) for e in effects] == [("a", 1), (analysis.UNRECORDED_VARIANT, 1)]

@@ -24,6 +24,7 @@ from leap_tracker.outreach.decision import (
     assess,
     decide,
 )
+from leap_tracker.outreach.ledger import SINGLE_VARIANT
 from leap_tracker.outreach.templates import (
     TemplateError,
     check_connect_url_pattern,
@@ -98,7 +99,8 @@ def test_a_partner_file_replaces_some_reasons_and_keeps_the_rest(tmp_path: Path)
 
     rendered = templates.render("not_started", {"ref_id": "R1", "connect_url": "https://x"})
     assert (rendered.subject, rendered.body) == ("Hello R1", "Go: https://x (costs $0)")
-    kept, default = templates.by_reason["agreement_pending"], load_templates().by_reason["agreement_pending"]
+    kept = templates.by_reason["agreement_pending"][SINGLE_VARIANT]
+    default = load_templates().by_reason["agreement_pending"][SINGLE_VARIANT]
     assert (kept.subject.template, kept.body.template) == (default.subject.template, default.body.template)
 
 

@@ -439,18 +439,20 @@ def _ledger_entry(reservation: Reservation, now: datetime, lease_until: datetime
         SentAttr.CHANNELS: list(reservation.channels),
         SentAttr.RESERVED_AT: format_instant(now),
         SentAttr.CONNECT_URL: reservation.connect_url,
+        SentAttr.VARIANT: reservation.variant,
         SentAttr.LEASE_UNTIL: format_instant(lease_until),
     }
 
 
 def stamp_from_entry(entry: Mapping[str, Any], reservation: Reservation) -> Stamp:
-    """The stamp a ledger entry recorded at its first claim (an entry claimed before the URL was kept
-    takes the reservation's)."""
+    """The stamp a ledger entry recorded at its first claim (an entry claimed before the URL or the
+    variant was kept takes the reservation's)."""
     return Stamp(
         time=parse_instant(str(entry[SentAttr.RESERVED_AT])),
         attempt=int(entry[SentAttr.ATTEMPT]),
         sequence=int(entry[SentAttr.SEQUENCE]),
         connect_url=str(entry.get(SentAttr.CONNECT_URL) or reservation.connect_url),
+        variant=str(entry.get(SentAttr.VARIANT) or reservation.variant),
     )
 
 

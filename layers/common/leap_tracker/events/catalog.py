@@ -180,6 +180,11 @@ _OUTREACH_MESSAGE_IDS = {
     "dedupe_key": {"type": "string", "description": "<reason>#<entry state hash>#<number for that state>"},
     "webhook_id": {"type": "string", "description": "the Standard Webhooks webhook-id (same on resends)"},
     "connect_url": {"type": "string"},
+    # Optional in the schema (events published before variants existed have none); always set now.
+    "variant": {
+        "type": "string",
+        "description": "the template variant the message was rendered from (docs/outreach.md#variants)",
+    },
 }
 
 

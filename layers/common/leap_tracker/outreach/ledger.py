@@ -36,6 +36,7 @@ from enum import StrEnum
 WEBHOOK_ID_NAMESPACE = uuid.UUID("0b6f5e53-64d3-5c1e-a9a4-3f6e2b7d9c10")
 _SEPARATOR = "#"
 LEDGER_PREFIX = "SENT#"
+SINGLE_VARIANT = "a"  # the variant name of a reason with one template (outreach.templates)
 
 
 def dedupe_key(reason: str, content_hash: str, state_sends: int) -> str:
@@ -92,6 +93,7 @@ class SentAttr(StrEnum):
     STATUS = "status"  # LedgerStatus
     RESERVED_AT = "reserved_at"  # the message's time and its audit's (the Stamp)
     CONNECT_URL = "connect_url"  # as rendered at the claim (absent from entries claimed before it was kept)
+    VARIANT = "variant"  # the template variant chosen at the claim (absent from entries claimed before)
     LEASE_UNTIL = "lease_until"
     DELIVERED = "delivered"  # SS: channels that already took the message (a retry skips them)
     SENT_AT = "sent_at"
@@ -134,6 +136,7 @@ class Reservation:
     state_sends: int
     channels: tuple[str, ...]
     connect_url: str
+    variant: str = SINGLE_VARIANT  # the template variant chosen for this customer and reason
 
     @property
     def webhook_id(self) -> str:
@@ -141,7 +144,7 @@ class Reservation:
 
     def stamp(self, reserved_at: datetime) -> Stamp:
         """What a NEW claim of this reservation at ``reserved_at`` records."""
-        return Stamp(reserved_at, self.attempt, self.sequence, self.connect_url)
+        return Stamp(reserved_at, self.attempt, self.sequence, self.connect_url, self.variant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +152,14 @@ class Stamp:
     """What a message and its ``outreach.sent`` are stamped with: recorded in the ledger entry when the
     message is first claimed, and read back by every resume. A retry's decision could differ (another
     message sent meanwhile renumbers it; an entry changed and changed back has the same content hash
-    and a later sequence; a redeploy may change the URL pattern), so a resend and a republished audit
-    take these from the ledger, never from the retry."""
+    and a later sequence; a redeploy may change the URL pattern or add a template variant), so a resend
+    and a republished audit take these from the ledger, never from the retry."""
 
     time: datetime  # the claim's: the message's and its audit's time
     attempt: int  # the message's number when it was claimed (the attempts counter is the decision's)
     sequence: int  # the snapshot's then: part of both event ids
     connect_url: str
+    variant: str = SINGLE_VARIANT  # the template variant it is rendered from (the report compares them)
 
 
 class Claim(StrEnum):

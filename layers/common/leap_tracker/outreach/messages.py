@@ -55,8 +55,9 @@ def requested_message(
     time: datetime,
 ) -> OutreachMessage:
     """The message a SEND decision asks for, as a claim at ``time`` would stamp it."""
+    variant = templates.choose(snapshot.entry_id, _required(decision.need.reason))
     stamp = ledger.Stamp(
-        time, _required(decision.attempt), snapshot.sequence, retry_url(url_pattern, snapshot)
+        time, _required(decision.attempt), snapshot.sequence, retry_url(url_pattern, snapshot), variant
     )
     return stamped_message(snapshot, decision, templates, stamp)
 
@@ -66,11 +67,15 @@ def stamped_message(
 ) -> OutreachMessage:
     """The message a SEND decision asks for, stamped as its ledger entry recorded it (a resume's is the
     first claim's). ``reminder`` is the dedupe key's number (> 1); the subject and body are rendered
-    from the snapshot, the stamp and the deployment's templates (OUTREACH_TEMPLATES_FILE), and are not
-    part of ``outreach.sent``."""
+    from the snapshot, the stamp and the deployment's templates (OUTREACH_TEMPLATES_FILE: the stamp's
+    variant, or the one chosen now if a redeploy removed it), and are not part of ``outreach.sent``;
+    ``variant`` is the stamp's either way, as the ledger and the report have it."""
     need, reason, key = decision.need, _required(decision.need.reason), _required(decision.dedupe_key)
     url = stamp.connect_url
-    rendered = templates.render(reason, template_values(need, snapshot.ref_id, url, stamp.attempt))
+    values = template_values(need, snapshot.ref_id, url, stamp.attempt)
+    rendered = templates.render(
+        reason, values, templates.variant_for(snapshot.entry_id, reason, stamp.variant)
+    )
     data = {
         **_common(snapshot, reason),
         "customer_kind": str(need.kind),
@@ -79,6 +84,7 @@ def stamped_message(
         "dedupe_key": key,
         "webhook_id": ledger.webhook_id(snapshot.entry_id, key),
         "connect_url": url,
+        "variant": stamp.variant,
         "subject": rendered.subject,
         "body": rendered.body,
         "pending_utilities": utility_names(need.pending_utilities),
@@ -95,10 +101,11 @@ def stamped_message(
 
 def sent_event(message: OutreachMessage, channels: Sequence[str], time: datetime, sequence: int) -> Event:
     """The audit of a message that went out on ``channels``. Every field is the same on a retry:
-    ``time``, ``sequence``, ``attempt``, ``connect_url`` and ``message_id`` (from the sequence) come from
-    the ledger's stamp; ``reason``, ``reminder``, ``dedupe_key`` and ``webhook_id`` are the dedupe key;
-    ``ref_id``, ``connection_status`` and ``transmission_region`` the snapshot, whose content hash is in
-    that key; ``channels`` is ``ledger.message_channels`` (the recorded ones once all took it)."""
+    ``time``, ``sequence``, ``attempt``, ``connect_url``, ``variant`` and ``message_id`` (from the
+    sequence) come from the ledger's stamp; ``reason``, ``reminder``, ``dedupe_key`` and ``webhook_id``
+    are the dedupe key; ``ref_id``, ``connection_status`` and ``transmission_region`` the snapshot,
+    whose content hash is in that key; ``channels`` is ``ledger.message_channels`` (the recorded ones
+    once all took it)."""
     requested = message.event["data"]
     data = {
         key: requested[key]
@@ -113,6 +120,7 @@ def sent_event(message: OutreachMessage, channels: Sequence[str], time: datetime
             "dedupe_key",
             "webhook_id",
             "connect_url",
+            "variant",
         )
     }
     data["channels"] = list(channels)

@@ -199,7 +199,8 @@ class Outreach:
     ) -> OutreachResult:
         configured = tuple(c.name for c in self.channels)
         url = messages.retry_url(self.connect_url_pattern, snapshot)
-        reservation = _reservation(snapshot, decision, configured, url)
+        variant = self.templates.choose(snapshot.entry_id, str(decision.need.reason))
+        reservation = _reservation(snapshot, decision, configured, url, variant)
         claimed = self.store.claim(reservation, history.attempts, now, lease_until)
         if claimed.claim is Claim.ALREADY_SENT:
             return OutreachResult(
@@ -254,7 +255,7 @@ class Outreach:
 
 
 def _reservation(
-    snapshot: Snapshot, decision: Decision, channels: tuple[str, ...], connect_url: str
+    snapshot: Snapshot, decision: Decision, channels: tuple[str, ...], connect_url: str, variant: str
 ) -> Reservation:
     return Reservation(
         entry_id=snapshot.entry_id,
@@ -267,4 +268,5 @@ def _reservation(
         state_sends=int(decision.state_sends or 1),
         channels=channels,
         connect_url=connect_url,
+        variant=variant,
     )

@@ -2,16 +2,21 @@
 
 Templates are JSON: ``{"<reason>": {"subject": "...", "body": "..."}, ...}`` with ``string.Template``
 placeholders (``${connect_url}`` ...; ``$$`` is a literal ``$``); keys starting with ``_`` are comments.
+A reason may instead map to a list of named variants, ``[{"name": "a", "subject": ..., "body": ...},
+...]``; a single template is the variant :data:`SINGLE_VARIANT`. Each customer gets one variant per
+reason, :func:`choose_variant` (a stable hash of the entry id), so a partner can compare them.
 The defaults (``templates.json`` beside this module) cover every reason; a partner's file
-(``OUTREACH_TEMPLATES_FILE``) replaces any of them. Everything is checked when loaded, so a typo in a
-reason or a placeholder fails the cold start instead of a customer's message.
+(``OUTREACH_TEMPLATES_FILE``) replaces any of them (all of a reason's variants). Everything is checked
+when loaded, so a typo in a reason or a placeholder fails the cold start instead of a customer's message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +26,7 @@ from urllib.parse import quote
 from leap_tracker.config import ConfigError
 from leap_tracker.leap import wire
 from leap_tracker.outreach.decision import ALL_REASONS, Need, utility_names
+from leap_tracker.outreach.ledger import SINGLE_VARIANT
 
 DEFAULT_TEMPLATES_RESOURCE = "templates.json"
 PLACEHOLDERS = frozenset(
@@ -42,6 +48,7 @@ AGREEMENT_LABELS = {
     wire.AGREEMENT_DEMAND_RESPONSE_PARTICIPATION: "demand response participation agreement",
 }
 _FALLBACK_UTILITY = "your utility"
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")  # goes into events and the ledger
 
 
 class TemplateError(ConfigError):
@@ -62,11 +69,36 @@ class RenderedMessage:
 
 @dataclass(frozen=True, slots=True)
 class TemplateSet:
-    by_reason: Mapping[str, MessageTemplate]
+    by_reason: Mapping[str, Mapping[str, MessageTemplate]]  # reason -> variant name -> template
 
-    def render(self, reason: str, values: Mapping[str, str]) -> RenderedMessage:
-        template = self.by_reason[reason]
+    def choose(self, entry_id: str, reason: str) -> str:
+        """The variant this customer gets for ``reason`` under these templates."""
+        return choose_variant(entry_id, reason, self.by_reason[reason])
+
+    def variant_for(self, entry_id: str, reason: str, recorded: str | None = None) -> str:
+        """The variant to render: the one the ledger recorded for this message (a retry's is the first
+        claim's), unless a redeploy removed it from the file while the message was part-way out; then,
+        and for a new message, the one :meth:`choose` picks."""
+        if recorded is not None and recorded in self.by_reason[reason]:
+            return recorded
+        return self.choose(entry_id, reason)
+
+    def render(
+        self, reason: str, values: Mapping[str, str], variant: str = SINGLE_VARIANT
+    ) -> RenderedMessage:
+        template = self.by_reason[reason][variant]
         return RenderedMessage(template.subject.substitute(values), template.body.substitute(values))
+
+
+def choose_variant(entry_id: str, reason: str, variants: Iterable[str]) -> str:
+    """One of ``variants`` for this customer and reason: SHA-256 of the entry id and the reason, modulo
+    the count, over the names sorted (never ``hash()``, which differs between processes). Stable across
+    retries, replays and cold starts, uniform over customers, and independent of the file's order."""
+    names = sorted(variants)
+    if not names:
+        raise ValueError(f"no variant for reason {reason!r}")
+    digest = hashlib.sha256(f"{entry_id}\x1f{reason}".encode()).digest()
+    return names[int.from_bytes(digest[:8], "big") % len(names)]
 
 
 def load_templates(partner_file: str = "") -> TemplateSet:
@@ -85,25 +117,48 @@ def load_templates(partner_file: str = "") -> TemplateSet:
     return TemplateSet(merged)
 
 
-def parse_templates(text: str, source: str) -> dict[str, MessageTemplate]:
+def parse_templates(text: str, source: str) -> dict[str, dict[str, MessageTemplate]]:
     """Parse and check one templates document (``source`` names it in errors)."""
     try:
         document = json.loads(text)
     except ValueError as exc:
         raise TemplateError(f"{source}: not JSON ({exc})") from exc
     if not isinstance(document, dict):
-        raise TemplateError(f"{source}: must be a JSON object of reason -> {{subject, body}}")
+        raise TemplateError(
+            f"{source}: must be a JSON object of reason -> {{subject, body}} or a list of named variants"
+        )
     parsed = {}
     for reason, entry in document.items():
         if reason.startswith("_"):
             continue
         if reason not in ALL_REASONS:
             raise TemplateError(f"{source}: unknown reason {reason!r}; known: {list(ALL_REASONS)}")
-        parsed[reason] = MessageTemplate(
-            _template(entry, "subject", f"{source}: {reason}"),
-            _template(entry, "body", f"{source}: {reason}"),
-        )
+        parsed[reason] = _variants(entry, f"{source}: {reason}")
     return parsed
+
+
+def _variants(entry: Any, where: str) -> dict[str, MessageTemplate]:
+    """One reason's templates: one object (the variant :data:`SINGLE_VARIANT`) or a list of named ones."""
+    if not isinstance(entry, list):
+        return {SINGLE_VARIANT: _message(entry, where)}
+    if not entry:
+        raise TemplateError(f"{where}: the list of variants is empty")
+    variants: dict[str, MessageTemplate] = {}
+    for index, variant in enumerate(entry):
+        name = variant.get("name") if isinstance(variant, dict) else None
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise TemplateError(
+                f"{where}: variant {index + 1} needs a 'name' of 1-40 letters, digits, '_', '.' or '-' "
+                "(starting with a letter or digit)"
+            )
+        if name in variants:
+            raise TemplateError(f"{where}: the variant name {name!r} is used twice")
+        variants[name] = _message(variant, f"{where} variant {name!r}")
+    return variants
+
+
+def _message(entry: Any, where: str) -> MessageTemplate:
+    return MessageTemplate(_template(entry, "subject", where), _template(entry, "body", where))
 
 
 def _template(entry: Any, part: str, where: str) -> string.Template:
