@@ -3,22 +3,24 @@ completion and meters take, and what outreach achieves (docs/insight.md).
 
     leap-tracker report --since 30d --out ./insight --stack-name leap-connect-tracker
 
-Reads the table with two Scans (the history items written since T, projected; the outreach states
-with their ledgers and the meter watches), runs ``insight.analysis`` and writes DIR/report.json (the
-figures) and DIR/report.html (one self-contained page, charts inline as SVG: needs the ``[report]``
-extra, matplotlib). The report holds counts only: no entry id, no Reference ID.
+Reads the table with two Scans (``leap_tracker.adapters.insight_source``: the history items written
+since T, projected; the outreach states with their ledgers and the meter watches), runs
+``leap_tracker.insight.analysis`` and writes DIR/report.json (the figures) and DIR/report.html (one
+self-contained page, charts inline as SVG: needs the ``[report]`` extra, matplotlib). The report
+holds counts only: no entry id, no Reference ID.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
+from leap_tracker.adapters import insight_source as source
+from leap_tracker.insight import analysis
 from leap_tracker.timeutil import format_instant, utc_now
 from leap_tracker_cli.discovery import Discovery, add_flag
-from leap_tracker_cli.insight import analysis, render, source
+from leap_tracker_cli.insight import render
 from leap_tracker_cli.replay import when
 from leap_tracker_cli.result import CommandError, Result
 from leap_tracker_cli.stored import TABLE
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace, discovery: Discovery) -> Result:
     stored = source.read(discovery.client("dynamodb"), discovery.require(TABLE).value, since)
     report = analysis.analyse(stored.changes, stored.messages, stored.meters, now, since)
     out.mkdir(parents=True, exist_ok=True)
-    document = dataclasses.asdict(report) | {"unreadable_changes": stored.unreadable}
+    document = analysis.document(report, stored.unreadable)
     (out / "report.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     (out / "report.html").write_text(render.page(report), encoding="utf-8")
     summary = {

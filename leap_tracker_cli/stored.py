@@ -193,9 +193,9 @@ def decode_change(item: Mapping[str, Any]) -> StoredChange:
     """A history item (deserialised) as a :class:`StoredChange`, never raising: what cannot be read
     becomes its ``problem`` (an item this code did not write, a damaged value)."""
     entry_id = table.entry_id_from_history_pk(str(item[table.PK]))
-    sequence = _whole(item.get(table.HISTORY_SEQUENCE))
+    sequence = table.whole_number(item.get(table.HISTORY_SEQUENCE))
     if sequence is None:
-        sequence = _whole(item.get(table.SK)) or 0
+        sequence = table.whole_number(item.get(table.SK)) or 0
     written_at = item.get(table.HISTORY_WRITTEN_AT)
     written = str(written_at) if written_at is not None else None
     if table.HISTORY_CHANGE not in item:
@@ -225,23 +225,10 @@ def _marker(item: Mapping[str, Any]) -> Marker:
     return Marker(
         sort_key=str(item[table.SK]),
         entry_id=str(entry_id) if isinstance(entry_id, str) and entry_id else None,
-        sequence=_whole(item.get(table.FAILURE_SEQUENCE)),
+        sequence=table.whole_number(item.get(table.FAILURE_SEQUENCE)),
         reason=str(reason) if reason is not None else None,
         failed_at=str(failed_at) if failed_at is not None else None,
     )
-
-
-def _whole(value: Any) -> int | None:
-    """A whole number from 1 (a DynamoDB number or a zero-padded sort key), else None."""
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
-        return None
-    try:
-        number = Decimal(value)
-    except ArithmeticError:  # not a number at all
-        return None
-    if not number.is_finite() or number != number.to_integral_value() or number < 1:
-        return None
-    return int(number)
 
 
 def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:

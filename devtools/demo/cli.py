@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TextIO
 
 from devtools.demo.checks import ground_truth_checks
-from devtools.demo.hours import run_hours, stored_entries
+from devtools.demo.effect import effect_check, effect_truth
+from devtools.demo.hours import run_hours, stored_entries, tell_leap
+from devtools.demo.insight import DEFAULT_REPORT_DIR, insight_lines, write_report
 from devtools.demo.measure import OutputMeter, measurement, write_measured
 from devtools.demo.model import (
     DEFAULT_CLICK_DAYS,
@@ -46,6 +48,7 @@ def run_demo(
     function_logs: Path | None = None,
     while_up: Callable[[World], None] | None = None,
     measured: Path | None = None,
+    report_dir: Path = DEFAULT_REPORT_DIR,
 ) -> DemoResult:
     """Run the product over ``days`` simulated days; write progress, summary and checks to ``out``.
 
@@ -53,6 +56,7 @@ def run_demo(
     ``while_up`` is called with the world after the run, before it is torn down (a test looks into
     the stack, e.g. reads the log hash key secret the template generated). ``measured``: where to
     write what the run measured for the cost model (devtools/demo/measure.py, docs/cost.md).
+    ``report_dir``: where ``leap-tracker report`` writes the insight report at the end (docs/insight.md).
     """
     config = DemoConfig(seed, customers, days, start_offset_hours, click_days)
     report = Report(out or sys.stdout)  # taken before stdout is redirected for the functions
@@ -66,9 +70,16 @@ def run_demo(
         before, after = planting_hooks(world, recovery, hour=config.hours // 2)
         run = run_hours(world, config, report if not quiet else None, before, after)
         replay_failures(world, run, recovery)
+        tell_leap(world, run)  # what the replay set off was messaged too
         run.stored = stored_entries(world.cloud)
         summary = summary_tables(world, run, rules)
-        checks = (*ground_truth_checks(world, run, rules, recovery.planted_at), recovery_check(recovery))
+        insight = write_report(world, report_dir)
+        truth = effect_truth(world.leap, run.polls, world.cloud.now())
+        checks = (
+            *ground_truth_checks(world, run, rules, recovery.planted_at),
+            recovery_check(recovery),
+            effect_check(insight.document, truth),
+        )
         if measured is not None:
             write_measured(measured, measurement(world, run, config, output))
         if while_up is not None:
@@ -76,7 +87,9 @@ def run_demo(
     report.block(summary)
     report.block(recovery_lines(recovery))
     report.block(["Ground-truth checks", *(check.line() for check in checks)])
-    report.block([f"The runbook (every alarm, what to check, the commands): {RUNBOOK}"])
+    report.block(
+        [*insight_lines(insight), f"The runbook (every alarm, what to check, the commands): {RUNBOOK}"]
+    )
     return DemoResult(config, report.text(), checks)
 
 
@@ -93,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet=args.quiet,
         function_logs=args.function_logs,
         measured=args.measured,
+        report_dir=args.report_dir,
     )
     print(f"\n---\nwall time: {time.perf_counter() - started:.1f} s (the only line that varies between runs)")
     return 0 if result.passed else 1
@@ -135,6 +149,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write what the run measured (AWS calls, request units, durations, log bytes, custom metrics) "
         "as JSON to FILE, for python -m devtools.cost (docs/cost.md)",
+    )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=DEFAULT_REPORT_DIR,
+        metavar="DIR",
+        help="where the insight report (leap-tracker report: report.html, report.json) goes "
+        "(default %(default)s)",
     )
     return parser
 

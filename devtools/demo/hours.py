@@ -95,7 +95,20 @@ def _one_hour(world: World, run: Run, polls: list[_Cadence], others: list[_Caden
         _observe(world, run, now, poll)
     events = Counter(received.event["type"] for received in run.inbox[before[0] :])
     sent = [d for d in world.webhook.deliveries[before[1] :] if d.verified]
+    tell_leap(world, run)
     return Hour(now, poll, events, len(sent))
+
+
+def tell_leap(world: World, run: Run) -> None:
+    """Tell the simulator of each message delivered since last told: outreach can move customers on
+    (devtools/leap_simulator/nudges.py), as the partner's message would."""
+    deliveries = world.webhook.deliveries
+    for delivery in deliveries[run.told :]:
+        if delivery.verified and 200 <= delivery.status < 300:
+            event = delivery.event
+            data = event["data"]
+            world.leap.message(event["subject"], str(data["reason"]), str(data["variant"]), delivery.sent_at)
+    run.told = len(deliveries)
 
 
 def _fire(world: World, run: Run, cadences: list[_Cadence], now: datetime) -> dict[str, Any]:

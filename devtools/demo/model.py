@@ -114,6 +114,7 @@ class Run:
     inbox: list[Received] = field(default_factory=list)  # the unfiltered partner queue
     filtered: list[Received] = field(default_factory=list)  # the queue with FILTERED_POLICY
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # ref id -> table snapshot, at the end
+    told: int = 0  # webhook deliveries the simulator has been told of (its outreach nudges)
 
     @property
     def end(self) -> datetime:

@@ -131,7 +131,7 @@ def replay_failures(world: World, run: Run, recovery: Recovery) -> None:
     )["Attributes"]
     recovery.failure_messages = int(attributes["ApproximateNumberOfMessages"])
     out = io.StringIO()
-    environ, clients = operator_environment(cloud), _clients(cloud)
+    environ, clients = operator_environment(cloud), cli_clients(cloud)
     recovery.status = leap_tracker.main([*COMMAND, "--json"], environ=environ, client=clients, out=out)
     recovery.answer = json.loads(out.getvalue())
     now, before = cloud.now(), len(run.inbox)
@@ -152,7 +152,7 @@ def operator_environment(cloud: LocalCloud) -> dict[str, str]:
     }
 
 
-def _clients(cloud: LocalCloud) -> Callable[..., Any]:
+def cli_clients(cloud: LocalCloud) -> Callable[..., Any]:
     def client(service: str, region_name: str | None = None) -> Any:
         return cloud.lambda_client() if service == "lambda" else cloud.client(service)
 

@@ -14,7 +14,7 @@ import random
 import re
 from array import array
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -185,7 +185,8 @@ class Population:
         self._ref_pattern = re.compile(re.escape(ref_prefix) + r"(\d{6,})")
         # One stream per customer, so any journey can be rebuilt alone; the base spreads seeds apart.
         self._seed_base = int.from_bytes(hashlib.sha256(f"leap-sim/{seed}".encode()).digest()[:8]) << 32
-        self.journey = lru_cache(maxsize=8192)(self._draw_journey)
+        self._drawn = lru_cache(maxsize=8192)(self._draw_journey)
+        self._replaced: dict[int, Journey] = {}  # journeys changed after the draw (outreach nudges)
         self._clicked_at, self._change_times, self._change_offsets = self._index_change_times()
 
     # --- lookups ------------------------------------------------------------------------------
@@ -200,11 +201,22 @@ class Population:
         index = int(match.group(1))
         return index if index < self.size and self.ref_id(index) == ref_id else None
 
+    def journey(self, index: int) -> Journey:
+        return self._replaced.get(index) or self._drawn(index)
+
+    def replace_timeline(self, index: int, timeline: Timeline) -> None:
+        """From now on the customer follows ``timeline`` (the caller keeps its past as it was)."""
+        self._replaced[index] = replace(self.journey(index), timeline=timeline)
+
     def clicked_at(self, index: int) -> int:
         return self._clicked_at[index]
 
     def last_change_at(self, index: int, t: int) -> int | None:
         """The latest change at or before ``t`` (None before the click), from the compact index."""
+        if index in self._replaced:
+            times = self._replaced[index].timeline.change_times
+            position = bisect_right(times, t)
+            return times[position - 1] if position else None
         low, high = self._change_offsets[index], self._change_offsets[index + 1]
         position = bisect_right(self._change_times, t, low, high)
         return self._change_times[position - 1] if position > low else None

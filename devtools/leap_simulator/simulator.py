@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from devtools.leap_simulator import nudges
 from devtools.leap_simulator.faults import Fault, FaultPlan
 from devtools.leap_simulator.population import Population, Timeline, wire_instant
 from devtools.leap_simulator.tokens import CONNECT, METERS, Cursor, PageTokens, query_digest
@@ -63,8 +64,8 @@ class LeapSimulator:
     """Leap's Connect and Meters v2 APIs on 127.0.0.1, answering at a simulated time.
 
     Use as a context manager (``with LeapSimulator(seed=1) as sim: sim.base_url``). The state of every
-    generated customer is a pure function of (seed, simulated time); ``put_entry`` and ``touch`` are
-    the only mutations.
+    generated customer is a pure function of (seed, simulated time); ``put_entry``, ``touch`` and
+    ``message`` (an outreach nudge) are the only mutations.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class LeapSimulator:
         self._extras: list[dict[str, Any]] = []  # put entries with a Reference ID of their own
         self._extra_by_ref: dict[str, int] = {}
         self._touches: dict[int, list[int]] = {}
+        self._outreach: list[nudges.Outreach] = []
         self._requests: Counter[str] = Counter()
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
         self._server: SimulatorServer | None = None
@@ -240,6 +242,30 @@ class LeapSimulator:
             for index in chosen:
                 self._touches.setdefault(index, []).append(self._now)
         return [self._population.ref_id(index) for index in chosen]
+
+    def message(self, ref_id: str, reason: str, variant: str, at: datetime) -> nudges.Outreach:
+        """Outreach messaged this customer at ``at`` (for ``reason``, in template ``variant``): a seeded
+        share move on some hours later (nudges.py). Never told, the simulator never changes."""
+        sent = _epoch(at)
+        drawn, moved = nudges.draw(self.seed, ref_id, reason, variant, sent)
+        moved = max(moved, self._now + 1)  # what was already shown stays as it was
+        with self._lock:
+            index = self._population.index_of(ref_id)
+            changed = None
+            if drawn and index is not None and index not in self._overrides:
+                rng = random.Random(f"{self.seed}/{ref_id}/{sent}")
+                changed = nudges.nudged_timeline(self._population.journey(index).timeline, sent, moved, rng)
+            if changed is not None and index is not None:
+                self._population.replace_timeline(index, changed)
+            told = nudges.Outreach(ref_id, reason, variant, sent, drawn, None if changed is None else moved)
+            self._outreach.append(told)
+        return told
+
+    @property
+    def outreach(self) -> list[nudges.Outreach]:
+        """Every message the simulator was told of, in order, with the nudge it made (a copy)."""
+        with self._lock:
+            return list(self._outreach)
 
     def expire_page_tokens(self) -> None:
         """Every page token issued so far is refused from now on (400)."""

@@ -11,6 +11,7 @@ and the SQS alarms the runner evaluates (alarms.py).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -127,7 +128,11 @@ class LocalCloud:
 
         mock = mock_aws()
         mock.start()
-        self._moto_patches = [_linear_sqs_receive(), _visibility_from_the_receive()]
+        self._moto_patches = [
+            _linear_sqs_receive(),
+            _visibility_from_the_receive(),
+            _bucket_policy_over_tls(),
+        ]
         for patch in self._moto_patches:
             patch.start()
         self.clock.start()
@@ -560,3 +565,49 @@ def _visibility_from_the_receive() -> Any:
         raise ReceiptHandleIsInvalid
 
     return mock.patch.object(SQSBackend, "change_message_visibility", change_message_visibility)
+
+
+def _bucket_policy_over_tls() -> Any:
+    """A patcher making moto's bucket policies judge conditions as S3 does, for requests over TLS.
+
+    moto evaluates a bucket policy with no request context and treats a statement whose condition
+    does not hold as a denial, whatever its effect: the TLS-only statement (Deny when
+    ``aws:SecureTransport`` is false) then denies every request. In S3 a statement whose condition does
+    not hold does not apply; and boto3 talks TLS to AWS, so ``aws:SecureTransport`` is true here."""
+    from unittest import mock
+
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    context = {"aws:SecureTransport": "true"}
+
+    def applies(statement: dict[str, Any]) -> bool:
+        """Whether the statement's conditions hold (``Bool`` on a key this context knows; any other
+        condition is taken to hold, so a Deny the runner cannot judge still denies)."""
+        for operator, pairs in (statement.get("Condition") or {}).items():
+            if operator != "Bool":
+                continue
+            for key, expected in pairs.items():
+                wanted = expected if isinstance(expected, list) else [expected]
+                if key in context and context[key] not in {str(w).lower() for w in wanted}:
+                    return False
+        return True
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        statements = json.loads(self.policy.decode())["Statement"]
+        results = [
+            IAMPolicyStatement({k: v for k, v in statement.items() if k != "Condition"}).is_action_permitted(
+                action, resource
+            )
+            for statement in (statements if isinstance(statements, list) else [statements])
+            if applies(statement)
+        ]
+        if PermissionResult.DENIED in results:
+            return PermissionResult.DENIED
+        return (
+            PermissionResult.PERMITTED if PermissionResult.PERMITTED in results else PermissionResult.NEUTRAL
+        )
+
+    return mock.patch.object(FakeBucket, "get_permission", get_permission)

@@ -299,6 +299,35 @@ class Provisioner:
         self._client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=p["DashboardBody"])
         return Resource(logical_id, "AWS::CloudWatch::Dashboard", name, {}, p)
 
+    # -- S3 -------------------------------------------------------------------------------------
+    def _bucket(self, logical_id: str, p: dict[str, Any]) -> Resource:
+        """The bucket and its default encryption (moto keeps it; the lifecycle rule is not emulated)."""
+        name = p.get("BucketName") or self.physical_name(logical_id, limit=63).lower()
+        s3 = self._client("s3")
+        if self._region == "us-east-1":
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self._region})
+        rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                **(
+                    {"BucketKeyEnabled": _truthy(rule["BucketKeyEnabled"])}
+                    if "BucketKeyEnabled" in rule
+                    else {}
+                ),
+            }
+            for rule in p.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        ]
+        if rules:
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        arn = f"arn:aws:s3:::{name}"
+        return Resource(logical_id, "AWS::S3::Bucket", name, {"Arn": arn, "DomainName": name}, p)
+
+    def _bucket_policy(self, logical_id: str, p: dict[str, Any]) -> Resource:
+        self._client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+        return Resource(logical_id, "AWS::S3::BucketPolicy", logical_id, {}, p)
+
     _CREATORS: dict[str, Callable[[Provisioner, str, dict[str, Any]], Resource]] = {
         "AWS::DynamoDB::Table": _table,
         "AWS::SQS::Queue": _queue,
@@ -309,6 +338,8 @@ class Provisioner:
         "AWS::SecretsManager::Secret": _secret,
         "AWS::CloudWatch::Alarm": _alarm,
         "AWS::CloudWatch::Dashboard": _dashboard,
+        "AWS::S3::Bucket": _bucket,
+        "AWS::S3::BucketPolicy": _bucket_policy,
     }
 
 

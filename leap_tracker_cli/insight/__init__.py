@@ -1,2 +1,3 @@
-"""``leap-tracker report``'s parts: the figures (analysis, pure), reading the table (source) and the
-self-contained HTML page (render, matplotlib: the ``[report]`` extra). docs/insight.md explains them."""
+"""``leap-tracker report``'s page: render (the self-contained HTML, matplotlib: the ``[report]`` extra).
+The figures are ``leap_tracker.insight.analysis`` and the table reading
+``leap_tracker.adapters.insight_source``, shared with the daily insight function; docs/insight.md."""

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from leap_tracker_cli.insight.analysis import (
+from leap_tracker.insight.analysis import (
     Distribution,
     ReasonEffect,
     Report,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from devtools import demo
-from devtools.demo import checks, cli
+from devtools.demo import checks, cli, effect
 from devtools.demo.recovery import Recovery, recovery_check
 from devtools.local_runner import PartnerMessage
 from leap_tracker.config import MeterWatchSettings
@@ -36,28 +37,32 @@ CHECKS = [
     "outreach timing",
     "stalled customers considered",
     "recovery",
+    "outreach effect = ground truth",
 ]
 T0 = datetime(2025, 1, 8, tzinfo=UTC)
 
 
-def run_small() -> demo.DemoResult:
+def run_small(report_dir: Path) -> demo.DemoResult:
     return demo.run_demo(
         SMALL["seed"],
         SMALL["customers"],
         SMALL["days"],
         io.StringIO(),
         start_offset_hours=SMALL["start_offset_hours"],
+        report_dir=report_dir,
     )
 
 
-def test_every_ground_truth_check_passes_and_the_same_seed_gives_the_same_report() -> None:
-    first, second = run_small(), run_small()
+def test_every_ground_truth_check_passes_and_the_same_seed_gives_the_same_report(tmp_path: Path) -> None:
+    first, second = run_small(tmp_path / "first"), run_small(tmp_path / "first")
 
     assert [check.name for check in first.checks] == CHECKS
     assert first.failed == [], "\n".join(check.line() for check in first.failed)
     assert first.report == second.report
     assert "2 overdue by the rules" in first.report  # the meter rules had something to hold
     assert first.report.count("\nPASS  ") == len(CHECKS)
+    assert (tmp_path / "first" / "report.html").is_file()
+    assert f"{tmp_path / 'first' / 'report.html'}" in first.report.splitlines()[-3]
 
 
 def test_main_exits_1_when_a_check_fails(
@@ -202,3 +207,79 @@ def test_the_demo_reads_its_filter_policy_and_schedule_rates_from_the_sources() 
         demo.schedule_rate("rate(30 minutes)")
     with pytest.raises(ValueError, match="rate"):
         demo.schedule_rate("cron(0 * * * ? *)")
+
+
+# --- the outreach effect check fails when the report and the simulator disagree -------------------
+
+
+def _outcome(observed: int, progressed: int, completed: int) -> dict[str, object]:
+    return {
+        "observed": observed,
+        "progressed": {"count": progressed, "share": progressed / observed if observed else None},
+        "completed": {"count": completed, "share": completed / observed if observed else None},
+    }
+
+
+def _reason_effect(reason: str, messaged: int, windows: dict[int, tuple[int, int, int]]) -> dict[str, object]:
+    return {
+        "reason": reason,
+        "messaged": messaged,
+        "windows": [{"days": d, "messaged": _outcome(*windows[d])} for d in sorted(windows)],
+    }
+
+
+def _arm(nudge: float, messaged: int, windows: dict[int, tuple[int, int, int]]) -> effect.Arm:
+    return effect.Arm(
+        nudge,
+        messaged,
+        observed={d: w[0] for d, w in windows.items()},
+        completed={d: w[2] for d, w in windows.items()},
+    )
+
+
+def test_the_outreach_effect_check_holds_counts_exactly_and_shares_to_the_nudges_direction() -> None:
+    strong = {1: (30, 18, 12), 3: (25, 20, 15)}  # (observed, progressed, completed)
+    weak = {1: (40, 8, 2), 3: (35, 9, 4)}
+    truth = effect.EffectTruth(
+        reasons={"agreement_pending": _arm(0.6, 32, strong), "not_started": _arm(0.15, 44, weak)}
+    )
+    document = {
+        "outreach": [
+            _reason_effect("agreement_pending", 32, strong),
+            _reason_effect("not_started", 44, weak),
+        ],
+        "variants": [],
+    }
+    check = effect.effect_check(document, truth)
+    assert check.passed, check.detail
+    assert "agreement_pending (nudge 60%) progressed 60%" in check.detail
+
+    miscounted = {
+        **document,
+        "outreach": [
+            _reason_effect("agreement_pending", 32, {**strong, 3: (25, 20, 14)}),
+            document["outreach"][1],
+        ],
+    }
+    check = effect.effect_check(miscounted, truth)
+    assert not check.passed
+    assert "agreement_pending, 3 d: observed/completed 25/14, the simulator 25/15" in check.detail
+
+    assert not effect.effect_check({**document, "outreach": document["outreach"][:1]}, truth).passed
+
+    backwards = {1: (30, 5, 12), 3: (25, 20, 15)}  # the strong nudge's customers progressed least
+    turned = {
+        **document,
+        "outreach": [_reason_effect("agreement_pending", 32, backwards), document["outreach"][1]],
+    }
+    check = effect.effect_check(turned, truth)
+    assert not check.passed
+    assert "progressed 17% within 1 d, not_started (nudge 15%) 20%" in check.detail
+
+
+def test_the_effect_truth_follows_each_first_message_as_the_report_does() -> None:
+    polls = [T0 + timedelta(hours=n) for n in range(0, 24 * 3 + 1)]
+    assert effect._stored_at(polls, T0 + timedelta(minutes=30)) == T0 + timedelta(hours=1)
+    assert effect._stored_at(polls, T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)
+    assert effect._stored_at(polls, polls[-1] + timedelta(seconds=1)) is None
+    assert effect._stored_at(polls, None) is None

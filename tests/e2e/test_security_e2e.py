@@ -150,7 +150,7 @@ def test_with_a_partner_key_and_partner_accounts_events_reach_a_partner_and_ever
     assert {function for function, *_ in call_log.calls} == set(FUNCTIONS)
 
     keys = encryption_keys(cloud)
-    assert len(keys) == 15  # 11 queues, 3 topics (events, outreach, alarms), the table
+    assert len(keys) == 16  # 12 queues, 3 topics (events, outreach, alarms), the table
     assert keys == dict.fromkeys(keys, cloud.parameters["KmsKeyArn"])
     log_hash_key = cloud.resources["LogHashKeySecret"].ref
     secret = cloud.client("secretsmanager").describe_secret(SecretId=log_hash_key)

@@ -20,14 +20,15 @@ from leap_tracker import table
 from leap_tracker.adapters.dynamo import serialize
 from leap_tracker.adapters.outreach_store import DynamoOutreachStore
 from leap_tracker.adapters.watch_store import DynamoWatchStore
+from leap_tracker.insight import analysis
+from leap_tracker.insight.analysis import Change, Message, MeterAppearance
 from leap_tracker.leap import wire
 from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.outreach import ledger
 from leap_tracker.timeutil import format_instant
 from leap_tracker_cli import main as cli
-from leap_tracker_cli.insight import analysis, render
-from leap_tracker_cli.insight.analysis import Change, Message, MeterAppearance
+from leap_tracker_cli.insight import render
 from tests.builders import SDGE, entry, utility
 
 REGION = "us-east-1"

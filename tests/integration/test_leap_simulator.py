@@ -433,3 +433,32 @@ def test_meters_search_created_after_filters_by_creation(leap_simulator, leap_cl
     expected = [meter for ref_id in created_late for meter in leap_simulator.meters_of(ref_id)]
     assert 0 < len(created_late) < len(appear)
     assert sorted(m[wire.METER_ID] for m in meters) == sorted(m[wire.METER_ID] for m in expected)
+
+
+def _message_every_stalled(sim: LeapSimulator, at: datetime) -> list[tuple[str, int | None]]:
+    """Tell the simulator each customer not COMPLETED at ``at`` was messaged; what it did with each."""
+    sim.set_time(at)
+    stalled = [
+        e[wire.ENTRY_REF_ID] for e in sim.entries_at(at) if e[wire.ENTRY_CONNECTION_STATUS] != "COMPLETED"
+    ]
+    return [(ref, sim.message(ref, "agreement_pending", "a", at).moved_at) for ref in stalled]
+
+
+def test_outreach_moves_a_seeded_share_on_later_and_never_rewrites_the_past():
+    at = DEFAULT_START + timedelta(days=5)
+    sims = [LeapSimulator(seed=3, customers=120) for _ in range(3)]
+    before = sims[0].entries_at(at)
+    told, again = _message_every_stalled(sims[0], at), _message_every_stalled(sims[1], at)
+
+    assert told == again  # same seed, same nudges
+    moved = [(ref, when) for ref, when in told if when is not None]
+    assert 0 < len(moved) < len(told)
+    assert sims[0].entries_at(at) == before  # what was shown stays as it was
+    later = at + timedelta(days=2)
+    assert sims[0].status_counts(later)["COMPLETED"] > sims[2].status_counts(later)["COMPLETED"]
+    for ref, when in moved:
+        moved_at = datetime.fromtimestamp(when, at.tzinfo)
+        assert sims[0].change_times(ref)[-1] >= moved_at > at + timedelta(hours=1)
+        assert sims[0].snapshot(ref, moved_at) != sims[0].snapshot(ref, moved_at - timedelta(seconds=1))
+    assert [o.ref_id for o in sims[0].outreach] == [ref for ref, _ in told]
+    assert sims[2].outreach == []

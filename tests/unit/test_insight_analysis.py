@@ -1,4 +1,4 @@
-"""The insight figures (leap_tracker_cli.insight.analysis) on hand-built histories, each figure checked
+"""The insight figures (leap_tracker.insight.analysis) on hand-built histories, each figure checked
 against a value worked out by hand; properties with hypothesis (funnel totals, shares, intervals)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leap_tracker.insight import analysis
+from leap_tracker.insight.analysis import Change, Message, MeterAppearance
 from leap_tracker.leap import wire
 from leap_tracker.outreach import decision
-from leap_tracker_cli.insight import analysis
-from leap_tracker_cli.insight.analysis import Change, Message, MeterAppearance
 from tests.builders import SCE, SDGE, entry, utility
 
 T0 = datetime(2025, 3, 5, 0, 0, tzinfo=UTC)

@@ -244,6 +244,7 @@ def test_the_failure_queues_are_the_ones_the_issue_names() -> None:
         "PollerFunctionHourlyQueue",
         "OutreachFunctionFollowUpQueue",
         "MeterSweepFunctionHourlyQueue",
+        "InsightFunctionDailyQueue",
     }
     assert set(of_type(resources, "AWS::SQS::Queue")) - failure_queues(resources) - read_queues(
         resources

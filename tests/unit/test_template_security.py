@@ -66,6 +66,10 @@ TABLE = "ConnectionsTable.Arn"
 DUE_INDEX = f"{TABLE}/index/{table.DUE_INDEX}"
 FUNNEL_INDEX = f"{TABLE}/index/{table.FUNNEL_INDEX}"
 
+INSIGHT_FILES = "InsightBucket.Arn/insight/*"  # the one object prefix the insight function writes
+# The only Allow statements whose resource may hold a "*": an S3 object prefix of the stack's bucket.
+OBJECT_PREFIXES = {("s3:PutObject",): "${InsightBucket.Arn}/insight/*"}
+
 Grant = tuple[str, str, tuple[str, ...] | None]  # (action, resource, leading keys or None)
 LOG_HASH_KEY: Grant = ("secretsmanager:GetSecretValue", "LogHashKeySecret", None)
 
@@ -104,8 +108,11 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
             ("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None),
         },
     }
-    # Every function reads the stack's log hash key once per cold start (adapters/secrets.py).
-    return {function: wanted | {LOG_HASH_KEY} for function, wanted in grants.items()}
+    # Every function that logs a customer reads the stack's log hash key once per cold start
+    # (adapters/secrets.py); the insight function logs counts only.
+    grants = {function: wanted | {LOG_HASH_KEY} for function, wanted in grants.items()}
+    grants["InsightFunction"] = {("dynamodb:Scan", TABLE, None), ("s3:PutObject", INSIGHT_FILES, None)}
+    return grants
 
 
 # --- the template as it deploys -------------------------------------------------------------------
@@ -219,7 +226,7 @@ def test_each_schedule_role_invokes_its_function_and_feeds_its_own_dead_letter_q
     schedules = of_type(resources, "AWS::Scheduler::Schedule")
     functions = of_type(resources, "AWS::Lambda::Function")
 
-    assert len(schedules) == 3
+    assert len(schedules) == 4
     for name, schedule in schedules.items():
         target = schedule["Target"]
         dead_letters = target["DeadLetterConfig"]["Arn"]
@@ -250,7 +257,10 @@ def test_queries_name_one_index_each_and_nothing_scans() -> None:
     """dynamodb:LeadingKeys cannot fence a GSI (its partition key is not pk): a Query is limited to one
     index ARN instead, the due-index for the two sweeps that read it, the funnel-index for the poller's
     count. On the table itself only the emitter's, fenced to its failure markers' one partition
-    (LeadingKeys holds a Query to its key condition's partition key). Never a Scan."""
+    (LeadingKeys holds a Query to its key condition's partition key). One Scan, the daily insight
+    function's (read only, on the table alone): LeadingKeys cannot fence a Scan, whose request names no
+    partition key (the condition would hold vacuously), so it is the one unfenced table grant."""
+    scans = {"InsightFunctionRole"}
     allowed = {"OutreachFunctionRole": DUE_INDEX, "MeterSweepFunctionRole": DUE_INDEX}
     allowed["PollerFunctionRole"] = FUNNEL_INDEX
     allowed["EmitterFunctionRole"] = TABLE
@@ -258,7 +268,11 @@ def test_queries_name_one_index_each_and_nothing_scans() -> None:
         resources = stack(overrides)
         for name, role in of_type(resources, "AWS::IAM::Role").items():
             for action, resource, _ in grants(role):
-                assert action not in ("dynamodb:Scan", "dynamodb:PartiQLSelect"), name
+                assert action != "dynamodb:PartiQLSelect", name
+                if action == "dynamodb:Scan":
+                    assert name in scans, name
+                    assert resource == TABLE, name
+                    continue
                 if action == "dynamodb:Query":
                     assert resource == allowed.get(name), name
                 if resource == TABLE:
@@ -292,7 +306,7 @@ def permission_findings(cfn: dict[str, Any]) -> list[str]:
 
 
 IDENTITY_POLICIES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}
-RESOURCE_POLICIES = {"AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"}
+RESOURCE_POLICIES = {"AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy"}
 
 
 def _policy_documents(name: str, kind: str, properties: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -341,6 +355,7 @@ def _statement_findings(where: str, statement: dict[str, Any], resource_policy: 
         found.add(f"{where}: wildcard action {wild_actions}")
     wild_resources = [r for r in resources if any("*" in text for text in _literal_texts(r))]
     exempt = resources == ["*"] and set(actions) <= set(NO_RESOURCE_LEVEL_PERMISSION)
+    exempt = exempt or resources == [{"Fn::Sub": OBJECT_PREFIXES.get(tuple(actions))}]
     if wild_resources and not exempt:
         found.add(f"{where}: wildcard resource {wild_resources} for {actions}")
     if resource_policy:
@@ -419,7 +434,12 @@ def _anyone_may_send_to_a_subscriber_queue(sam: dict[str, Any]) -> None:
     allow["Principal"] = "*"
 
 
+def _any_object_of_the_bucket(sam: dict[str, Any]) -> None:
+    _statement(sam, "InsightFunctionRole", "InsightFiles")["Resource"] = {"Fn::Sub": "${InsightBucket.Arn}/*"}
+
+
 PLANTS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+    (_any_object_of_the_bucket, "InsightFunctionRole/insight: wildcard resource [{'Fn::Sub'"),
     (_any_resource, "OutreachFunctionRole/outreach: wildcard resource ['*'] for ['sns:Publish']"),
     (_any_table_action, "PollerFunctionRole/poller: wildcard action ['dynamodb:*']"),
     (_any_key_when_one_is_given, "MeterWatchFunctionRole/partner-key: wildcard resource ['*']"),
@@ -470,6 +490,17 @@ ENCRYPTION: list[tuple[str, tuple[str, ...], Any, Any]] = [
     ("AWS::Logs::LogGroup", ("KmsKeyId",), KEY_ARN, None),
     ("AWS::Scheduler::Schedule", ("KmsKeyArn",), KEY_ARN, None),
     ("AWS::SecretsManager::Secret", ("KmsKeyId",), KEY_ARN, None),  # the log hash key
+    (
+        "AWS::S3::Bucket",
+        ("BucketEncryption", "ServerSideEncryptionConfiguration"),
+        [
+            {
+                "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN},
+                "BucketKeyEnabled": True,
+            }
+        ],
+        [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}],
+    ),
 ]
 # CloudWatch cannot publish to a topic under the AWS managed key (its key policy cannot grant it):
 # without KmsKeyArn the alarm topic is unencrypted. It carries alarm names and states, no personal data.
@@ -528,6 +559,38 @@ def test_every_queue_and_topic_refuses_requests_without_tls(overrides: dict[str,
             assert any(
                 set(as_list(s["Action"])) >= actions and arn in as_list(s["Resource"]) for s in denies
             ), name
+
+
+@configurations
+def test_the_insight_bucket_is_private_tls_only_and_expires_its_dated_files(
+    overrides: dict[str, str],
+) -> None:
+    resources = stack(overrides)
+    (bucket,) = of_type(resources, "AWS::S3::Bucket")
+    properties = resources[bucket]["Properties"]
+    (policy,) = of_type(resources, "AWS::S3::BucketPolicy").values()
+
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert policy["Bucket"] == bucket
+    assert {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"{bucket}.Arn", f"{bucket}.Arn/*"],
+        "Condition": DENY_INSECURE,
+    } in policy["PolicyDocument"]["Statement"]
+    (expiry,) = [r for r in properties["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert (expiry["Prefix"], expiry["ExpirationInDays"], expiry["Status"]) == ("insight/2", "400", "Enabled")
+    assert not "insight/latest.json".startswith(expiry["Prefix"])  # rewritten daily, never expired
+    assert (
+        stack({"InsightRetentionDays": "30"})[bucket]["Properties"]["LifecycleConfiguration"]["Rules"][0][
+            "ExpirationInDays"
+        ]
+        == "30"
+    )
 
 
 @configurations

@@ -91,6 +91,16 @@ class MeterWatchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class InsightSettings:
+    """The daily insight file (docs/insight.md)."""
+
+    bucket: str = ""  # the stack's InsightBucket
+    # History read: 35 days is the history items' own default retention (HISTORY_RETENTION_DAYS), and
+    # covers a month of funnel plus the 7-day outreach windows of messages sent in its first weeks.
+    window_days: int = 35
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     connections_table: str = ""
     events_topic_arn: str = ""
@@ -105,6 +115,7 @@ class Settings:
     poller: PollerSettings = field(default_factory=PollerSettings)
     outreach: OutreachSettings = field(default_factory=OutreachSettings)
     meters: MeterWatchSettings = field(default_factory=MeterWatchSettings)
+    insight: InsightSettings = field(default_factory=InsightSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +203,10 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "overdue_retry_hours": _whole("METER_OVERDUE_RETRY_HOURS", low=1),
         "sweep_time_margin_seconds": _whole("METER_SWEEP_TIME_MARGIN_SECONDS", low=1),
     },
+    InsightSettings: {
+        "bucket": _text("INSIGHT_BUCKET"),
+        "window_days": _whole("INSIGHT_WINDOW_DAYS", low=1, high=3650),
+    },
     Settings: {
         "connections_table": _text("CONNECTIONS_TABLE"),
         "events_topic_arn": _text("EVENTS_TOPIC_ARN"),
@@ -230,7 +245,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"{name}={hours} must be less than METER_GIVE_UP_DAYS={meters.give_up_days} days "
                 f"({meters.give_up_days * 24} h)"
             )
-    return _load(env, Settings, leap=leap, poller=poller, outreach=outreach, meters=meters)
+    insight = _load(env, InsightSettings)
+    return _load(env, Settings, leap=leap, poller=poller, outreach=outreach, meters=meters, insight=insight)
 
 
 def _load[S](env: _Env, settings: type[S], **built: Any) -> S:

@@ -44,6 +44,7 @@ import base64
 import binascii
 import json
 import zlib
+from decimal import Decimal
 from typing import Any
 
 PK = "pk"
@@ -236,6 +237,21 @@ def decode_stored_entry(value: Any) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise UnreadableStoredEntry("stored entry is not a JSON object")
     return entry
+
+
+def whole_number(value: Any) -> int | None:
+    """A stored whole number from 1 (a DynamoDB number, deserialised, or a zero-padded sort key such
+    as a history item's), else None: items are read tolerantly where a damaged one must not stop a
+    command."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        return None
+    try:
+        number = Decimal(value)
+    except ArithmeticError:  # not a number at all
+        return None
+    if not number.is_finite() or number != number.to_integral_value() or number < 1:
+        return None
+    return int(number)
 
 
 def encode_stored_change(previous_canonical: str | None, canonical: str) -> bytes:

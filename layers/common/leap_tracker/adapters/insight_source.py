@@ -1,4 +1,5 @@
-"""What the report reads of the connections table (keys and attributes: leap_tracker.table).
+"""What the insight figures read of the connections table (keys and attributes: leap_tracker.table),
+for the daily insight function and ``leap-tracker report`` alike.
 
 Two Scans, each reading the whole table once (a Scan's cost is the table's size, whatever it filters):
 
@@ -16,17 +17,16 @@ from datetime import datetime
 from typing import Any
 
 from leap_tracker import table
-from leap_tracker.meters.model import ClosedReason
-from leap_tracker.outreach import ledger
-from leap_tracker.timeutil import format_instant
-from leap_tracker_cli.insight.analysis import (
+from leap_tracker.insight.analysis import (
     UNRECORDED_VARIANT,
     Change,
     Message,
     MeterAppearance,
     readable_instant,
 )
-from leap_tracker_cli.stored import decode_change
+from leap_tracker.meters.model import ClosedReason
+from leap_tracker.outreach import ledger
+from leap_tracker.timeutil import format_instant
 
 
 @dataclass
@@ -40,14 +40,12 @@ class Stored:
 def read(client: Any, table_name: str, since: datetime | None) -> Stored:
     stored = Stored()
     for item in _history_items(client, table_name, since):
-        change = decode_change(item)
-        written = readable_instant(change.written_at)
-        if change.entry is None or written is None:
+        found = history_change(item)
+        if found is None:
             stored.unreadable += 1
             continue
-        stored.changes.setdefault(change.entry_id, []).append(
-            Change(written, change.previous, change.entry, change.sequence)
-        )
+        entry_id, change = found
+        stored.changes.setdefault(entry_id, []).append(change)
     for item in _scan(
         client,
         table_name,
@@ -67,6 +65,21 @@ def read(client: Any, table_name: str, since: datetime | None) -> Stored:
             if sent:
                 stored.messages[table.entry_id_from_outreach_pk(str(item[table.PK]))] = sent
     return stored
+
+
+def history_change(item: Mapping[str, Any]) -> tuple[str, Change] | None:
+    """A history item (deserialised) as its entry id and :class:`Change`; None when it cannot be read
+    (no change pair, a damaged one, no readable ``written_at``): counted, not raised."""
+    written = readable_instant(item.get(table.HISTORY_WRITTEN_AT))
+    if written is None or table.HISTORY_CHANGE not in item:
+        return None
+    try:
+        previous, entry = table.decode_stored_change(item[table.HISTORY_CHANGE])
+    except table.UnreadableStoredEntry:
+        return None
+    whole = table.whole_number
+    sequence = whole(item.get(table.HISTORY_SEQUENCE)) or whole(item.get(table.SK)) or 0
+    return table.entry_id_from_history_pk(str(item[table.PK])), Change(written, previous, entry, sequence)
 
 
 def ledger_messages(item: Mapping[str, Any]) -> list[Message]:

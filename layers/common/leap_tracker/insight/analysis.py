@@ -6,7 +6,7 @@ meter watches (:class:`MeterAppearance`), with the report's ``now``. Out: plain 
 (:class:`Report`), which ``dataclasses.asdict`` turns into report.json.
 
 An entry's state holds from its change's ``written_at`` (when the poller stored it) until the next
-change. The previous entry of the first change seen (history older than ``--since`` is not read) is
+change. The previous entry of the first change seen (history older than the window's start is not read) is
 the state known from before the window (:data:`BEFORE`).
 
 Stages are outreach's own names (``outreach.decision.assess``: the reason, or why none is needed), so
@@ -19,7 +19,7 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -619,3 +619,9 @@ def analyse(
         outreach=outreach_effects(timelines, messages, now, stall_delay),
         variants=variant_effects(timelines, messages, now),
     )
+
+
+def document(report: Report, unreadable_changes: int) -> dict[str, Any]:
+    """The report as JSON holds it (report.json, and the daily ``insight/*.json`` in S3): the figures
+    and how many history items could not be read (left out, counted)."""
+    return asdict(report) | {"unreadable_changes": unreadable_changes}
