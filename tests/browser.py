@@ -8,16 +8,22 @@ with the page's console errors and every request it made (``data:`` URLs aside):
 
     with Chromium(CHROMIUM, flags) as browser:
         loaded = browser.load(page.as_uri(), "document.title")
+
+Given a :class:`Shot`, :meth:`Chromium.load` also returns a PNG of the page (``Page.captureScreenshot``
+with the viewport resized to the page's scroll height, clipped at ``Shot.max_height``);
+``devtools/screenshot.py`` uses it for the README's picture of a real report.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
 import os
 import select
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -29,6 +35,21 @@ COMMAND_FD = 3  # Chromium reads commands here
 RESPONSE_FD = 4  # and writes responses and events here
 TIMEOUT = 10.0  # seconds for one step (start, a command, the load event)
 CLOSE_TIMEOUT = 5.0  # then the process is killed
+CHROMIUM = "/usr/bin/chromium"  # Debian's
+# Without the background-networking flags Chromium phones home, and this network refuses it.
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1024",
+)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SCROLL_SIZE = "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
 
 
 class BrowserError(RuntimeError):
@@ -42,6 +63,16 @@ class Loaded:
     value: Any
     console_errors: list[str]
     requests: list[str]
+    png: bytes | None = None  # the screenshot, when a Shot was asked for
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A screenshot to take once the script ran: ``width`` CSS pixels wide, the page's whole height
+    or its first ``max_height`` pixels."""
+
+    width: int = 1200
+    max_height: int | None = None
 
 
 class Chromium:
@@ -106,8 +137,9 @@ class Chromium:
     ) -> None:
         self.close()
 
-    def load(self, url: str, script: str) -> Loaded:
-        """Open ``url`` in a new tab, wait for its load event, then evaluate ``script`` (an expression)."""
+    def load(self, url: str, script: str, shot: Shot | None = None) -> Loaded:
+        """Open ``url`` in a new tab, wait for its load event, then evaluate ``script`` (an expression)
+        and, given ``shot``, take a screenshot."""
         target = self.command("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.command("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         try:
@@ -118,10 +150,28 @@ class Chromium:
                 raise BrowserError(f"navigating to {url}: {navigated['errorText']}")
             self.wait_for("Page.loadEventFired", session)
             value = self.evaluate(script, session)
+            png = None if shot is None else self.screenshot(shot, session)
         finally:
             self.command("Target.closeTarget", {"targetId": target})
         events = [event for event in self._take_events() if event.get("sessionId") == session]
-        return Loaded(value, console_errors(events), requested(events))
+        return Loaded(value, console_errors(events), requested(events), png)
+
+    def screenshot(self, shot: Shot, session: str) -> bytes:
+        """A PNG of the page at ``shot.width``: the viewport grown to the page's whole height (laid out
+        at that width first), so one capture holds it and no scrollbar shows, then clipped at
+        ``shot.max_height``."""
+        self._resize(shot.width, 600, session)
+        _, height = self.evaluate(SCROLL_SIZE, session)
+        self._resize(shot.width, height, session)
+        if shot.max_height is not None:
+            height = min(height, shot.max_height)
+        clip = {"x": 0, "y": 0, "width": shot.width, "height": height, "scale": 1}
+        captured = self.command("Page.captureScreenshot", {"format": "png", "clip": clip}, session=session)
+        return base64.b64decode(captured["data"])
+
+    def _resize(self, width: int, height: int, session: str) -> None:
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.command("Emulation.setDeviceMetricsOverride", metrics, session=session)
 
     def evaluate(self, script: str, session: str) -> Any:
         result = self.command(
@@ -238,6 +288,14 @@ def requested(events: list[dict[str, Any]]) -> list[str]:
         if event["method"] == "Network.requestWillBeSent"
     ]
     return [url for url in urls if not url.startswith("data:")]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's header (its IHDR chunk); ValueError when ``data`` is no PNG."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError(f"not a PNG: starts {data[:16]!r}")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
 
 
 def _describe(arg: dict[str, Any]) -> str:

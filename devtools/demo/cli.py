@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TextIO
 
 from devtools.demo.checks import ground_truth_checks
-from devtools.demo.effect import effect_check, effect_truth
+from devtools.demo.effect import effect_check, effect_truth, lift_check
 from devtools.demo.hours import run_hours, stored_entries, tell_leap
-from devtools.demo.insight import DEFAULT_REPORT_DIR, insight_lines, write_report
+from devtools.demo.insight import DEFAULT_REPORT_DIR, insight_lines, report_funnel_check, write_report
 from devtools.demo.measure import OutputMeter, measurement, write_measured
 from devtools.demo.model import (
     DEFAULT_CLICK_DAYS,
@@ -79,6 +79,8 @@ def run_demo(
             *ground_truth_checks(world, run, rules, recovery.planted_at),
             recovery_check(recovery),
             effect_check(insight.document, truth),
+            report_funnel_check(insight.document, run.funnels),
+            lift_check(insight.document, truth),
         )
         if measured is not None:
             write_measured(measured, measurement(world, run, config, output))

@@ -22,6 +22,7 @@ from typing import Any
 from devtools.demo.model import Check
 from devtools.leap_simulator import LeapSimulator
 from devtools.leap_simulator.nudges import nudge_probability
+from leap_tracker.insight.analysis import newcombe
 
 NAME = "outreach effect = ground truth"
 WINDOWS_DAYS = (1, 3, 7)  # the report's windows (leap_tracker_cli.insight.analysis.WINDOWS_DAYS)
@@ -38,6 +39,7 @@ class Arm:
     moved: int = 0  # customers its first message moved on
     observed: dict[int, int] = field(default_factory=dict)  # window days -> customers
     completed: dict[int, int] = field(default_factory=dict)
+    moved_within: dict[int, int] = field(default_factory=dict)  # window days -> observed, moved in it
 
 
 @dataclass
@@ -49,28 +51,32 @@ class EffectTruth:
 def effect_truth(leap: LeapSimulator, polls: Sequence[datetime], now: datetime) -> EffectTruth:
     """Each customer's first message of each reason, as the simulator was told, followed as the report
     follows it."""
-    first: dict[tuple[str, str], tuple[int, str, bool]] = {}  # (reason, ref) -> (at, variant, moved)
+    first: dict[tuple[str, str], tuple[int, str, int | None]] = {}  # (reason, ref) -> (at, variant, moved)
     for told in leap.outreach:
         key = (told.reason, told.ref_id)
         if key not in first or told.at < first[key][0]:
-            first[key] = (told.at, told.variant, told.moved_at is not None)
+            first[key] = (told.at, told.variant, told.moved_at)
     truth = EffectTruth()
-    for (reason, ref_id), (at, variant, moved) in sorted(first.items()):
+    for (reason, ref_id), (at, variant, moved_at) in sorted(first.items()):
         arms = (
             truth.reasons.setdefault(reason, Arm(nudge_probability(reason, "a"))),
             truth.variants.setdefault((reason, variant), Arm(nudge_probability(reason, variant))),
         )
         stored = _stored_at(polls, leap.completed_at(ref_id))
         moment = datetime.fromtimestamp(at, UTC)
+        moved = None if moved_at is None else datetime.fromtimestamp(moved_at, UTC)
         for arm in arms:
             arm.messaged += 1
-            arm.moved += moved
+            arm.moved += moved is not None
             for days in WINDOWS_DAYS:
                 end = moment + timedelta(days=days)
                 if end <= now:
                     arm.observed[days] = arm.observed.get(days, 0) + 1
                     done = stored is not None and moment < stored <= end
                     arm.completed[days] = arm.completed.get(days, 0) + done
+                    arm.moved_within[days] = arm.moved_within.get(days, 0) + (
+                        moved is not None and moved <= end
+                    )
     return truth
 
 
@@ -174,3 +180,53 @@ def _comparable(
 
 def _name(key: Any) -> str:
     return "/".join(key) if isinstance(key, tuple) else str(key)
+
+
+# --- "lift = planted effect" -------------------------------------------------------------------------
+
+LIFT_NAME = "lift = planted effect"
+
+
+def lift_check(document: Mapping[str, Any], truth: EffectTruth) -> Check:
+    """Per reason and window with ``MIN_GROUP``+ observed customers in both groups: the planted effect
+    (the share of the observed messaged whose first message the simulator turned into a move within the
+    window) lies in the 95% Newcombe interval of the report's lift (messaged minus comparison share
+    progressed). Fewer customers: too few to conclude, which neither passes nor fails a reason."""
+    held, few, problems = [], [], []
+    for effect in document.get("outreach", []):
+        arm = truth.reasons.get(effect["reason"])
+        for window in effect["windows"]:
+            days, messaged, comparison = window["days"], window["messaged"], window["comparison"]
+            label = f"{effect['reason']} {days} d"
+            if arm is None or min(messaged["observed"], comparison["observed"]) < MIN_GROUP:
+                few.append(label)
+                continue
+            planted = arm.moved_within.get(days, 0) / messaged["observed"]
+            interval = newcombe(
+                messaged["progressed"]["count"],
+                messaged["observed"],
+                comparison["progressed"]["count"],
+                comparison["observed"],
+            )
+            lift = messaged["progressed"]["share"] - comparison["progressed"]["share"]
+            text = f"{label}: planted {planted:.0%}, lift {lift:+.0%}"
+            if interval is None or not interval[0] <= planted <= interval[1]:
+                problems.append(f"{text} outside its 95% interval {_interval(interval)}")
+            else:
+                held.append(f"{text} [{interval[0]:+.0%}, {interval[1]:+.0%}]")
+    if problems:
+        return Check(LIFT_NAME, False, f"{len(problems)} problem(s): {'; '.join(problems)}")
+    if not held:
+        return Check(
+            LIFT_NAME, True, f"too few to conclude: no reason has {MIN_GROUP}+ observed in both groups"
+        )
+    return Check(
+        LIFT_NAME,
+        True,
+        f"the planted effect lies in the measured lift's 95% interval for {'; '.join(held)}"
+        + (f"; too few to conclude for the other {len(few)} reason-windows" if few else ""),
+    )
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "(none)" if interval is None else f"[{interval[0]:+.0%}, {interval[1]:+.0%}]"

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from devtools import demo
-from devtools.demo import checks, cli, effect
+from devtools.demo import checks, cli, effect, insight
 from devtools.demo.recovery import Recovery, recovery_check
 from devtools.local_runner import PartnerMessage
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events.diff import DEFAULT_RULES, change_events
 from leap_tracker.leap import wire
+from leap_tracker.timeutil import format_instant
 from subscriber.filter_policies import named_policy
 from tests.builders import entry
 
@@ -38,6 +39,8 @@ CHECKS = [
     "stalled customers considered",
     "recovery",
     "outreach effect = ground truth",
+    "report funnel = ground truth",
+    "lift = planted effect",
 ]
 T0 = datetime(2025, 1, 8, tzinfo=UTC)
 
@@ -283,3 +286,63 @@ def test_the_effect_truth_follows_each_first_message_as_the_report_does() -> Non
     assert effect._stored_at(polls, T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)
     assert effect._stored_at(polls, polls[-1] + timedelta(seconds=1)) is None
     assert effect._stored_at(polls, None) is None
+
+
+def test_the_report_funnel_check_names_the_poll_where_the_report_and_leap_differ() -> None:
+    hour = timedelta(hours=1)
+    funnels = [
+        (T0 + n * hour, Counter(), Counter({"PARTIAL": 2 - min(n, 2), "COMPLETED": min(n, 2)}))
+        for n in range(4)
+    ]
+    # The report counts each hour at its end: its first point is the second poll's.
+    points = [
+        {"period": format_instant(at - hour), "at": format_instant(at), "by_status": dict(+truth)}
+        for at, _, truth in funnels[1:]
+    ]
+    check = insight.report_funnel_check({"funnel_hourly": points}, funnels)
+    assert check.passed, check.detail
+    assert "at all 3 polls" in check.detail
+
+    doctored = [*points[:1], {**points[1], "by_status": {"PARTIAL": 1, "COMPLETED": 1}}, *points[2:]]
+    check = insight.report_funnel_check({"funnel_hourly": doctored}, funnels)
+    assert not check.passed
+    assert "2025-01-08 02:00: report {'PARTIAL': 1, 'COMPLETED': 1} != Leap {'COMPLETED': 2}" in check.detail
+
+    check = insight.report_funnel_check({"funnel_hourly": [points[0], points[2]]}, funnels)
+    assert not check.passed
+    assert "2025-01-08 02:00: no hourly point" in check.detail
+    assert not insight.report_funnel_check({"funnel_hourly": []}, funnels).passed
+
+
+def _lift_effect(reason: str, messaged: tuple[int, int], comparison: tuple[int, int]) -> dict[str, object]:
+    """One reason's 1-day window: (observed, progressed) of each group."""
+
+    def outcome(observed: int, progressed: int) -> dict[str, object]:
+        return {"observed": observed, "progressed": {"count": progressed, "share": progressed / observed}}
+
+    window = {"days": 1, "messaged": outcome(*messaged), "comparison": outcome(*comparison)}
+    return {"reason": reason, "messaged": messaged[0], "windows": [window]}
+
+
+def test_the_lift_check_holds_the_planted_effect_to_the_measured_lifts_interval() -> None:
+    # 40 messaged, 24 progressed (60%); 40 compared, 8 (20%): lift 40%, Newcombe [+19%, +57%].
+    truth = effect.EffectTruth(reasons={"agreement_pending": effect.Arm(0.6, 40, moved_within={1: 16})})
+    document = {"outreach": [_lift_effect("agreement_pending", (40, 24), (40, 8))]}
+    check = effect.lift_check(document, truth)
+    assert check.passed, check.detail
+    assert "agreement_pending 1 d: planted 40%, lift +40%" in check.detail
+
+    planted_more = effect.EffectTruth(
+        reasons={"agreement_pending": effect.Arm(0.6, 40, moved_within={1: 26})}
+    )
+    check = effect.lift_check(document, planted_more)  # 65%: above the interval
+    assert not check.passed
+    assert "planted 65%, lift +40% outside its 95% interval" in check.detail
+
+    inflated_control = {"outreach": [_lift_effect("agreement_pending", (40, 24), (40, 22))]}
+    assert not effect.lift_check(inflated_control, truth).passed  # lift 5%: [-16%, +25%]
+
+    few = {"outreach": [_lift_effect("agreement_pending", (40, 24), (19, 2))]}
+    check = effect.lift_check(few, planted_more)
+    assert check.passed
+    assert check.detail.startswith("too few to conclude")

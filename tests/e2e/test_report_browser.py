@@ -1,8 +1,9 @@
 """report.html in a real browser: headless Chromium (Debian's ``chromium``, driven over its DevTools
 protocol on a pipe by tests/browser.py: no port) opens the page ``leap-tracker report`` wrote from data
 in moto, and every chart must have rendered: its inline <svg> laid out with a non-zero box, one per chart
-the report drew, no console error and no request beyond the page itself. The second test plants
-breakage in that same page and shows the check catches each kind.
+the report drew, no console error and no request beyond the page itself; a screenshot of it is saved
+in the test's tmp_path (its path printed and recorded as the ``screenshot`` property). The second test
+plants breakage in that same page and shows the check catches each kind.
 
 Chromium missing is a failure, never a skip: ``apt-get install chromium`` (``.ci/run`` does it when
 /usr/bin/chromium is missing).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,23 +30,11 @@ from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.timeutil import format_instant
 from leap_tracker_cli import main as cli
 from leap_tracker_cli.insight import render
-from tests.browser import Chromium
+from tests.browser import CHROMIUM, HEADLESS_FLAGS, Chromium, Shot, png_size
 from tests.builders import SDGE, entry, utility
 
-CHROMIUM = "/usr/bin/chromium"
 INSTALL = "apt-get install -y chromium (or run .ci/run, which installs it)"
-# Without the background-networking flags Chromium phones home, and this network refuses it.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1024",
-)
+MIN_SCREENSHOT_BYTES = 10_000  # five charts and their tables: a blank or broken capture is far smaller
 TABLE = "connections"
 T0 = datetime(2025, 3, 5, 8, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=9)
@@ -73,6 +62,7 @@ class Rendered:
     charts: list[dict[str, Any]]
     console_errors: list[str]
     requests: list[str]
+    png: bytes | None = None
 
 
 def problems(rendered: Rendered, expected_charts: list[str]) -> list[str]:
@@ -95,18 +85,20 @@ def problems(rendered: Rendered, expected_charts: list[str]) -> list[str]:
 def browser() -> Iterator[Chromium]:
     if not shutil.which(CHROMIUM):
         pytest.fail(f"the browser test needs {CHROMIUM}: {INSTALL}", pytrace=False)
-    with Chromium(CHROMIUM, CHROMIUM_FLAGS) as chromium:
+    with Chromium(CHROMIUM, HEADLESS_FLAGS) as chromium:
         yield chromium
 
 
-def render_in(browser: Chromium, page: Path) -> Rendered:
+def render_in(browser: Chromium, page: Path, shot: Shot | None = None) -> Rendered:
     url = page.resolve().as_uri()
-    loaded = browser.load(url, PAGE_SCRIPT)  # evaluated once the load event fired: layout has run
+    loaded = browser.load(url, PAGE_SCRIPT, shot)  # evaluated once the load event fired: layout has run
     value = loaded.value
     # The page's own file:// load aside (the browser leaves out inline data: URLs: matplotlib draws
     # the heatmap as an embedded PNG).
     besides = [seen for seen in loaded.requests if seen != url]
-    return Rendered(value["title"], value["heading"], value["charts"], loaded.console_errors, besides)
+    return Rendered(
+        value["title"], value["heading"], value["charts"], loaded.console_errors, besides, loaded.png
+    )
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +175,25 @@ def drawn_charts(report_dir: Path) -> list[str]:
     return list(render.CHARTS)
 
 
-def test_every_chart_of_the_report_renders_in_chromium(browser: Chromium, report: Path) -> None:
-    rendered = render_in(browser, report / "report.html")
+def test_every_chart_of_the_report_renders_in_chromium(
+    browser: Chromium,
+    report: Path,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    rendered = render_in(browser, report / "report.html", Shot())
 
     assert problems(rendered, drawn_charts(report)) == []
     assert len(rendered.charts) == 5
+    assert rendered.png is not None
+    screenshot = tmp_path / "report.png"
+    screenshot.write_bytes(rendered.png)
+    print(f"screenshot of the report: {screenshot}")
+    record_property("screenshot", str(screenshot))
+    width, height = png_size(screenshot.read_bytes())
+    assert width == Shot().width
+    assert height > 0
+    assert screenshot.stat().st_size > MIN_SCREENSHOT_BYTES
 
 
 # Each breaks the real page in one way the check must see.

@@ -250,6 +250,38 @@ def test_a_comparison_customer_is_followed_from_the_first_moment_it_qualifies_on
     assert effect.windows[0].comparison.completed.count == 1  # c, 3 h after T0+5h
 
 
+def test_a_comparison_customer_is_followed_only_until_it_is_messaged() -> None:
+    reason = "utility_error.INVALID_CREDENTIALS"
+    changes = {"m": stuck_then("m", T0, None), "c": stuck_then("c", T0, 10 * H)}  # c completes T0+10h
+    messages = {
+        "m": [Message(T0 + 2 * H, reason, 1)],
+        "c": [Message(T0 + 6 * H, reason, 1)],  # inside c's comparison window (from T0+2h)
+    }
+    effect = analysis.outreach_effects(timelines(changes), messages, T0 + 10 * D)[0]
+    one = effect.windows[0]
+    # c is compared from T0+2h and censored at T0+6h: its completion after the message is not counted.
+    assert (one.comparison.observed, one.comparison.completed.count, one.comparison.progressed.count) == (
+        1,
+        0,
+        0,
+    )
+    assert (one.messaged.observed, one.messaged.completed.count) == (2, 1)  # c's own message did count
+
+
+def test_newcombe_interval_matches_newcombes_published_values() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:873, table II, method 10 (hybrid score).
+    for (a, n_a, b, n_b), (low, high) in {
+        (56, 70, 48, 80): (0.0524, 0.3339),
+        (9, 10, 3, 10): (0.1705, 0.8090),
+        (5, 56, 0, 29): (-0.0381, 0.1926),
+    }.items():
+        found = analysis.newcombe(a, n_a, b, n_b)
+        assert found is not None
+        assert math.isclose(found[0], low, abs_tol=1e-4)
+        assert math.isclose(found[1], high, abs_tol=1e-4)
+    assert analysis.newcombe(1, 2, 0, 0) is None
+
+
 # --- properties --------------------------------------------------------------------------------------
 
 _STATES = st.sampled_from(["not_started", "errored", "completed"])

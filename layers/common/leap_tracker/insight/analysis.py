@@ -384,6 +384,23 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
+def newcombe(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, z: float = Z95
+) -> tuple[float, float] | None:
+    """The 95% interval of share a minus share b: Newcombe's hybrid score interval (1998, method 10),
+    built from the two Wilson intervals; None when either group is empty."""
+    interval_a, interval_b = wilson(successes_a, n_a, z), wilson(successes_b, n_b, z)
+    if interval_a is None or interval_b is None:
+        return None
+    (low_a, high_a), (low_b, high_b) = interval_a, interval_b
+    p_a, p_b = successes_a / n_a, successes_b / n_b
+    difference = p_a - p_b
+    return (
+        difference - math.hypot(p_a - low_a, high_b - p_b),
+        difference + math.hypot(high_a - p_a, p_b - low_b),
+    )
+
+
 def share(successes: int, n: int) -> Share:
     interval = wilson(successes, n)
     if interval is None:
@@ -395,6 +412,9 @@ class _Start(NamedTuple):
     entry_id: str
     moment: datetime
     base: tuple[int, int]
+    # A comparison customer is followed only until its first message: what it did after being messaged
+    # is the message's effect, not the comparison's (censored there: no later progress counts).
+    until: datetime = _NEVER
 
 
 def outreach_effects(
@@ -453,7 +473,7 @@ def _control(
         until = min(states[index + 1].at if index + 1 < len(states) else _NEVER, not_messaged_until)
         found = bisect.bisect_left(moments, stalled_from)
         if found < len(moments) and moments[found] < until:
-            return _Start(entry_id, moments[found], state.progress)
+            return _Start(entry_id, moments[found], state.progress, not_messaged_until)
     return None
 
 
@@ -484,7 +504,7 @@ def _outcome(
         if end > now:  # the window is not over: not observed yet
             continue
         observed += 1
-        later = [s for s in timelines[start.entry_id] if start.moment < s.at <= end]
+        later = [s for s in timelines[start.entry_id] if start.moment < s.at <= min(end, start.until)]
         progressed += any(s.progress > start.base for s in later)
         completed += any(s.stage == COMPLETED for s in later)
     return Outcome(observed, share(progressed, observed), share(completed, observed))
