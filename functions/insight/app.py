@@ -26,12 +26,11 @@ from leap_tracker.adapters.insight_bucket import LATEST_KEY, S3InsightWriter, da
 from leap_tracker.config import Settings, load_settings, require
 from leap_tracker.insight import analysis
 from leap_tracker.privacy import excerpt
-from leap_tracker.timeutil import format_instant, parse_instant, utc_now
+from leap_tracker.timeutil import format_instant, scheduled_time_or_now
 
 logger = Logger()
 
 # EventBridge Scheduler fills this in the schedule's Input (template.yaml) with the planned time.
-SCHEDULED_TIME_FIELD = "scheduled_time"
 
 
 class Writer(Protocol):
@@ -66,15 +65,11 @@ def dependencies() -> Dependencies:
 def run_time(event: Any) -> datetime:
     """The schedule's planned time when the event carries it, else the clock: a retry of the same
     run writes the same dated file with the same figures' moment."""
-    planned = event.get(SCHEDULED_TIME_FIELD) if isinstance(event, dict) else None
-    if isinstance(planned, str):
-        try:
-            return parse_instant(planned)
-        except ValueError:
-            logger.warning(
-                "unusable scheduled_time, using the clock", extra={"scheduled_time": excerpt(planned)}
-            )
-    return utc_now()
+    return scheduled_time_or_now(event, _unusable_scheduled_time)
+
+
+def _unusable_scheduled_time(planned: str) -> None:
+    logger.warning("unusable scheduled_time, using the clock", extra={"scheduled_time": excerpt(planned)})
 
 
 @logger.inject_lambda_context

@@ -27,13 +27,12 @@ from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.config import MeterWatchSettings, Settings, load_settings, plain_http_variables, require
 from leap_tracker.meters.sweep import MeterSweepSummary, SweepIncomplete, run_sweep
 from leap_tracker.privacy import Pseudonyms, excerpt
-from leap_tracker.timeutil import parse_instant, utc_now
+from leap_tracker.timeutil import scheduled_time_or_now
 
 logger = Logger()
 metrics = Metrics()
 
 # EventBridge Scheduler fills this in the schedule's Input (template.yaml) with the planned time.
-SCHEDULED_TIME_FIELD = "scheduled_time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +72,11 @@ def sweep_time(event: dict[str, Any]) -> datetime:
     The planned time keeps hourly sweeps on an exact grid (a watch due in 60 minutes is due at the
     next sweep, whatever the invocation's delay) and is the same on the scheduler's retries.
     """
-    planned = event.get(SCHEDULED_TIME_FIELD) if isinstance(event, dict) else None
-    if isinstance(planned, str):
-        try:
-            return parse_instant(planned)
-        except ValueError:
-            logger.warning(
-                "unusable scheduled_time, using the clock", extra={"scheduled_time": excerpt(planned)}
-            )
-    return utc_now()
+    return scheduled_time_or_now(event, _unusable_scheduled_time)
+
+
+def _unusable_scheduled_time(planned: str) -> None:
+    logger.warning("unusable scheduled_time, using the clock", extra={"scheduled_time": excerpt(planned)})
 
 
 @logger.inject_lambda_context

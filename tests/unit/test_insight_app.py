@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 
 from functions.insight import app
 from leap_tracker.adapters.insight_source import Stored
@@ -99,11 +100,11 @@ def test_a_failed_write_raises_and_latest_is_not_written_past_a_missing_dated_fi
     assert writer.written == []
 
 
-def test_without_a_usable_planned_time_the_clock_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app, "utc_now", lambda: NOW + timedelta(days=1))
+def test_without_a_usable_planned_time_the_clock_is_used() -> None:
     writer = FakeWriter()
 
-    app.lambda_handler({"scheduled_time": "not a time"}, FakeLambdaContext(), deps(writer, []))
+    with time_machine.travel(NOW + timedelta(days=1), tick=False):
+        app.lambda_handler({"scheduled_time": "not a time"}, FakeLambdaContext(), deps(writer, []))
 
     assert writer.written[0][0] == "insight/2025-04-03.json"
 

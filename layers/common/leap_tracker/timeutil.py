@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from leap_tracker.leap.wire import WIRE_DATETIME_FORMAT
 
@@ -24,3 +26,19 @@ def format_instant(value: datetime) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# The field the template's schedules put in a scheduled run's input (<aws.scheduler.scheduled-time>).
+SCHEDULED_TIME_FIELD = "scheduled_time"
+
+
+def scheduled_time_or_now(event: Any, on_unusable: Callable[[str], None]) -> datetime:
+    """A scheduled run's planned time (the same on the scheduler's retries), else the clock;
+    ``on_unusable`` hears of a planned time that is not an instant (the caller logs it)."""
+    planned = event.get(SCHEDULED_TIME_FIELD) if isinstance(event, dict) else None
+    if isinstance(planned, str):
+        try:
+            return parse_instant(planned)
+        except ValueError:
+            on_unusable(planned)
+    return utc_now()
