@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from leap_tracker import table
 from leap_tracker.events.catalog import message_attributes
 from leap_tracker.leap import wire
 from leap_tracker.leap.connect_model import canonical_json, content_hash
 from leap_tracker.outreach.decision import Snapshot
+from leap_tracker.timeutil import format_instant
 from subscriber.filter_policies import named_policies
 
 SDGE = "SDG&E: San Diego Gas & Electric"
@@ -188,3 +190,55 @@ def ready_policies() -> dict[str, tuple[str, dict[str, Any]]]:
     template are generated from it, and tests/integration/test_schemas_filter_policies.py holds them
     to it)."""
     return {name: (policy.scope, policy.policy) for name, policy in named_policies().items()}
+
+
+# --- a customer's stored history, for the report's tests -------------------------------------------
+
+
+def journey(ref: str, done: bool, start: datetime) -> list[dict[str, Any]]:
+    """A customer's entries: not started at ``start``, an SDG&E login error an hour later, and when
+    ``done`` completed 30 hours after ``start``."""
+    started = start - timedelta(hours=1)
+    versions = [
+        entry(wire.CONNECTION_NOT_STARTED, ref_id=ref, last=start, started=started),
+        entry(
+            wire.CONNECTION_ERROR,
+            [utility(SDGE, wire.UTILITY_ERROR, error_code=wire.ERROR_INVALID_CREDENTIALS)],
+            ref_id=ref,
+            last=start + timedelta(hours=1),
+            started=started,
+        ),
+    ]
+    if done:
+        versions.append(
+            entry(
+                wire.CONNECTION_COMPLETED,
+                [utility(SDGE, wire.UTILITY_CONNECTED)],
+                ref_id=ref,
+                last=start + timedelta(hours=30),
+                started=started,
+            )
+        )
+    return versions
+
+
+def history_writes(
+    versions: Sequence[dict[str, Any]], start: datetime
+) -> list[tuple[datetime, str | None, str, dict[str, Any]]]:
+    """The history items the poller would write for these versions (sequence 1, 2..., stored 2 hours
+    apart from ``start``), each as (written at, previous canonical JSON, canonical JSON, item)."""
+    writes = []
+    previous: str | None = None
+    for sequence, state in enumerate(versions, start=1):
+        canonical, at = canonical_json(state), start + timedelta(hours=2 * sequence)
+        item = {
+            **table.history_key(state[wire.ENTRY_ID], sequence),
+            table.ITEM_TYPE: table.HISTORY_ITEM_TYPE,
+            table.HISTORY_CHANGE: table.encode_stored_change(previous, canonical),
+            table.HISTORY_SEQUENCE: sequence,
+            table.HISTORY_WRITTEN_AT: format_instant(at),
+            table.HISTORY_STATUS: state[wire.ENTRY_CONNECTION_STATUS],
+        }
+        writes.append((at, previous, canonical, item))
+        previous = canonical
+    return writes

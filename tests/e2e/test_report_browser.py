@@ -25,13 +25,11 @@ from moto import mock_aws
 
 from leap_tracker import table
 from leap_tracker.adapters.dynamo import serialize
-from leap_tracker.leap import wire
-from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.timeutil import format_instant
 from leap_tracker_cli import main as cli
 from leap_tracker_cli.insight import render
 from tests.browser import CHROMIUM, HEADLESS_FLAGS, Chromium, Shot, png_size
-from tests.builders import SDGE, entry, utility
+from tests.builders import history_writes, journey
 
 INSTALL = "apt-get install -y chromium (or run .ci/run, which installs it)"
 MIN_SCREENSHOT_BYTES = 10_000  # five charts and their tables: a blank or broken capture is far smaller
@@ -117,53 +115,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ],
         )
         for index in range(6):
-            write_history(client, versions(f"Ref{index}", done=index % 2 == 0))
+            write_history(client, journey(f"Ref{index}", done=index % 2 == 0, start=T0))
         argv = ["report", "--table", TABLE, "--out", str(out), "--now", format_instant(NOW)]
         assert cli.main(argv, environ={}, client=lambda service, region_name=None: client) == 0
     return out
 
 
-def versions(ref: str, done: bool) -> list[dict[str, Any]]:
-    started = T0 - timedelta(hours=1)
-    states = [
-        entry(wire.CONNECTION_NOT_STARTED, ref_id=ref, last=T0, started=started),
-        entry(
-            wire.CONNECTION_ERROR,
-            [utility(SDGE, wire.UTILITY_ERROR, error_code=wire.ERROR_INVALID_CREDENTIALS)],
-            ref_id=ref,
-            last=T0 + timedelta(hours=1),
-            started=started,
-        ),
-    ]
-    if done:
-        connected = [utility(SDGE, wire.UTILITY_CONNECTED)]
-        states.append(
-            entry(
-                wire.CONNECTION_COMPLETED,
-                connected,
-                ref_id=ref,
-                last=T0 + timedelta(hours=30),
-                started=started,
-            )
-        )
-    return states
-
-
-def write_history(client: Any, states: list[dict[str, Any]]) -> None:
-    """History items as the poller writes them: one per change, sequence 1, 2..."""
-    previous: str | None = None
-    for sequence, state in enumerate(states, start=1):
-        canonical = canonical_json(state)
-        item = {
-            **table.history_key(state[wire.ENTRY_ID], sequence),
-            table.ITEM_TYPE: table.HISTORY_ITEM_TYPE,
-            table.HISTORY_CHANGE: table.encode_stored_change(previous, canonical),
-            table.HISTORY_SEQUENCE: sequence,
-            table.HISTORY_WRITTEN_AT: format_instant(T0 + timedelta(hours=2 * sequence)),
-            table.HISTORY_STATUS: state[wire.ENTRY_CONNECTION_STATUS],
-        }
+def write_history(client: Any, versions: list[dict[str, Any]]) -> None:
+    for *_, item in history_writes(versions, T0):
         client.put_item(TableName=TABLE, Item=serialize(item))
-        previous = canonical
 
 
 def drawn_charts(report_dir: Path) -> list[str]:

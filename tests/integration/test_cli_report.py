@@ -23,13 +23,12 @@ from leap_tracker.adapters.watch_store import DynamoWatchStore
 from leap_tracker.insight import analysis
 from leap_tracker.insight.analysis import Change, Message, MeterAppearance
 from leap_tracker.leap import wire
-from leap_tracker.leap.connect_model import canonical_json
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.outreach import ledger
 from leap_tracker.timeutil import format_instant
 from leap_tracker_cli import main as cli
 from leap_tracker_cli.insight import render
-from tests.builders import SDGE, entry, utility
+from tests.builders import history_writes, journey
 
 REGION = "us-east-1"
 TABLE = "connections"
@@ -55,49 +54,18 @@ def dynamodb() -> Iterator[Any]:
 
 
 def states(ref: str, done: bool) -> list[dict[str, Any]]:
-    started = T0 - timedelta(hours=1)
-    versions = [
-        entry(wire.CONNECTION_NOT_STARTED, ref_id=ref, last=T0, started=started),
-        entry(
-            wire.CONNECTION_ERROR,
-            [utility(SDGE, wire.UTILITY_ERROR, error_code=wire.ERROR_INVALID_CREDENTIALS)],
-            ref_id=ref,
-            last=T0 + timedelta(hours=1),
-            started=started,
-        ),
-    ]
-    if done:
-        versions.append(
-            entry(
-                wire.CONNECTION_COMPLETED,
-                [utility(SDGE, wire.UTILITY_CONNECTED)],
-                ref_id=ref,
-                last=T0 + timedelta(hours=30),
-                started=started,
-            )
-        )
-    return versions
+    return journey(ref, done, start=T0)
 
 
 def write_history(client: Any, versions: list[dict[str, Any]]) -> list[Change]:
     """History items as the poller writes them (one per change, sequence 1, 2...); the same as Changes."""
-    previous: str | None = None
     changes = []
-    for sequence, state in enumerate(versions, start=1):
-        canonical, at = canonical_json(state), T0 + timedelta(hours=2 * sequence)
-        item = {
-            **table.history_key(state[wire.ENTRY_ID], sequence),
-            table.ITEM_TYPE: table.HISTORY_ITEM_TYPE,
-            table.HISTORY_CHANGE: table.encode_stored_change(previous, canonical),
-            table.HISTORY_SEQUENCE: sequence,
-            table.HISTORY_WRITTEN_AT: format_instant(at),
-            table.HISTORY_STATUS: state[wire.ENTRY_CONNECTION_STATUS],
-        }
+    for at, previous, canonical, item in history_writes(versions, T0):
         client.put_item(TableName=TABLE, Item=serialize(item))
+        sequence = len(changes) + 1
         changes.append(
             Change(at, json.loads(previous) if previous else None, json.loads(canonical), sequence)
         )
-        previous = canonical
     return changes
 
 
