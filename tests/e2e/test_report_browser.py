@@ -23,7 +23,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from leap_tracker import table
+from devtools.template_tables import create_connections_table
 from leap_tracker.adapters.dynamo import serialize
 from leap_tracker.timeutil import format_instant
 from leap_tracker_cli import main as cli
@@ -105,15 +105,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("insight")
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in (table.PK, table.SK)],
-            KeySchema=[
-                {"AttributeName": table.PK, "KeyType": "HASH"},
-                {"AttributeName": table.SK, "KeyType": "RANGE"},
-            ],
-        )
+        create_connections_table(client, TABLE)  # as template.yaml declares it
         for index in range(6):
             write_history(client, journey(f"Ref{index}", done=index % 2 == 0, start=T0))
         argv = ["report", "--table", TABLE, "--out", str(out), "--now", format_instant(NOW)]

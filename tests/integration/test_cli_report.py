@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from leap_tracker import table
+from devtools.template_tables import create_connections_table
 from leap_tracker.adapters.dynamo import serialize
 from leap_tracker.adapters.outreach_store import DynamoOutreachStore
 from leap_tracker.adapters.watch_store import DynamoWatchStore
@@ -41,15 +41,7 @@ REASON = "utility_error.INVALID_CREDENTIALS"
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in (table.PK, table.SK)],
-            KeySchema=[
-                {"AttributeName": table.PK, "KeyType": "HASH"},
-                {"AttributeName": table.SK, "KeyType": "RANGE"},
-            ],
-        )
+        create_connections_table(client, TABLE)  # as template.yaml declares it
         yield client
 
 

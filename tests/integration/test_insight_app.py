@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from devtools.template_tables import create_connections_table
 from functions.insight import app
 from leap_tracker import table
 from leap_tracker.adapters.dynamo import serialize
@@ -34,15 +35,7 @@ WINDOW = timedelta(days=35)
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
-        boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in (table.PK, table.SK)],
-            KeySchema=[
-                {"AttributeName": table.PK, "KeyType": "HASH"},
-                {"AttributeName": table.SK, "KeyType": "RANGE"},
-            ],
-        )
+        create_connections_table(boto3.client("dynamodb", region_name=REGION), TABLE)
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         yield
 
