@@ -80,7 +80,7 @@ def run_demo(
             recovery_check(recovery),
             effect_check(insight.document, truth),
             report_funnel_check(insight.document, run.funnels),
-            lift_check(insight.document, truth),
+            lift_check(insight.document, truth, rules.settings.outreach.holdout_percent),
         )
         if measured is not None:
             write_measured(measured, measurement(world, run, config, output))

@@ -187,17 +187,22 @@ def _name(key: Any) -> str:
 LIFT_NAME = "lift = planted effect"
 
 
-def lift_check(document: Mapping[str, Any], truth: EffectTruth) -> Check:
+def lift_check(document: Mapping[str, Any], truth: EffectTruth, holdout_percent: int) -> Check:
     """Per reason and window with ``MIN_GROUP``+ observed customers in both groups: the planted effect
     (the share of the observed messaged whose first message the simulator turned into a move within the
     window) lies in the 95% Newcombe interval of the report's lift (messaged minus comparison share
-    progressed). Fewer customers: too few to conclude, which neither passes nor fails a reason."""
+    progressed). Fewer customers: too few to conclude, which neither passes nor fails a reason. With a
+    holdout, a reason whose messaged side has ``MIN_GROUP``+ observed and whose comparison is empty
+    fails: the holdout did not reach the report's control."""
     held, few, problems = [], [], []
     for effect in document.get("outreach", []):
         arm = truth.reasons.get(effect["reason"])
         for window in effect["windows"]:
             days, messaged, comparison = window["days"], window["messaged"], window["comparison"]
             label = f"{effect['reason']} {days} d"
+            if holdout_percent > 0 and messaged["observed"] >= MIN_GROUP and comparison["observed"] == 0:
+                problems.append(f"{label}: {messaged['observed']} messaged, no comparison customer")
+                continue
             if arm is None or min(messaged["observed"], comparison["observed"]) < MIN_GROUP:
                 few.append(label)
                 continue
@@ -209,7 +214,10 @@ def lift_check(document: Mapping[str, Any], truth: EffectTruth) -> Check:
                 comparison["observed"],
             )
             lift = messaged["progressed"]["share"] - comparison["progressed"]["share"]
-            text = f"{label}: planted {planted:.0%}, lift {lift:+.0%}"
+            text = (
+                f"{label}: planted {planted:.0%}, lift {lift:+.0%} "
+                f"({messaged['observed']} messaged, {comparison['observed']} compared)"
+            )
             if interval is None or not interval[0] <= planted <= interval[1]:
                 problems.append(f"{text} outside its 95% interval {_interval(interval)}")
             else:

@@ -60,6 +60,9 @@ class Rules:
         return timedelta(minutes=self.settings.actionable_delay_minutes)
 
 
+DEMO_HOLDOUT_PERCENT = 50
+
+
 @contextmanager
 def bring_up(config: DemoConfig) -> Iterator[World]:
     click_window = timedelta(days=config.click_days)
@@ -72,6 +75,9 @@ def bring_up(config: DemoConfig) -> Iterator[World]:
                 "LeapApiBaseUrl": leap.base_url,
                 "OutreachChannels": "webhook",  # the demo's partner takes outreach on a signed webhook
                 "OutreachWebhookUrl": webhook.url,
+                # Half held out (the default is 10%): three simulated days then hold enough customers
+                # on both sides of the comparison for the report to conclude (docs/demo.md).
+                "OutreachHoldoutPercent": str(DEMO_HOLDOUT_PERCENT),
             },
             secrets={"LeapApiKeySecretArn": leap.api_key, "OutreachWebhookSecretArn": webhook.secret},
         )

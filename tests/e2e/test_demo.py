@@ -13,6 +13,7 @@ import pytest
 from devtools import demo
 from devtools.demo import checks, cli, effect, insight
 from devtools.demo.recovery import Recovery, recovery_check
+from devtools.demo.world import DEMO_HOLDOUT_PERCENT
 from devtools.local_runner import PartnerMessage
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events.diff import DEFAULT_RULES, change_events
@@ -314,11 +315,15 @@ def test_the_report_funnel_check_names_the_poll_where_the_report_and_leap_differ
     assert not insight.report_funnel_check({"funnel_hourly": []}, funnels).passed
 
 
+HOLDOUT = DEMO_HOLDOUT_PERCENT
+
+
 def _lift_effect(reason: str, messaged: tuple[int, int], comparison: tuple[int, int]) -> dict[str, object]:
     """One reason's 1-day window: (observed, progressed) of each group."""
 
     def outcome(observed: int, progressed: int) -> dict[str, object]:
-        return {"observed": observed, "progressed": {"count": progressed, "share": progressed / observed}}
+        share = progressed / observed if observed else None
+        return {"observed": observed, "progressed": {"count": progressed, "share": share}}
 
     window = {"days": 1, "messaged": outcome(*messaged), "comparison": outcome(*comparison)}
     return {"reason": reason, "messaged": messaged[0], "windows": [window]}
@@ -328,21 +333,32 @@ def test_the_lift_check_holds_the_planted_effect_to_the_measured_lifts_interval(
     # 40 messaged, 24 progressed (60%); 40 compared, 8 (20%): lift 40%, Newcombe [+19%, +57%].
     truth = effect.EffectTruth(reasons={"agreement_pending": effect.Arm(0.6, 40, moved_within={1: 16})})
     document = {"outreach": [_lift_effect("agreement_pending", (40, 24), (40, 8))]}
-    check = effect.lift_check(document, truth)
+    check = effect.lift_check(document, truth, HOLDOUT)
     assert check.passed, check.detail
-    assert "agreement_pending 1 d: planted 40%, lift +40%" in check.detail
+    assert "agreement_pending 1 d: planted 40%, lift +40% (40 messaged, 40 compared)" in check.detail
 
     planted_more = effect.EffectTruth(
         reasons={"agreement_pending": effect.Arm(0.6, 40, moved_within={1: 26})}
     )
-    check = effect.lift_check(document, planted_more)  # 65%: above the interval
+    check = effect.lift_check(document, planted_more, HOLDOUT)  # 65%: above the interval
     assert not check.passed
-    assert "planted 65%, lift +40% outside its 95% interval" in check.detail
+    assert "planted 65%, lift +40% (40 messaged, 40 compared) outside its 95% interval" in check.detail
 
     inflated_control = {"outreach": [_lift_effect("agreement_pending", (40, 24), (40, 22))]}
-    assert not effect.lift_check(inflated_control, truth).passed  # lift 5%: [-16%, +25%]
+    assert not effect.lift_check(inflated_control, truth, HOLDOUT).passed  # lift 5%: [-16%, +25%]
 
     few = {"outreach": [_lift_effect("agreement_pending", (40, 24), (19, 2))]}
-    check = effect.lift_check(few, planted_more)
+    check = effect.lift_check(few, planted_more, HOLDOUT)
     assert check.passed
     assert check.detail.startswith("too few to conclude")
+
+
+def test_the_lift_check_fails_when_the_holdout_leaves_the_comparison_empty() -> None:
+    """What the demo looked like before the holdout: every stalled customer messaged at once."""
+    truth = effect.EffectTruth(reasons={"not_started": effect.Arm(0.15, 40, moved_within={1: 6})})
+    empty = {"outreach": [_lift_effect("not_started", (40, 16), (0, 0))]}
+
+    check = effect.lift_check(empty, truth, HOLDOUT)
+    assert not check.passed
+    assert "not_started 1 d: 40 messaged, no comparison customer" in check.detail
+    assert effect.lift_check(empty, truth, 0).detail.startswith("too few to conclude")  # no holdout asked

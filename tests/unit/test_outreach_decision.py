@@ -247,7 +247,8 @@ def test_customer_kind_is_inferred_from_the_required_utilities(utilities: list, 
 
 # --- time and history -------------------------------------------------------------------------------
 
-POLICY = OutreachPolicy(cooldown=timedelta(hours=48), max_attempts=3)
+# No holdout here: these cases are about the guide's steps and pacing (test_outreach_holdout.py).
+POLICY = OutreachPolicy(cooldown=timedelta(hours=48), max_attempts=3, holdout_percent=0)
 STUCK = snapshot(entry(PARTIAL, [utility()]))
 NOW = ACTIONABLE + timedelta(minutes=5)
 

@@ -54,6 +54,7 @@ class PollerSettings:
 
 
 DEFAULT_OUTREACH_CHANNELS = ("topic",)
+MAX_HOLDOUT_PERCENT = 50  # more would delay most customers' first message to measure the rest
 DEFAULT_CONNECT_URL_PATTERN = "https://connect.leap.energy/?refId={ref_id}&requestedUtilities={utilities}"
 
 
@@ -75,6 +76,11 @@ class OutreachSettings:
     connect_url_pattern: str = DEFAULT_CONNECT_URL_PATTERN  # {ref_id} and {utilities}, URL-encoded
     templates_file: str = ""
     notify_other_utility: bool = False  # residential customer connected a utility not asked for
+    # The measurement holdout (docs/outreach.md#holdout): this share of never-messaged customers, chosen
+    # per reason by hash, get their first message holdout_hours later than the rest, so the insight
+    # report can compare messaged customers with like ones not messaged yet. 0 turns it off.
+    holdout_percent: int = 10
+    holdout_hours: int = 168  # 7 days: the longest window the report measures
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +199,8 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "connect_url_pattern": _text("OUTREACH_CONNECT_URL_PATTERN"),
         "templates_file": _text("OUTREACH_TEMPLATES_FILE"),
         "notify_other_utility": _flag("OUTREACH_NOTIFY_OTHER_UTILITY"),
+        "holdout_percent": _whole("OUTREACH_HOLDOUT_PERCENT", low=0, high=MAX_HOLDOUT_PERCENT),
+        "holdout_hours": _whole("OUTREACH_HOLDOUT_HOURS", low=1),
     },
     MeterWatchSettings: {
         "first_check_hours": _whole("METER_FIRST_CHECK_HOURS", low=0),

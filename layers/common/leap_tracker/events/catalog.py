@@ -294,11 +294,11 @@ CATALOG: dict[str, EventType] = {
                     "type": "string",
                     "description": (
                         "completed, nothing_outstanding, unknown_connection_status, other_utility, "
-                        "max_attempts, cooldown, no_channel (open: new causes may be added)"
+                        "max_attempts, cooldown, no_channel, holdout (open: new causes may be added)"
                     ),
                 },
                 "attempts": {"type": "integer", "minimum": 0, "description": "messages sent so far"},
-                "next_attempt_at": {**_DATE_TIME, "description": "cooldown: when a message may go"},
+                "next_attempt_at": {**_DATE_TIME, "description": "cooldown, holdout: when a message may go"},
             },
             ("entry_id", "ref_id", "suppressed_because", "attempts"),
         ),

@@ -14,11 +14,13 @@
 
 :func:`decide` adds time and history: act only once the last interaction is ``actionable_delay`` old
 (else defer), never after completion, never twice for the same state from events, not within the
-cooldown of the previous message, and at most ``max_attempts`` messages per customer.
+cooldown of the previous message, at most ``max_attempts`` messages per customer, and a customer in
+the measurement holdout (:func:`in_holdout`) gets a first message ``holdout`` later than the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,6 +77,7 @@ class Because(StrEnum):
     COOLDOWN = "cooldown"
     NO_CHANNEL = "no_channel"  # a message was due but no channel is configured
     SNAPSHOT_MISSING = "snapshot_missing"  # the event's connection is not in the table
+    HOLDOUT = "holdout"  # in the measurement holdout: the first message goes holdout later
 
 
 class CustomerKind(StrEnum):
@@ -103,6 +106,8 @@ class OutreachPolicy:
     max_attempts: int = _DEFAULTS.outreach.max_attempts
     notify_other_utility: bool = _DEFAULTS.outreach.notify_other_utility
     agreement_done_statuses: frozenset[str] = _DEFAULTS.agreement_done_statuses
+    holdout_percent: int = _DEFAULTS.outreach.holdout_percent
+    holdout: timedelta = timedelta(hours=_DEFAULTS.outreach.holdout_hours)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutreachPolicy:
@@ -112,6 +117,8 @@ class OutreachPolicy:
             max_attempts=settings.outreach.max_attempts,
             notify_other_utility=settings.outreach.notify_other_utility,
             agreement_done_statuses=settings.agreement_done_statuses,
+            holdout_percent=settings.outreach.holdout_percent,
+            holdout=timedelta(hours=settings.outreach.holdout_hours),
         )
 
 
@@ -308,6 +315,13 @@ def decide(
         because = need.because or Because.OTHER_UTILITY
         return Decision(Action.SUPPRESS, need, because=because, follow_up=_clear_if(sweeping, history))
 
+    release_at = holdout_release(snapshot, need.reason, history, policy, actionable_at)
+    if release_at is not None and now < release_at:
+        change = None if history.follow_up_at == release_at else FollowUpChange(release_at, create=True)
+        return Decision(
+            Action.SUPPRESS, need, because=Because.HOLDOUT, next_attempt_at=release_at, follow_up=change
+        )
+
     same_state = (history.last_reason, history.last_state) == (need.reason, snapshot.content_hash)
     if same_state and not sweeping:
         return Decision(Action.SUPPRESS, need, because=Because.ALREADY_SENT)
@@ -335,6 +349,28 @@ def decide(
         state_sends=state_sends,
         follow_up=FollowUpChange(now + policy.cooldown if attempt < policy.max_attempts else None),
     )
+
+
+def in_holdout(entry_id: str, reason: str, percent: int) -> bool:
+    """Whether this customer is in the measurement holdout for ``reason``: SHA-256 of a label of its
+    own, the entry id and the reason, as a number 0..99, below ``percent``. Stable across retries,
+    replays and cold starts, like the variant (``templates.choose_variant``), and independent of it:
+    the label makes it another hash, so the holdout takes an even share of every variant."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"holdout\x1f{entry_id}\x1f{reason}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < percent
+
+
+def holdout_release(
+    snapshot: Snapshot, reason: str, history: History, policy: OutreachPolicy, actionable_at: datetime
+) -> datetime | None:
+    """When a held-out customer's first message may go (None: not held out). Only customers never
+    messaged are held out, as the report's comparison cohort is customers not messaged yet; the delay
+    counts from the moment the message would have gone, so it restarts when the customer acts again."""
+    if history.attempts > 0 or not in_holdout(snapshot.entry_id, reason, policy.holdout_percent):
+        return None
+    return actionable_at + policy.holdout
 
 
 def without_channel(decision: Decision, now: datetime) -> Decision:
