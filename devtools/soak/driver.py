@@ -166,6 +166,8 @@ def _rules(cloud: LocalCloud) -> observe.Rules:
         first_check=timedelta(hours=meters.first_check_hours),
         longest_meter_wait=timedelta(hours=max(meters.max_retry_hours, meters.overdue_retry_hours)),
         give_up=timedelta(days=meters.give_up_days),
+        holdout_percent=settings.outreach.holdout_percent,
+        holdout=timedelta(hours=settings.outreach.holdout_hours),
     )
 
 

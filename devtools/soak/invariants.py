@@ -18,6 +18,7 @@ from typing import Any
 from devtools.soak.observe import SOAK_KEY, Observations
 from leap_tracker.events import catalog
 from leap_tracker.leap import wire
+from leap_tracker.outreach.decision import in_holdout
 from leap_tracker.timeutil import parse_instant
 
 CHANGE_FAMILIES = ("connection", "utility", "agreement")  # what the emitter publishes
@@ -234,6 +235,29 @@ def outreach_within_maximum(obs: Observations) -> Result:
     return result
 
 
+def outreach_holdout_waits(obs: Observations) -> Result:
+    """A first message to a customer in the measurement holdout goes no earlier than its release."""
+    result = Result("no first message to a held-out customer before its release")
+    for call in _messages(obs):
+        data = call.event["data"]
+        if data.get("attempt") != 1:
+            continue
+        result.checked += 1
+        connection = data["connection"]
+        if not in_holdout(connection[wire.ENTRY_ID], str(data["reason"]), obs.rules.holdout_percent):
+            continue
+        actionable = parse_instant(connection[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
+        release = actionable + obs.rules.holdout
+        if call.sent_at < release:
+            result.fail(
+                _entry(connection[wire.ENTRY_ID]),
+                f"held out for {data['reason']}, messaged at {call.sent_at:%d %H:%M}, "
+                f"released only at {release:%d %H:%M}",
+                call.sent_at,
+            )
+    return result
+
+
 def stalled_customers_messaged(obs: Observations) -> Result:
     """Each customer stalled at the end, actionable long enough, got a message or a suppression."""
     result = Result("every stalled customer due a message gets one")
@@ -373,6 +397,7 @@ INVARIANTS: tuple[Callable[[Observations], Result], ...] = (
     outreach_not_after_completed,
     outreach_not_before_actionable,
     outreach_within_maximum,
+    outreach_holdout_waits,
     stalled_customers_messaged,
     meter_appeared_once,
     failures_accounted,

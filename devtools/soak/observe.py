@@ -110,6 +110,8 @@ class Rules:
     first_check: timedelta
     longest_meter_wait: timedelta
     give_up: timedelta
+    holdout_percent: int = 0  # outreach's measurement holdout (decision.in_holdout)
+    holdout: timedelta = timedelta(0)
 
 
 @dataclass

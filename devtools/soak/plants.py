@@ -113,6 +113,13 @@ def _hour_counted_from_the_start_date(_: LocalCloud, __: Timeline) -> Iterator[N
         yield
 
 
+@contextmanager
+def _holdout_ignored(_: LocalCloud, __: Timeline) -> Iterator[None]:
+    """Outreach forgets the measurement holdout: held-out customers are messaged at once."""
+    with mock.patch.object(decision, "holdout_release", return_value=None):
+        yield
+
+
 PLANTS: dict[str, Plant] = {
     plant.name: plant
     for plant in (
@@ -138,6 +145,12 @@ PLANTS: dict[str, Plant] = {
             "outreach-max-attempts-off-by-one",
             "no more messages than the maximum, none within the cooldown",
             _max_attempts_off_by_one,
+            lambda hours: [],
+        ),
+        Plant(
+            "outreach-ignores-holdout",
+            "no first message to a held-out customer before its release",
+            _holdout_ignored,
             lambda hours: [],
         ),
         Plant(

@@ -39,6 +39,7 @@ PLANT_HOURS = {
     "poller-drops-page-after-retry": 8,
     "outreach-max-attempts-off-by-one": 12,
     "outreach-messages-completed": 12,
+    "outreach-ignores-holdout": 12,
 }
 PLANT_CUSTOMERS = 40
 

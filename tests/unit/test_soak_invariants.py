@@ -25,6 +25,7 @@ from devtools.soak.observe import (
     WebhookCall,
 )
 from leap_tracker.events import catalog
+from leap_tracker.outreach.decision import in_holdout
 
 T0 = datetime(2025, 1, 7, 0, 0, tzinfo=UTC)
 ENTRY = "CAISO_x_ref-1"
@@ -35,7 +36,14 @@ RULES = Rules(
     first_check=timedelta(hours=24),
     longest_meter_wait=timedelta(hours=24),
     give_up=timedelta(days=14),
+    holdout_percent=50,
+    holdout=timedelta(hours=168),
 )
+
+
+# Outreach's own hash decides (RULES hold out 50%): ENTRY is messaged at once, HELD_OUT waits.
+assert not in_holdout(ENTRY, "utility_error.X", RULES.holdout_percent)
+HELD_OUT = next(e for e in (f"CAISO_x_ref-{n}" for n in range(2, 100)) if in_holdout(e, "not_started", 50))
 
 
 def at(hours: float) -> datetime:
@@ -46,9 +54,9 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def entry(status: str = "ERROR", last: float = 0.0) -> dict[str, Any]:
+def entry(status: str = "ERROR", last: float = 0.0, entry_id: str = ENTRY) -> dict[str, Any]:
     return {
-        "id": ENTRY,
+        "id": entry_id,
         "ref_id": "ref-1",
         "connection_status": status,
         "start_date_time_utc": stamp(at(-5)),
@@ -66,9 +74,21 @@ def change_event(event_id: str, sequence: int) -> dict[str, Any]:
 
 
 def message(
-    webhook_id: str, sent: float, key: str = "utility_error.X#abc#1", last: float = 0.0
+    webhook_id: str,
+    sent: float,
+    key: str = "utility_error.X#abc#1",
+    last: float = 0.0,
+    attempt: int = 1,
+    entry_id: str = ENTRY,
 ) -> WebhookCall:
-    data = {"entry_id": ENTRY, "dedupe_key": key, "webhook_id": webhook_id, "connection": entry(last=last)}
+    data = {
+        "entry_id": entry_id,
+        "dedupe_key": key,
+        "webhook_id": webhook_id,
+        "connection": entry(last=last, entry_id=entry_id),
+        "reason": key.split("#")[0],
+        "attempt": attempt,
+    }
     return WebhookCall(webhook_id, at(sent), 204, True, {"type": "outreach.requested", "data": data})
 
 
@@ -143,6 +163,10 @@ CASES: dict[str, tuple[Callable[[Observations], inv.Result], Callable[[Observati
     "within the cooldown": (
         inv.outreach_within_maximum,
         lambda o: o.webhook.append(message("msg_9", sent=10, key="k#9#1")),
+    ),
+    "a held-out customer messaged before its release": (
+        inv.outreach_holdout_waits,
+        lambda o: o.webhook.append(message("msg_h", sent=30, key="not_started#h#1", entry_id=HELD_OUT)),
     ),
     "a stalled customer never considered": (
         inv.stalled_customers_messaged,
