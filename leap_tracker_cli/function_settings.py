@@ -40,7 +40,14 @@ _POLICY_VARIABLES = (
     *_RULE_VARIABLES,
     *(
         VARIABLES[OutreachSettings][name].name
-        for name in ("cooldown_hours", "max_attempts", "notify_other_utility", "channels")
+        for name in (
+            "cooldown_hours",
+            "max_attempts",
+            "notify_other_utility",
+            "channels",
+            "holdout_percent",
+            "holdout_hours",
+        )
     ),
 )
 
@@ -75,6 +82,8 @@ class FunctionSettings:
             "max_attempts": policy.max_attempts,
             "notify_other_utility": policy.notify_other_utility,
             "agreement_done_statuses": sorted(policy.agreement_done_statuses),
+            "holdout_percent": policy.holdout_percent,
+            "holdout_hours": policy.holdout.total_seconds() / 3600,
             "channels": list(self.settings.outreach.channels),
         }
 

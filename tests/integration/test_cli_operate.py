@@ -365,6 +365,13 @@ def test_status_finds_the_reference_id_through_its_index_and_shows_what_is_known
     )
     assert reminder["webhook_id"] == ledger.webhook_id(entry_id, str(at_follow_up.dedupe_key))
     assert document["outreach_settings"]["source"].startswith("the defaults")
+    assert (
+        document["outreach_settings"]["holdout_percent"],
+        document["outreach_settings"]["holdout_hours"],
+    ) == (
+        10,
+        168,
+    )
     assert shown["outreach"]["attempts"] == 1
     [message] = shown["outreach"]["messages"]
     assert (message["reason"], message["status"], message["channels"], message["webhook_id"]) == (
