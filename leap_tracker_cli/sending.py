@@ -3,8 +3,9 @@
 :func:`prepare` turns stored changes into one list of messages per change (``events.diff`` then
 ``events.publishing.to_message``, exactly the emitter's path, so ids, bodies and attributes match);
 a change that cannot be read or diffed is set aside with its reason, never dropped silently.
-:func:`send` publishes them with ``events.publishing.publish_in_order`` (stops at the first failed
-call: what follows is reported unsent, so each entry's events stay in order) through either
+:func:`send` publishes them with ``events.publishing.publish_in_order`` (once an event is refused,
+nothing of its change or of any later one is sent: what follows is reported unsent, so each entry's
+events stay in order) through either
 
 - the project's ``SnsPublisher`` to the events topic (a FIFO topic: the entry's pseudonym as group
   id, the event id as deduplication id), or
@@ -118,7 +119,7 @@ class Sent:
     published: int  # messages accepted
     unsent: int  # messages not accepted, or not tried after the first failure
     records_published: int  # changes (from the first) whose messages were all accepted
-    failures: dict[str, str]  # event id -> reason, of the failed call
+    failures: dict[str, str]  # event id -> reason, of the calls that failed
 
 
 def send(records: Sequence[Sequence[OutgoingMessage]], publisher: MessagePublisher) -> Sent:

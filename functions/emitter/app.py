@@ -1,8 +1,9 @@
 """Emitter: the table stream's connection changes -> typed CloudEvents on the events topic.
 
-Thin: each record's images become messages (``leap_tracker.emitter.stream``, pure), then one ordered
-publishing pass sends them, 10 per PublishBatch call. A record whose events did not all publish, and
-every record after it, is reported failed so the stream retries them in order (see
+Thin: each record's images become messages (``leap_tracker.emitter.stream``, pure), then one
+publishing pass sends them, 10 per PublishBatch call, each entry's changes in order
+(``leap_tracker.events.publishing``). A record whose events did not all publish, and every record
+after it, is reported failed so the stream retries them in order (see
 ``leap_tracker.emitter.processor``). Each failed record leaves a failure marker in the table, and
 publishing a record deletes its marker (``leap_tracker.emitter.markers``: why a marker error fails the
 whole invocation).

@@ -458,6 +458,39 @@ def test_fifo_topic_groups_by_entry_pseudonym_and_deduplicates_on_the_event_id(f
     assert [m["event"]["sequence"] for m in received] == sorted(m["event"]["sequence"] for m in received)
 
 
+def test_several_changes_per_entry_share_calls_and_a_refusal_keeps_each_group_in_order(
+    fifo_topic: Topic,
+) -> None:
+    # Each entry's changes in a row (commercial's five, then unusual's two): the calls interleave the
+    # entries, one change per entry a call. Commercial's change 3 is refused in the third call.
+    records = samples.history_records(samples.commercial_history())
+    records += samples.history_records(samples.unusual_history(), first_sequence_number=100)
+    position, _ = refuse_commercial_error(fifo_topic, records)
+
+    response = fifo_topic.invoke(records)
+
+    assert position == 2
+    assert failed_items(response) == sequence_numbers(records[2:])  # unusual's too: after it on the stream
+    assert fifo_topic.sns.calls == [7, 6, 2]  # 2+5, 2+4, then change 3: change 4 never went out
+
+    fifo_topic.sns.refuse = set()
+    assert fifo_topic.invoke(records[2:]) == {"batchItemFailures": []}
+    # Read once both ran: moto's FIFO queue forgets a deduplication id once its message is deleted
+    # (SQS keeps it for 5 minutes).
+    delivered = fifo_topic.received()
+
+    # every event once (what the first invocation published, deduplicated on the event id when the
+    # retry published it again), and in each message group the changes in order
+    expected = [e["id"] for r in records for e in events_of(r)]
+    assert sorted(m["event"]["id"] for m in delivered) == sorted(expected)
+    groups: dict[str, list[str]] = {}
+    for m in delivered:
+        groups.setdefault(m["raw"]["Attributes"]["MessageGroupId"], []).append(m["event"]["sequence"])
+    assert len(groups) == 2
+    for sequences in groups.values():
+        assert sequences == sorted(sequences)
+
+
 def test_cold_start_without_a_topic_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EVENTS_TOPIC_ARN", raising=False)
 

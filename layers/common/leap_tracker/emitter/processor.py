@@ -8,8 +8,10 @@ again on the retry. This processor differs in two things, nothing else:
 1. it stops at the first record the record handler fails on, and reports that record and every later
    one as failed;
 2. the record handler only PREPARES a record's messages (pure); ``publish`` then sends all prepared
-   messages in one ordered pass (10 per SNS call across records, not one call per record) and says how
-   many leading records got through, and the records from there on are reported failed too.
+   messages in one pass, 10 per SNS call across records and entries, each entry's changes in order
+   (``events.publishing``: one change per entry a call, nothing more of an entry once one of its
+   events was refused), and says how many leading records had every event accepted; the records from
+   there on are reported failed too.
 
 Retries are safe: event ids are deterministic, so a record published again yields the same ids.
 When every record fails, Powertools raises (a function error), so the event source mapping bisects
