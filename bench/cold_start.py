@@ -24,7 +24,7 @@ DEPENDENCIES = [
     "aws_lambda_powertools.utilities.batch",
     "aws_lambda_powertools.utilities.parameters",
 ]
-HANDLERS = ["poller", "emitter", "outreach", "meter_watch", "meter_sweep"]
+HANDLERS = ["poller", "emitter", "outreach", "meter_watch", "meter_sweep", "webhook_receiver"]
 
 _PROBE = (
     "import sys, time; sys.path[:0] = {paths!r}; t = time.perf_counter(); import {module}; "

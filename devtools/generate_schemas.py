@@ -8,8 +8,9 @@ the ``FilterPolicies`` mapping and ``FilterPolicyName`` choices of subscriber/te
 
 Every example in the doc is a REAL message: the connection examples are what the emitter publishes
 for the sample histories of ``devtools.event_samples`` (stored with the poller's item format, read
-back from stream records), the meter and outreach examples come from their own builders. The tests check
-that every example validates against its schema and that the files match the catalog.
+back from stream records), the meter, outreach and enrollment examples come from their own
+builders. The tests check that every example validates against its schema and that the files match
+the catalog.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from leap_tracker.outreach.decision import History, OutreachPolicy, Snapshot, Tr
 from leap_tracker.outreach.messages import requested_message, sent_event, suppressed_event
 from leap_tracker.outreach.templates import load_templates
 from leap_tracker.timeutil import parse_instant
+from leap_tracker.webhooks import intake
+from leap_tracker.webhooks.enrollment import enrollment_event
+from leap_tracker.webhooks.payloads import delivery
 from subscriber.filter_policies import FilterPolicy, named_policies
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,12 +122,55 @@ def _outreach_events() -> list[dict[str, Any]]:
     return [message.event, sent, suppressed_event(snapshot, again, history.attempts, later)]
 
 
+def _enrollment_events() -> list[dict[str, Any]]:
+    """What the webhook processor publishes for two of Leap's enrollment webhooks (its own builder)."""
+    meter = {
+        wire.WEBHOOK_METER_ID: "5af2968d-2652-4ebf-9057-b831102a94ef",
+        wire.WEBHOOK_PARTNER_REFERENCE: "Test1012",
+        wire.WEBHOOK_TRANSMISSION_REGION: "CAISO",
+        wire.WEBHOOK_METER_TYPE: "UTILITY_METER",
+    }
+    action = {
+        wire.WEBHOOK_ACTION_CODE: "SIGN_PROGRAM_AGREEMENT",
+        wire.WEBHOOK_ACTION_TYPE: "AGREEMENT",
+        wire.WEBHOOK_ACTION_DESCRIPTION: "Sign the program agreement for this meter",
+        wire.WEBHOOK_ACTION_DEADLINE: "2025-04-01T00:00:00Z",
+    }
+    payloads = [
+        {
+            wire.WEBHOOK_EVENT_TYPE: wire.WEBHOOK_ENROLLMENT_REQUIRED_ACTIONS,
+            **meter,
+            wire.WEBHOOK_GLOBAL_ENROLLMENT_STATUS: "PENDING",
+            wire.WEBHOOK_REQUIRED_ACTIONS: {wire.WEBHOOK_PARTNER_ACTIONS: [action]},
+        },
+        {
+            wire.WEBHOOK_EVENT_TYPE: wire.WEBHOOK_ENROLLMENT_GLOBAL_STATUS,
+            **meter,
+            wire.WEBHOOK_GLOBAL_ENROLLMENT_STATUS: wire.ENROLLMENT_INELIGIBLE,
+        },
+    ]
+    events = []
+    for n, payload in enumerate(payloads):
+        event_id = f"9e0c6f0a-3b1d-4f5e-8a7b-00000000000{n}"
+        body = json.dumps({wire.WEBHOOK_EVENT_ID: event_id, wire.WEBHOOK_PAYLOAD: payload})
+        attributes = {
+            intake.QUEUE_ATTR_EVENT_ID: event_id,
+            intake.QUEUE_ATTR_EVENT_TYPE: payload[wire.WEBHOOK_EVENT_TYPE],
+            intake.QUEUE_ATTR_RECEIVED_AT: "2025-03-07T15:04:05Z",
+        }
+        event = enrollment_event(delivery(body, attributes))
+        assert event is not None, payload[wire.WEBHOOK_EVENT_TYPE]
+        events.append(event)
+    return events
+
+
 def example_messages() -> dict[str, OutgoingMessage]:
     """One real message per type that has a producer: the first one the sample histories yield."""
     messages = [
         *history_messages(event_samples.commercial_history()),
         *history_messages(event_samples.unusual_history()),
         *(to_message(event, event["data"]["entry_id"]) for event in _meter_events() + _outreach_events()),
+        *(to_message(event, event["data"]["meter_id"]) for event in _enrollment_events()),
     ]
     examples: dict[str, OutgoingMessage] = {}
     for message in messages:

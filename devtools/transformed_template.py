@@ -11,6 +11,9 @@ substitutes few of them, so Conditions and ``Fn::If`` stay in the output for a s
 checkov, though, evaluates Conditions on the parameters' defaults and skips the resources whose
 condition is false: ``--default NAME=VALUE`` changes a default in the output (and so in the transform),
 so an optional part is scanned too; ``--untransformed`` prints the template as written (as JSON).
+A function's ``FunctionUrlConfig`` becomes an ``AWS::Lambda::Url`` resource of its own, which SAM gives
+none of the function's ``Metadata``: the function's checkov skips (their reasons written once, on the
+function) are carried over to it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,21 @@ def transformed(
     declared = sam.get("Parameters", {})
     values = {name: value for name, value in PLACEHOLDERS.items() if name in declared}
     parameters = resolve_parameters(declared, values | overrides)
-    return transform(sam, parameters, REGION)
+    return with_url_skips(transform(sam, parameters, REGION))
+
+
+def with_url_skips(cfn: dict[str, Any]) -> dict[str, Any]:
+    """Each function URL with its function's checkov skips (see the module docstring)."""
+    resources = cfn.get("Resources", {})
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::Lambda::Url":
+            continue
+        target = resource.get("Properties", {}).get("TargetFunctionArn")
+        function = resources.get(target.get("Ref")) if isinstance(target, dict) else None
+        skips = (function or {}).get("Metadata", {}).get("checkov", {}).get("skip")
+        if skips:
+            resource.setdefault("Metadata", {}).setdefault("checkov", {})["skip"] = skips
+    return cfn
 
 
 def with_defaults(sam: dict[str, Any], defaults: dict[str, str]) -> dict[str, Any]:

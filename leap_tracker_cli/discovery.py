@@ -70,6 +70,13 @@ class Discovery:
             )
         return found
 
+    def stack_parameter(self, name: str) -> Located | None:
+        """A parameter of the stack named by --stack-name (None without one, or if it has none)."""
+        if not self.stack_name:
+            return None
+        value = self._stack.parameters().get(name)
+        return None if value is None else Located(value, f"stack {self.stack_name} parameter {name}")
+
     @cached_property
     def _stack(self) -> Stack:
         return Stack(self.client("cloudformation"), str(self.stack_name))
@@ -81,7 +88,7 @@ class Stack:
     def __init__(self, cloudformation: Any, name: str) -> None:
         self._cloudformation = cloudformation
         self.name = name
-        self._outputs: dict[str, str] | None = None
+        self._description: dict[str, Any] | None = None
         self._resources: dict[str, str] | None = None
 
     def find(self, resource: Resource) -> Located:
@@ -97,10 +104,17 @@ class Stack:
         )
 
     def outputs(self) -> dict[str, str]:
-        if self._outputs is None:
-            stacks = self._call("describe_stacks")["Stacks"]
-            self._outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        return self._outputs
+        return {o["OutputKey"]: o["OutputValue"] for o in self._described().get("Outputs", [])}
+
+    def parameters(self) -> dict[str, str]:
+        return {
+            p["ParameterKey"]: p.get("ParameterValue", "") for p in self._described().get("Parameters", [])
+        }
+
+    def _described(self) -> dict[str, Any]:
+        if self._description is None:
+            self._description = self._call("describe_stacks")["Stacks"][0]
+        return self._description
 
     def resources(self) -> dict[str, str]:
         if self._resources is None:

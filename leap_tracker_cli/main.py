@@ -1,9 +1,9 @@
 """The ``leap-tracker`` entry point: argparse subcommands, resource discovery, text or ``--json``.
 
-Exit status: 0 done, 1 AWS refused or failed (credentials, permissions, throttling) or the command
-did only part of its work (an event not sent, a message kept: the answer says which), 2 a usage or
-discovery error (the message says what to pass). With ``--json`` the answer, or the error, is one
-JSON document on stdout.
+Exit status: 0 done, 1 AWS or Leap refused or failed (credentials, permissions, throttling, a Leap
+key refused) or the command did only part of its work (an event not sent, a message kept: the answer
+says which), 2 a usage or discovery error (the message says what to pass). With ``--json`` the answer,
+or the error, is one JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, TextIO
 
+from leap_tracker.leap.api import LeapError
 from leap_tracker_cli import hash as hash_command
-from leap_tracker_cli import poll, redrive, replay, replay_failures, report, status, subscribe, tail
+from leap_tracker_cli import poll, redrive, replay, replay_failures, report, status, subscribe, tail, webhooks
 from leap_tracker_cli.discovery import ClientFactory, Discovery, DiscoveryError
 from leap_tracker_cli.result import CommandError, Result
 
@@ -32,6 +33,7 @@ SUBCOMMANDS: Sequence[ModuleType] = (
     redrive,
     poll,
     report,
+    webhooks,
 )
 
 
@@ -49,6 +51,8 @@ def main(
         result = args.command.run(args, _discovery(args, environ, client))
     except (CommandError, DiscoveryError) as exc:
         return _fail(out, args.json, str(exc), status=2)
+    except LeapError as exc:  # a key refused (the message names the environment), Leap unavailable...
+        return _fail(out, args.json, f"Leap: {exc}", status=1)
     except Exception as exc:
         from botocore.exceptions import BotoCoreError, ClientError  # loaded with boto3 by then
 
@@ -72,9 +76,21 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = top.add_subparsers(dest="name", required=True, metavar="command")
     for module in SUBCOMMANDS:
-        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP, parents=[common])
-        module.add_arguments(sub)
-        sub.set_defaults(command=module)
+        actions = getattr(module, "ACTIONS", None)
+        if actions is None:
+            sub = commands.add_parser(
+                module.NAME, help=module.HELP, description=module.HELP, parents=[common]
+            )
+            module.add_arguments(sub)
+            sub.set_defaults(command=module)
+            continue
+        # A subcommand with actions (`webhooks register`): each action is parsed like a subcommand.
+        group = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        nested = group.add_subparsers(dest="action", required=True, metavar="action")
+        for action in actions:
+            sub = nested.add_parser(action.NAME, help=action.HELP, description=action.HELP, parents=[common])
+            action.add_arguments(sub)
+            sub.set_defaults(command=action)
     return top
 
 

@@ -9,16 +9,18 @@ One entry builder, :func:`entry`, with :func:`utility` and :func:`agreements` fo
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leap_tracker import table
-from leap_tracker.events.catalog import message_attributes
+from leap_tracker.events.catalog import CONNECTION_COMPLETED, build_event, message_attributes
 from leap_tracker.leap import wire
 from leap_tracker.leap.connect_model import canonical_json, content_hash
 from leap_tracker.outreach.decision import Snapshot
 from leap_tracker.timeutil import format_instant
+from leap_tracker.webhooks import intake
 from subscriber.filter_policies import named_policies
 
 SDGE = "SDG&E: San Diego Gas & Electric"
@@ -242,3 +244,129 @@ def history_writes(
         writes.append((at, previous, canonical, item))
         previous = canonical
     return writes
+
+
+# --- Leap's webhook deliveries (issue 15): one valid payload per known type -------------------------
+
+WEBHOOK_METER_ID = "5af2968d-2652-4ebf-9057-b831102a94ef"
+WEBHOOK_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:WebhookQueue"
+WEBHOOK_SAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
+    wire.WEBHOOK_METER_CREATED: {
+        wire.WEBHOOK_METER_ID: WEBHOOK_METER_ID,
+        wire.WEBHOOK_PARTNER_REFERENCE: "customer-0001",
+        wire.WEBHOOK_TRANSMISSION_REGION: "CAISO",
+        wire.WEBHOOK_METER_TYPE: "UTILITY_METER",
+    },
+    wire.WEBHOOK_CONNECT_SESSION_UPDATED: {
+        wire.WEBHOOK_PARTNER_REFERENCE: "customer-0001",
+        wire.WEBHOOK_STATUS: "COMPLETED",
+    },
+    wire.WEBHOOK_AUTHORIZATION_UPDATED: {
+        wire.WEBHOOK_PARTNER_REFERENCE: "customer-0001",
+        wire.WEBHOOK_UTILITY_NAME: "PGE",
+        wire.WEBHOOK_STATUS: "FAILED",
+    },
+    wire.WEBHOOK_ENROLLMENT_GLOBAL_STATUS: {
+        wire.WEBHOOK_METER_ID: WEBHOOK_METER_ID,
+        wire.WEBHOOK_TRANSMISSION_REGION: "ERCOT",
+        wire.WEBHOOK_GLOBAL_ENROLLMENT_STATUS: "ELIGIBLE",
+    },
+    wire.WEBHOOK_ENROLLMENT_PARTICIPATION: {
+        wire.WEBHOOK_METER_ID: WEBHOOK_METER_ID,
+        wire.WEBHOOK_TRANSMISSION_REGION: "PJM",
+        wire.WEBHOOK_PARTICIPATION_PREFERENCE: "PARTICIPATE",
+        wire.WEBHOOK_START_TIME: "2025-02-01T00:00:00Z",
+        wire.WEBHOOK_END_TIME: None,
+    },
+    wire.WEBHOOK_ENROLLMENT_REQUIRED_ACTIONS: {
+        wire.WEBHOOK_METER_ID: WEBHOOK_METER_ID,
+        wire.WEBHOOK_TRANSMISSION_REGION: "NYISO",
+        wire.WEBHOOK_GLOBAL_ENROLLMENT_STATUS: "PENDING",
+        wire.WEBHOOK_REQUIRED_ACTIONS: {
+            wire.WEBHOOK_PARTNER_ACTIONS: [
+                {
+                    wire.WEBHOOK_ACTION_DEADLINE: "2025-02-15T00:00:00Z",
+                    wire.WEBHOOK_ACTION_TYPE: "DOCUMENT",
+                    wire.WEBHOOK_ACTION_DESCRIPTION: "Upload the signed form",
+                    wire.WEBHOOK_ACTION_CODE: "SIGN_FORM",
+                }
+            ]
+        },
+    },
+    wire.WEBHOOK_ENROLLMENT_GROUP: {
+        wire.WEBHOOK_MARKET_GROUP_ID: "0d3c1b4e-9a0b-4c55-8d0e-3f1a2b3c4d5e",
+        wire.WEBHOOK_MARKET_GROUP_NAME: "Summer 2025",
+        wire.WEBHOOK_START_DATE_TIME: "2025-06-01T00:00:00Z",
+        wire.WEBHOOK_END_DATE_TIME: "2025-09-30T23:59:59Z",
+        wire.WEBHOOK_METER_IDS: [WEBHOOK_METER_ID],
+    },
+}
+
+
+def webhook_delivery(
+    event_type: str = wire.WEBHOOK_METER_CREATED,
+    event_id: str = "0b6f8a52-6f7e-4a43-9d59-3d5f0c6a1e11",
+    **fields: Any,
+) -> dict[str, Any]:
+    """A delivery as Leap POSTs it: the type's sample payload with ``fields`` changed (None: dropped)."""
+    payload = {
+        wire.WEBHOOK_EVENT_TYPE: event_type,
+        **copy.deepcopy(WEBHOOK_SAMPLE_PAYLOADS.get(event_type, {})),
+    }
+    payload |= fields
+    return {
+        wire.WEBHOOK_EVENT_ID: event_id,
+        wire.WEBHOOK_PAYLOAD: {
+            name: value for name, value in payload.items() if name not in fields or value is not None
+        },
+    }
+
+
+def webhook_queue_message(delivery: dict[str, Any], received_at: datetime) -> intake.QueueMessage:
+    """The WebhookQueue message the receiver makes of a delivery (its own rules: contract 1)."""
+    accepted = intake.parse(json.dumps(delivery).encode())
+    assert isinstance(accepted, intake.Accepted), accepted
+    return intake.queue_message(accepted, received_at)
+
+
+def webhook_sqs_record(
+    message: intake.QueueMessage,
+    *,
+    message_id: str = "m-1",
+    receive_count: int = 1,
+    queue_arn: str = WEBHOOK_QUEUE_ARN,
+) -> dict[str, Any]:
+    """A Lambda SQS record of a WebhookQueue message."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": message.body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count)},
+        "messageAttributes": {
+            name: {"stringValue": value, "dataType": "String"} for name, value in message.attributes.items()
+        },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": "us-east-1",
+    }
+
+
+def connection_completed_event(
+    entry_id: str, ref_id: str, completed_at: datetime, sequence: int = 3, region: str | None = "CAISO"
+) -> dict[str, Any]:
+    """The ``connection.completed`` CloudEvent the emitter publishes for a completion (what opens a watch)."""
+    connection = {
+        wire.ENTRY_ID: entry_id,
+        wire.ENTRY_REF_ID: ref_id,
+        wire.ENTRY_TRANSMISSION_REGION: region,
+        wire.ENTRY_LAST_INTERACTION: format_instant(completed_at),
+        wire.ENTRY_CONNECTION_STATUS: wire.CONNECTION_COMPLETED,
+    }
+    return build_event(
+        CONNECTION_COMPLETED,
+        entry_id=entry_id,
+        subject=ref_id,
+        sequence=sequence,
+        time=format_instant(completed_at),
+        data={"connection": connection, "previous": {}, "actionable_at": format_instant(completed_at)},
+    )

@@ -12,7 +12,7 @@ from leap_tracker.leap import wire
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="Serve a simulated Leap Connect + Meters v2 API on 127.0.0.1."
+        description="Serve a simulated Leap Connect + Meters v2 + Webhook Subscription API on 127.0.0.1."
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--customers", type=int, default=300)

@@ -14,6 +14,7 @@ import random
 import re
 from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -116,6 +117,11 @@ _REGION_BY_NAME = {region.name: region for region in REGIONS}
 _METERS_CODE = {u.connect_name: u.meters_code for region in REGIONS for u in region.utilities}
 
 
+def utility_code(connect_name: str) -> str:
+    """The utility's enum value (Meters v2 ``utility_name``, webhooks' ``utility_name``): PGE, SCE..."""
+    return _METERS_CODE.get(connect_name, connect_name)
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """The customer tried a utility's login; the utility is left in ``status``."""
@@ -187,7 +193,8 @@ class Population:
         self._seed_base = int.from_bytes(hashlib.sha256(f"leap-sim/{seed}".encode()).digest()[:8]) << 32
         self._drawn = lru_cache(maxsize=8192)(self._draw_journey)
         self._replaced: dict[int, Journey] = {}  # journeys changed after the draw (outreach nudges)
-        self._clicked_at, self._change_times, self._change_offsets = self._index_change_times()
+        indexed = self._index_change_times()
+        self._clicked_at, self._change_times, self._change_offsets, self._meters_at = indexed
 
     # --- lookups ------------------------------------------------------------------------------
 
@@ -210,6 +217,19 @@ class Population:
 
     def clicked_at(self, index: int) -> int:
         return self._clicked_at[index]
+
+    def change_times(self, index: int) -> Sequence[int]:
+        """The click and every step's time, in order (from the compact index unless replaced)."""
+        if index in self._replaced:
+            return self._replaced[index].timeline.change_times
+        return self._change_times[self._change_offsets[index] : self._change_offsets[index + 1]]
+
+    def meters_at(self, index: int) -> int | None:
+        """When the customer's meters appear in Meters v2; None if they never do."""
+        if index in self._replaced:
+            return self._replaced[index].timeline.meters_at
+        moment = self._meters_at[index]
+        return None if moment < 0 else moment
 
     def last_change_at(self, index: int, t: int) -> int | None:
         """The latest change at or before ``t`` (None before the click), from the compact index."""
@@ -237,15 +257,16 @@ class Population:
 
     # --- generation ---------------------------------------------------------------------------
 
-    def _index_change_times(self) -> tuple[array[int], array[int], array[int]]:
-        """Click and change times of every journey in flat arrays: a few bytes per customer."""
-        clicked, times, offsets = array("q"), array("q"), array("q", [0])
+    def _index_change_times(self) -> tuple[array[int], array[int], array[int], array[int]]:
+        """Click, change and meter times of every journey in flat arrays: a few bytes per customer."""
+        clicked, times, offsets, meters = array("q"), array("q"), array("q", [0]), array("q")
         for index in range(self.size):
             timeline = self._draw_timeline(self._rng(index))
             clicked.append(timeline.clicked_at)
             times.extend(timeline.change_times)
             offsets.append(len(times))
-        return clicked, times, offsets
+            meters.append(-1 if timeline.meters_at is None else timeline.meters_at)
+        return clicked, times, offsets, meters
 
     def _rng(self, index: int) -> random.Random:
         return random.Random(self._seed_base + index)

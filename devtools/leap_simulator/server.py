@@ -2,10 +2,11 @@
 the answer in Leap's shapes.
 
 A request is recorded, then an armed fault may answer instead (or slow the answer, or cut its body
-short); then the API key is checked and the path routed: the Connect list (GET) and the Meters v2
-search (POST). Query strings and bodies are checked as the spec constrains them, and a bad one is
-answered with Leap's ``{title, status, details}`` problem. The answers come from the simulated Leap
-(simulator.py).
+short); then the API key is checked and the path routed: the Connect list (GET), the Meters v2
+search (POST) and the Webhook Subscription API (``/v1.1/webhooks``: GET, POST; ``/{id}``: PUT,
+DELETE; ``/{id}/test``: POST). Query strings and bodies are checked as the spec constrains them, and
+a bad one is answered with Leap's ``{title, status, details}`` problem (the Subscription API's own
+``{error, message}``). The answers come from the simulated Leap (simulator.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from devtools.leap_simulator.simulator import (
     readable_instant,
 )
 from devtools.leap_simulator.tokens import BadPageToken, query_digest
+from devtools.leap_simulator.webhooks import UnknownWebhook, WebhookBodyError
 from leap_tracker.leap import wire
 
 INTERNAL_ERROR_TEXT = "An error happened whilst processing your request"  # Leap's 500 body, a JSON string
@@ -106,8 +108,13 @@ def _authorized_reply(
     body: Any,
     authorization: str | None,
 ) -> _Reply:
+    webhooks = path == wire.WEBHOOKS_PATH or path.startswith(f"{wire.WEBHOOKS_PATH}/")
     if authorization != f"{wire.AUTH_SCHEME} {sim.api_key}":
+        if webhooks:
+            return _webhook_error(401, "Unauthorized", "a valid API key is required")
         return _Reply(401, _problem(401, "Unauthorized"))
+    if webhooks:
+        return _webhooks_reply(sim, method, path.removeprefix(wire.WEBHOOKS_PATH).strip("/"), body)
     connect_path = sim.connect_wire.path
     try:
         if path == connect_path and method == "GET":
@@ -121,6 +128,36 @@ def _authorized_reply(
         return refusal.reply
     except BadPageToken as exc:
         return _Reply(400, _problem(400, "Invalid page token", {_page_token_name(sim, path): str(exc)}))
+
+
+def _webhooks_reply(sim: LeapSimulator, method: str, rest: str, body: Any) -> _Reply:
+    """The Webhook Subscription API; ``rest`` is the path after /v1.1/webhooks ("", "<id>", "<id>/test")."""
+    parts = rest.split("/") if rest else []
+    try:
+        match parts, method:
+            case [], "GET":
+                return _Reply(200, {wire.WEBHOOK_SUBSCRIPTIONS: sim.list_webhooks()})
+            case [], "POST":
+                return _Reply(200, {wire.WEBHOOK_SUBSCRIPTION_ID: sim.create_webhook(body)})
+            case [webhook_id], "PUT":
+                return _Reply(200, {wire.WEBHOOK_SUBSCRIPTION_ID: sim.update_webhook(webhook_id, body)})
+            case [webhook_id], "DELETE":
+                sim.delete_webhook(webhook_id)
+                return _Reply(200, {wire.WEBHOOK_DELETED_MESSAGE: f"webhook {webhook_id} deleted"})
+            case [webhook_id, "test"], "POST":
+                return _Reply(200, sim.test_webhook(webhook_id, body))
+            case [] | [_] | [_, "test"], _:
+                return _webhook_error(405, "Method Not Allowed", f"{method} is not allowed here")
+            case _:
+                return _webhook_error(404, "Not Found", f"no such path under {wire.WEBHOOKS_PATH}")
+    except WebhookBodyError as exc:
+        return _webhook_error(400, "Bad Request", str(exc))
+    except UnknownWebhook as exc:
+        return _webhook_error(404, "Not Found", f"no webhook {exc.args[0]}")
+
+
+def _webhook_error(status: int, error: str, message: str) -> _Reply:
+    return _Reply(status, {wire.WEBHOOK_ERROR: error, wire.WEBHOOK_ERROR_MESSAGE: message})
 
 
 def _page_token_name(sim: LeapSimulator, path: str) -> str:
@@ -287,6 +324,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request line http.server writes to stderr."""

@@ -3,8 +3,10 @@
 It answers at a simulated instant the caller controls, so a test can replay days of customer journeys
 in milliseconds and compare what the product saw with the ground truth (``snapshot``, ``completed_at``,
 ``meters_appear_at``...). Faults (429, 500, slow, cut-off bodies, expired tokens, dropped connections)
-are armed per test. This module is the simulated Leap (population, clock, answers, ground truth, fault
-switches); server.py is its HTTP face on 127.0.0.1.
+are armed per test. It also keeps the Webhook Subscription API's subscriptions and pushes webhooks to
+them as the caller steps its clock (``next_webhook_at``, ``push_due_webhooks``: webhooks.py). This
+module is the simulated Leap (population, clock, answers, ground truth, fault switches); server.py is
+its HTTP face on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,15 +16,26 @@ import hashlib
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from devtools.leap_simulator import nudges
 from devtools.leap_simulator.faults import Fault, FaultPlan
-from devtools.leap_simulator.population import Population, Timeline, wire_instant
+from devtools.leap_simulator.population import Population, Timeline, utility_code, wire_instant
 from devtools.leap_simulator.tokens import CONNECT, METERS, Cursor, PageTokens, query_digest
+from devtools.leap_simulator.webhooks import (
+    DEFAULT_DELAY,
+    DEFAULT_RETRY_DELAYS,
+    NO_FAULTS,
+    Subscription,
+    Transport,
+    WebhookDelivery,
+    WebhookEngine,
+    WebhookFaults,
+    WebhookTest,
+)
 from leap_tracker.leap import wire
 from leap_tracker.timeutil import parse_instant
 
@@ -81,6 +94,10 @@ class LeapSimulator:
         last_page_token: LastPageToken = "absent",
         meters_page_cap: int = wire.METERS_MAX_PAGE_SIZE,
         request_log_size: int = 10_000,
+        webhook_transport: Transport | None = None,
+        webhook_delay: timedelta = DEFAULT_DELAY,
+        webhook_retry_delays: Sequence[timedelta] = DEFAULT_RETRY_DELAYS,
+        webhook_faults: WebhookFaults = NO_FAULTS,
     ) -> None:
         self.seed = seed
         self.api_key = api_key
@@ -102,6 +119,15 @@ class LeapSimulator:
         self._requests: Counter[str] = Counter()
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
         self._server: SimulatorServer | None = None
+        self._webhooks = WebhookEngine(
+            _WebhookSource(self),
+            seed,
+            self._lock,
+            transport=webhook_transport,
+            delay=webhook_delay,
+            retry_delays=webhook_retry_delays,
+            faults=webhook_faults,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -218,6 +244,7 @@ class LeapSimulator:
             index = self._population.index_of(ref_id) if isinstance(ref_id, str) else None
             if index is not None:
                 self._overrides[index] = stored
+                self._webhooks.rewind(index, self._now)
             elif isinstance(ref_id, str) and ref_id in self._extra_by_ref:
                 self._extras[self._extra_by_ref[ref_id]] = stored
             else:
@@ -241,6 +268,7 @@ class LeapSimulator:
             chosen = sorted(chooser.sample(existing, round(len(existing) * fraction)))
             for index in chosen:
                 self._touches.setdefault(index, []).append(self._now)
+                self._webhooks.rewind(index, self._now)
         return [self._population.ref_id(index) for index in chosen]
 
     def message(self, ref_id: str, reason: str, variant: str, at: datetime) -> nudges.Outreach:
@@ -257,6 +285,7 @@ class LeapSimulator:
                 changed = nudges.nudged_timeline(self._population.journey(index).timeline, sent, moved, rng)
             if changed is not None and index is not None:
                 self._population.replace_timeline(index, changed)
+                self._webhooks.rewind(index, moved)
             told = nudges.Outreach(ref_id, reason, variant, sent, drawn, None if changed is None else moved)
             self._outreach.append(told)
         return told
@@ -302,6 +331,64 @@ class LeapSimulator:
         with self._lock:
             self._requests[request.path] += 1
             self._log.append(request)
+
+    # --- webhooks: the Subscription API (server.py routes it here) and the push ---------------
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        return self._webhooks.list_wire()
+
+    def create_webhook(self, body: Any) -> str:
+        """A subscription from a create body (WebhookBodyError if Leap would refuse it); its id."""
+        return self._webhooks.create(body, self._now)
+
+    def update_webhook(self, webhook_id: str, body: Any) -> str:
+        """Replace every setting (UnknownWebhook for an unknown id)."""
+        return self._webhooks.update(webhook_id, body, self._now)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._webhooks.delete(webhook_id, self._now)
+
+    def test_webhook(self, webhook_id: str, payload: Any) -> dict[str, Any]:
+        """Send ``payload`` to the subscription's receiver now; Leap's test answer."""
+        return self._webhooks.send_test(webhook_id, payload, self._now)
+
+    @property
+    def webhook_subscriptions(self) -> list[Subscription]:
+        return self._webhooks.subscriptions()
+
+    def set_webhook_transport(self, transport: Transport) -> None:
+        """How deliveries go out: ``transport(url, headers, body) -> HTTP status`` (default: requests)."""
+        self._webhooks.transport = transport
+
+    def set_webhook_faults(self, faults: WebhookFaults) -> None:
+        """The webhook faults for the events after now (all off by default)."""
+        self._webhooks.set_faults(faults, self._now)
+
+    def next_webhook_at(self) -> datetime | None:
+        """When the next delivery attempt is due (None: nothing will be sent)."""
+        due = self._webhooks.next_due()
+        return None if due is None else _datetime(due)
+
+    def push_due_webhooks(self, now: datetime | None = None) -> list[WebhookDelivery]:
+        """Send every attempt due at or before ``now`` (default: the clock); the deliveries it touched.
+
+        ``now`` may not be ahead of the clock: what happens after it is not settled yet.
+        """
+        moment = self._epoch_or_now(now)
+        if moment > self._now:
+            raise ValueError(
+                f"push_due_webhooks({_datetime(moment)}) is ahead of the clock ({self.now}): move it first"
+            )
+        return self._webhooks.push(moment)
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every delivery worked out so far, in due order, with its attempts and outcome (ground truth)."""
+        return self._webhooks.deliveries()
+
+    @property
+    def webhook_tests(self) -> list[WebhookTest]:
+        return self._webhooks.tests
 
     # --- Connect API --------------------------------------------------------------------------
 
@@ -425,6 +512,40 @@ class LeapSimulator:
 
     def _epoch_or_now(self, at: datetime | None) -> int:
         return self._now if at is None else _epoch(at)
+
+
+class _WebhookSource:
+    """What the webhook engine reads of this simulator (webhooks.WebhookSource)."""
+
+    def __init__(self, simulator: LeapSimulator) -> None:
+        self._simulator = simulator
+
+    @property
+    def size(self) -> int:
+        return self._simulator._population.size
+
+    def ref_id(self, index: int) -> str:
+        return self._simulator._population.ref_id(index)
+
+    def moments(self, index: int) -> Sequence[int]:
+        population = self._simulator._population
+        moments = {*population.change_times(index), *self._simulator._touches.get(index, ())}
+        meters_at = population.meters_at(index)
+        if meters_at is not None:
+            moments.add(meters_at)
+        return sorted(moments)
+
+    def entry(self, index: int, t: int) -> dict[str, Any] | None:
+        return self._simulator._entry(index, t)
+
+    def meters(self, index: int, t: int) -> list[dict[str, Any]]:
+        return self._simulator._population.visible_meters(index, t)
+
+    def meters_at(self, index: int) -> int | None:
+        return self._simulator._population.meters_at(index)
+
+    def utility_code(self, connect_name: str) -> str:
+        return utility_code(connect_name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ Attributes: ``resources`` (:class:`Resources`: ``table_name``, ``stream_arn``, `
 Methods: ``client(service)``, ``lambda_client()`` (a Lambda client whose invoke runs a function here),
 ``now()``, ``advance(seconds=, minutes=, hours=, days=)``,
 ``on_advance(listener)``, ``invoke(logical_id, event=None, asynchronous=False)``,
+``function_url(logical_id)``, ``call_function_url(url, method, headers, body)`` (a request to a
+function URL as Lambda's front end handles it: ``(status, headers, body)``),
 ``fire_schedule(logical_id, schedule_id=None, scheduled_time=None)``, ``pump()``, ``drain(max_rounds=None)``,
 ``override_handler(logical_id, handler)``, ``wrap_handler(logical_id, wrapper)``,
 ``fail_next(logical_id, times=1, error=None)``, ``set_remaining_time(logical_id, millis)``,

@@ -114,6 +114,10 @@ class AsyncInvocations:
         if outcome.error is not None:
             self._failed(_AsyncEvent(function, payload, 1, self._now(), outcome.error))
 
+    def pending(self) -> list[_AsyncEvent]:
+        """The retries waiting for their due time."""
+        return list(self._queue)
+
     def run_due(self) -> bool:
         """Run the retries due at the simulated now; True when there were any."""
         now = self._now()

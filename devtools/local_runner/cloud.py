@@ -26,7 +26,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from devtools.local_runner import partner
+from devtools.local_runner import function_urls, partner
 from devtools.local_runner.alarms import AlarmEvaluation, evaluate_queue_alarms
 from devtools.local_runner.async_invocations import AsyncInvocations, Destinations
 from devtools.local_runner.aws_calls import CallCounter
@@ -226,9 +226,47 @@ class LocalCloud:
         payload = schedule.payload(scheduled_time or self.now())
         return self._invoke_async(self.functions[schedule.function], payload, "schedule")
 
+    def function_url(self, logical_id: str) -> str:
+        """The URL of the function's FunctionUrlConfig, as the stack output gives it."""
+        function = self._function(logical_id)
+        for url in self.resources.of_type("AWS::Lambda::Url"):
+            if url.attributes["FunctionArn"] == function.arn:
+                return str(url.attributes["FunctionUrl"])
+        raise KeyError(f"{logical_id} has no FunctionUrlConfig")
+
+    def call_function_url(
+        self, url: str, method: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> function_urls.HttpAnswer:
+        """An HTTP request to a function URL, as Lambda's front end handles it: the payload format 2.0
+        event (timed on the simulated clock), a synchronous invocation recorded like any other, and
+        (status, headers, body) from its result; an unhandled error (a timeout too) is a 502.
+        devtools/local_runner/function_urls.py says what is not emulated."""
+        wanted = function_urls.parse_url(url).url_id
+        for resource in self.resources.of_type("AWS::Lambda::Url"):
+            if function_urls.url_id(resource.attributes["FunctionArn"]) == wanted:
+                function = next(
+                    f for f in self.functions.values() if f.arn == resource.attributes["FunctionArn"]
+                )
+                break
+        else:
+            raise KeyError(f"no function URL of this cloud answers {url!r}")
+        event = function_urls.request_event(url, method, headers, body, self.now())
+        outcome = self._invoke(function, event, "function-url")
+        return function_urls.http_answer(outcome.result, outcome.error)
+
     def pump(self) -> int:
         """One round: every mapping delivers at most one batch, due async retries run. Invocations made."""
         return self._round()[1]
+
+    def next_due(self) -> datetime | None:
+        """The earliest later moment at which something waiting becomes deliverable: a delayed or
+        invisible message of a queue an event source mapping reads, or a due asynchronous retry (None:
+        nothing waits). A caller stepping the clock goes there instead of polling at a fixed pace."""
+        moments = [event.due for event in self._async.pending()]
+        urls = {mapping.queue_url for mapping in self.sqs_mappings.values() if mapping.enabled}
+        moments += [_waiting_until(url) for url in urls]
+        later = [moment for moment in moments if moment is not None and moment > self.now()]
+        return min(later, default=None)
 
     def drain(self, max_rounds: int | None = None) -> int:
         """Deliver until nothing is left at the current simulated time. Returns the invocations made."""
@@ -529,6 +567,19 @@ def _linear_sqs_receive() -> Any:
     return mock.patch.object(
         SQSBackend, "is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period
     )
+
+
+def _waiting_until(queue_url: str) -> datetime | None:
+    """When the queue's first waiting message (delayed, or received and not yet visible again) becomes
+    visible, from moto's own bookkeeping (milliseconds on the simulated clock): SQS does not say."""
+    from moto.sqs.models import sqs_backends
+
+    region, name = queue_url.split("//", 1)[1].split(".")[1], queue_url.rstrip("/").rsplit("/", 1)[1]
+    queue = sqs_backends[ACCOUNT_ID][region].queues.get(name)
+    if queue is None:
+        return None
+    waiting = [max(m.delayed_until, m.visible_at) for m in queue._messages if m.delayed or not m.visible]
+    return datetime.fromtimestamp(min(waiting) / 1000, UTC) if waiting else None
 
 
 def _visibility_from_the_receive() -> Any:

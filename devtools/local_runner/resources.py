@@ -4,8 +4,8 @@ Created in moto: DynamoDB tables (keys, indexes, stream, billing, SSE, TTL, poin
 SNS topics (FIFO, KMS key, inline subscriptions), SQS queues (every queue attribute, redrive),
 SNS subscriptions (filter policy and its scope, raw delivery, redrive), queue and topic policies,
 Secrets Manager secrets, CloudWatch alarms and dashboards (stored: moto evaluates no alarm).
-Functions, event source mappings, schedules, layers, IAM roles and log groups are not created in
-moto: the runner plays them itself, so they only get names and ARNs. Any other type is listed in
+Functions, their URLs, event source mappings, schedules, layers, IAM roles and log groups are not
+created in moto: the runner plays them itself, so they only get names and ARNs. Any other type is listed in
 :attr:`Resources.not_emulated` and answers ``Ref`` with its logical id.
 """
 
@@ -24,6 +24,7 @@ PLAYED_BY_RUNNER = {
     "AWS::Lambda::LayerVersion",
     "AWS::Lambda::Permission",
     "AWS::Lambda::EventInvokeConfig",
+    "AWS::Lambda::Url",
     "AWS::Scheduler::Schedule",
     "AWS::IAM::Role",
     "AWS::IAM::Policy",

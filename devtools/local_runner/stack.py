@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from devtools.local_runner import shapes
+from devtools.local_runner import function_urls, shapes
 from devtools.local_runner.lambda_runtime import LocalFunction
 from devtools.local_runner.mappings import SqsMapping, StreamMapping
 from devtools.local_runner.resources import PLAYED_BY_RUNNER, Provisioner, Resource, Resources
@@ -198,6 +198,14 @@ def _runner_played(
         name = properties.get("Name", logical_id)
         arn = provisioner.arn("scheduler", f"schedule/default/{name}")
         return Resource(logical_id, resource_type, name, {"Arn": arn}, properties)
+    if resource_type == "AWS::Lambda::Url":  # a FunctionUrlConfig: the runner answers its calls
+        target = str(properties["TargetFunctionArn"])  # the function's Ref (its name) or its ARN
+        function_arn = (
+            target if target.startswith("arn:") else provisioner.arn("lambda", f"function:{target}")
+        )
+        url = function_urls.function_url(function_arn, function_arn.split(":")[3])
+        attributes = {"FunctionUrl": url, "FunctionArn": function_arn}
+        return Resource(logical_id, resource_type, function_arn, attributes, properties)
     if resource_type == "AWS::Logs::LogGroup":  # what the function's role may write to: name and ARN only
         name = properties.get("LogGroupName") or provisioner.physical_name(logical_id, limit=512)
         arn = provisioner.arn("logs", f"log-group:{name}:*")

@@ -1,7 +1,9 @@
-"""Poller Lambda: hourly by EventBridge Scheduler ({"mode": "scheduled"}), or on demand.
+"""Poller Lambda: hourly by EventBridge Scheduler ({"mode": "scheduled"}), on demand, or targeted.
 
-Input: {"mode": "scheduled" | "incremental" | "full"}, {"mode": "ref_id", "ref_id": "..."}, or an
-EventBridge "Scheduled Event" (a classic rule: a scheduled run).
+Input: {"mode": "scheduled" | "incremental" | "full"}, {"mode": "ref_id", "ref_id": "..."}, an
+EventBridge "Scheduled Event" (a classic rule: a scheduled run), or an SQS batch of PollRequestQueue:
+targeted polls a Connect-session webhook asked for (``poll_requests``, docs/webhooks.md#targeted-polls),
+each record a ref_id run when it is due, answered with a partial batch response.
 Output: the run summary (see docs/poller.md). The work is ``leap_tracker.poller.run_poll``; this
 handler turns its summary into metrics (``run_metrics``). A run that could not do its work raises
 (``PollFailed``), so Lambda counts it in Errors, retries the asynchronous invocation (which resumes
@@ -23,6 +25,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker import table
@@ -30,13 +34,18 @@ from leap_tracker.adapters.aws import aws_client
 from leap_tracker.adapters.funnel import count_funnel
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.metrics import add_count
+from leap_tracker.adapters.poll_requests import DynamoPollMarks, SqsPollRequests
 from leap_tracker.adapters.poller_store import DynamoPollerStore
 from leap_tracker.adapters.secrets import log_pseudonyms
-from leap_tracker.config import Settings, load_settings, plain_http_variables, require
-from leap_tracker.poller.request import InvalidPollRequest, PollMode, parse_request
+from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
+from leap_tracker.config import MAX_SQS_DELAY_SECONDS, Settings, load_settings, plain_http_variables, require
+from leap_tracker.outreach import deferral
+from leap_tracker.poller.request import InvalidPollRequest, PollMode, is_queue_batch, parse_request
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
+from leap_tracker.poller.targeted import Outcome, TargetedResult, handle_poll_request
 from leap_tracker.privacy import Pseudonyms
 from leap_tracker.timeutil import utc_now
+from leap_tracker.webhooks import targeted
 
 logger = Logger()
 metrics = Metrics()
@@ -47,6 +56,10 @@ FUNNEL_DIMENSION = "ConnectionStatus"
 DENSE_METRICS = frozenset({"PollPassCompleted"})
 
 
+class Deferred(Exception):
+    """Reported as a batch item failure on purpose: SQS delivers the poll request again when it is due."""
+
+
 @dataclass(frozen=True, slots=True)
 class Dependencies:
     settings: Settings
@@ -54,6 +67,8 @@ class Dependencies:
     store: DynamoPollerStore
     pseudonyms: Pseudonyms
     count_funnel: Callable[[], Mapping[str, int]]  # stored connections per status (funnel-index)
+    marks: DynamoPollMarks  # when each Reference ID's last targeted poll started
+    sqs: Callable[[], Any]  # created on the first deferred poll request only
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
@@ -71,6 +86,8 @@ def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_cl
         ),
         pseudonyms=log_pseudonyms(settings),
         count_funnel=partial(count_funnel, dynamodb, table_name),
+        marks=DynamoPollMarks(dynamodb, table_name),
+        sqs=cache(partial(client, "sqs")),
     )
 
 
@@ -86,13 +103,70 @@ def lambda_handler(
     event: dict[str, Any], context: LambdaContext, deps: Dependencies | None = None
 ) -> dict[str, Any]:
     """The Lambda entry point; without ``deps`` it uses the cold start's (tests pass their own)."""
+    if is_queue_batch(event):
+        return poll_requests(event, context, deps or dependencies())
     try:
         request = parse_request(event)
     except InvalidPollRequest:
         add_count(metrics, "InvalidInput", 1)
         raise
     deps = deps or dependencies()
-    env = PollEnvironment(
+    run_id = _request_id(context)
+    summary = _observed(
+        deps, lambda: run_poll(request, run_id, _environment(deps, context), deps.settings.poller)
+    )
+    _add_metrics(run_metrics(summary))
+    result = summary.as_dict()
+    if counts_funnel(summary):
+        result["entries_by_status"] = _publish_funnel(deps, run_id)
+    return result
+
+
+def poll_requests(event: dict[str, Any], context: LambdaContext, deps: Dependencies) -> dict[str, Any]:
+    """A PollRequestQueue batch, one record after the other (the lease runs one poll at a time).
+    A record not due yet, or meeting a pass under the lease, is deferred (its visibility set to when
+    it is due, and reported failed); a failed poll is reported failed, so SQS retries it and finally
+    dead-letters it. The funnel is not counted here: the hourly run does."""
+    processor = SqsBatchProcessor(logger, deferrals=(Deferred,))
+    response = process_partial_response(event, partial(poll_request, deps=deps), processor, context)
+    add_count(metrics, "TargetedPollsDeferred", processor.deferred)
+    add_count(metrics, "TargetedPollsFailed", processor.errors)
+    return response
+
+
+def poll_request(record: SQSRecord, lambda_context: LambdaContext, deps: Dependencies) -> str:
+    message = targeted.parse_request_body(record.body)
+    receives = int(record.attributes.approximate_receive_count)
+    run_id = f"{_request_id(lambda_context)}/{record.message_id}"  # the lease owner: one per record
+    env = _environment(deps, lambda_context)
+    settings = deps.settings
+    result = _observed(
+        deps,
+        lambda: handle_poll_request(
+            message, receives, run_id, env, deps.marks, settings.poller, settings.targeted
+        ),
+    )
+    if result.summary is not None:
+        _add_metrics(run_metrics(result.summary))
+    add_count(metrics, "TargetedPolls", int(result.outcome is Outcome.POLLED))
+    add_count(metrics, "TargetedPollsCovered", int(result.outcome is Outcome.COVERED))
+    _log_request(result, message, receives, deps.pseudonyms)
+    if result.until is None:
+        return result.outcome.value
+    sqs = deps.sqs()
+    queue_url = deferral.queue_url(sqs.meta.endpoint_url, record.event_source_arn)
+    wait = deferral.visibility_seconds(result.until, utc_now())
+    if result.outcome is Outcome.BUSY and targeted.requeue_when_busy(receives):
+        SqsPollRequests(sqs, queue_url).requeue(message, min(wait, MAX_SQS_DELAY_SECONDS))
+        return "requeued"
+    sqs.change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=wait
+    )
+    raise Deferred(f"{result.outcome.value}: due again at {result.until.isoformat()}")
+
+
+def _environment(deps: Dependencies, context: LambdaContext) -> PollEnvironment:
+    return PollEnvironment(
         source=deps.leap,
         store=deps.store,
         now=utc_now,
@@ -100,23 +174,40 @@ def lambda_handler(
         pseudonyms=deps.pseudonyms,
         retry_count=lambda: deps.leap.stats.retries,
     )
-    run_id = getattr(context, "aws_request_id", "") or uuid.uuid4().hex
+
+
+def _request_id(context: LambdaContext) -> str:
+    return getattr(context, "aws_request_id", "") or uuid.uuid4().hex
+
+
+def _observed[T](deps: Dependencies, work: Callable[[], T]) -> T:
+    """``work`` (a run), with Leap's refusals of the key counted and a failed run's one ERROR line
+    and metrics; log_metrics flushes them on the way out of the exception too (PollFailed among them)."""
     refusals_before = deps.leap.stats.auth_refusals
     try:
-        summary = run_poll(request, run_id, env, deps.settings.poller)
+        return work()
     except PollFailed as failure:
-        # One ERROR line with the summary; log_metrics flushes the metrics on the way out of the
-        # exception too (PollFailed among them).
         _add_metrics(run_metrics(failure.summary))
-        _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
         logger.error(str(failure), extra=failure.summary.for_log(deps.pseudonyms))
         raise
-    _add_metrics(run_metrics(summary))
-    _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
-    result = summary.as_dict()
-    if counts_funnel(summary):
-        result["entries_by_status"] = _publish_funnel(deps, run_id)
-    return result
+    finally:
+        _add_auth_refusals(deps.leap.stats.auth_refusals - refusals_before)
+
+
+def _log_request(
+    result: TargetedResult, message: targeted.PollRequestMessage, receives: int, pseudonyms: Pseudonyms
+) -> None:
+    logger.info(
+        "poll request",
+        extra={
+            "ref": pseudonyms.ref(message.ref_id),  # never the Reference ID itself
+            "requested_at": targeted.instant_text(message.requested_at),
+            "outcome": result.outcome.value,
+            "stage": result.stage.value if result.stage else None,
+            "until": result.until.isoformat() if result.until else None,
+            "receive_count": receives,
+        },
+    )
 
 
 def counts_funnel(summary: RunSummary) -> bool:

@@ -126,6 +126,8 @@ def test_each_custom_metric_alarm_watches_what_its_handler_emits_when_that_failu
     webhook.fail_next(1000)  # the webhook refuses: the delivery metric
     plant_stalled_customer(cloud, now)
     cloud.drain()
+    url = cloud.function_url("WebhookReceiverFunction")  # a call without the secret: the refusal metric
+    assert cloud.call_function_url(url, "POST", {"x-api-key": "not-the-secret"}, b"{}")[0] == 401
 
     points = emitted(printed(capsys)[1])
     custom = [a for a in alarms(cloud) if not a["Namespace"].startswith("AWS/")]
@@ -134,6 +136,7 @@ def test_each_custom_metric_alarm_watches_what_its_handler_emits_when_that_failu
         "LeapAuthFailures",
         "MetersApiFailures",
         "OutreachDeliveryFailures",
+        "WebhooksRefused",
     }
     for alarm in custom:
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}

@@ -32,6 +32,7 @@ from devtools.leap_simulator import LeapSimulator
 from devtools.local_runner import LocalCloud
 from devtools.webhook_receiver import WebhookReceiver
 from leap_tracker.events.diff import change_events
+from tests.builders import webhook_delivery
 from tests.e2e.conftest import E2E_START, TEMPLATE
 
 FUNCTIONS = (
@@ -40,7 +41,10 @@ FUNCTIONS = (
     "OutreachFunction",
     "MeterWatchFunction",
     "MeterSweepFunction",
+    "WebhookReceiverFunction",
 )
+# Functions that log no customer, so never read the log hash key.
+WITHOUT_LOG_HASH_KEY = {"WebhookReceiverFunction"}
 SCHEDULED = ("PollerFunction", "MeterSweepFunction", "OutreachFunction")
 PARTNERS = ["111111111111", "222222222222"]
 STEP, STEPS = timedelta(hours=6), 14  # three and a half days: clicks, completions, first meter checks
@@ -143,6 +147,7 @@ def test_with_a_partner_key_and_partner_accounts_events_reach_a_partner_and_ever
     assert {"connection.completed", "outreach.sent", "meter.appeared"} <= types
     assert cloud.drain_queue("OutreachRequestsQueue")  # the topic channel, through the encrypted topic
     assert webhook.accepted()  # the webhook channel, signed with the secret the function read
+    assert deliver_a_webhook(cloud) == 200  # Leap's push: the receiver's secret read and its enqueue
     assert cloud.errors == []
 
     denied = [call for call in call_log.calls if not allowed(cloud, *call)]
@@ -150,7 +155,7 @@ def test_with_a_partner_key_and_partner_accounts_events_reach_a_partner_and_ever
     assert {function for function, *_ in call_log.calls} == set(FUNCTIONS)
 
     keys = encryption_keys(cloud)
-    assert len(keys) == 16  # 12 queues, 3 topics (events, outreach, alarms), the table
+    assert len(keys) == len(cloud.resources.of_type("AWS::SQS::Queue")) + 4  # 3 topics, the table
     assert keys == dict.fromkeys(keys, cloud.parameters["KmsKeyArn"])
     log_hash_key = cloud.resources["LogHashKeySecret"].ref
     secret = cloud.client("secretsmanager").describe_secret(SecretId=log_hash_key)
@@ -160,7 +165,7 @@ def test_with_a_partner_key_and_partner_accounts_events_reach_a_partner_and_ever
         for function, service, operation, params in call_log.calls
         if (service, operation) == ("secretsmanager", "GetSecretValue") and params["SecretId"] == log_hash_key
     }
-    assert readers == set(FUNCTIONS)  # each read the key its role allows (checked above)
+    assert readers == set(FUNCTIONS) - WITHOUT_LOG_HASH_KEY  # each read the key its role allows
     policy = json.loads(
         cloud.client("sns").get_topic_attributes(TopicArn=cloud.resources.topic_arn("EventsTopic"))[
             "Attributes"
@@ -168,6 +173,14 @@ def test_with_a_partner_key_and_partner_accounts_events_reach_a_partner_and_ever
     )
     (partners,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
     assert (partners["Principal"], partners["Action"]) == ({"AWS": PARTNERS}, "sns:Subscribe")
+
+
+def deliver_a_webhook(cloud: LocalCloud) -> int:
+    """One delivery to the receiver's function URL, with the secret the stack generated."""
+    secret = cloud.client("secretsmanager").get_secret_value(SecretId=cloud.outputs["WebhookSecretArn"])
+    headers = {"x-api-key": secret["SecretString"], "content-type": "application/json"}
+    body = json.dumps(webhook_delivery()).encode()
+    return cloud.call_function_url(cloud.function_url("WebhookReceiverFunction"), "POST", headers, body)[0]
 
 
 def encryption_keys(cloud: LocalCloud) -> dict[str, str | None]:

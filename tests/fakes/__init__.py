@@ -8,6 +8,8 @@
 - ``outreach``: the in-memory outreach store (held to the DynamoDB store's contract in
   tests/integration/test_outreach_store.py), recording channels and topic, the service wired to them.
 - ``log_key``: the log hash key every test's environment holds, and the pseudonyms it gives.
+- ``webhooks``: the webhook processor's stores in memory (held to the DynamoDB adapters' contracts in
+  tests/integration/test_webhook_stores.py), a Meters source that can lag, the poll requests asked.
 
 Test data (entries, stalled customers, ...) is built by ``tests.builders``.
 """

@@ -1,11 +1,17 @@
-"""Leap's side: a Connect source over fixed pages, and client settings for the Leap simulator."""
+"""Leap's side: a Connect source over fixed pages, client settings for the Leap simulator, and a
+requests session with one canned answer."""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
 
 from devtools.leap_simulator import LeapSimulator
 from leap_tracker.config import LeapApiSettings
@@ -51,3 +57,44 @@ class FakeSource:
             yield ConnectPage(entries=entries, next_page_token=token)
             if token is None:
                 return
+
+
+CANNED_BASE_URL = "https://leap.test"
+
+
+class CannedAdapter(BaseAdapter):
+    """Answers every request with the same status and body; remembers what it was sent."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__()
+        self.status = status
+        self.body = body
+        self.requests: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def send(self, request: requests.PreparedRequest, **options: Any) -> requests.Response:
+        self.requests.append((request, options))
+        response = requests.Response()
+        response.status_code = self.status
+        response._content = self.body
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+        response.url = request.url or ""
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def canned_session(status: int, body: Any) -> tuple[requests.Session, CannedAdapter]:
+    """A session whose requests to the canned host (or any prefix mounted later) get one fixed answer.
+
+    Mounted on a longer prefix than the client's own adapter, so requests picks it first.
+    """
+    adapter = CannedAdapter(status, body if isinstance(body, bytes) else json.dumps(body).encode())
+    session = requests.Session()
+    session.mount(CANNED_BASE_URL, adapter)
+    return session, adapter

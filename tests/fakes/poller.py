@@ -17,6 +17,7 @@ from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
+    LeaseUse,
     QuarantineRecord,
     SnapshotWrite,
     StoredState,
@@ -45,14 +46,29 @@ class MemoryStore:
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
     checkpoints_saved: int = 0
     lease: tuple[str, datetime] | None = None
+    lease_use: LeaseUse = LeaseUse.PASS  # what the holder of ``lease`` does
+    waiting_pass: tuple[str, datetime] | None = None  # a pass waiting for the lease: (owner, until)
+    acquire_attempts: int = 0
     written: list[tuple[str, int]] = field(default_factory=list)  # (entry id, sequence), in order
     write_calls: int = 0
     history: dict[str, list[StoredChange]] = field(default_factory=dict)  # by entry id, in sequence order
 
-    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
+    def acquire_lease(
+        self, owner: str, now: datetime, until: datetime, use: LeaseUse = LeaseUse.PASS
+    ) -> None:
+        self.acquire_attempts += 1
+        if use is LeaseUse.REF_ID and self.waiting_pass is not None and not self.waiting_pass[1] < now:
+            raise LeaseHeld(*self.waiting_pass, LeaseUse.PASS, waiting=True)
         if self.lease is not None and not self.lease[1] < now:
-            raise LeaseHeld(*self.lease)
-        self.lease = (owner, until)
+            raise LeaseHeld(*self.lease, self.lease_use)
+        self.lease, self.lease_use = (owner, until), use
+
+    def announce_waiting_pass(self, owner: str, until: datetime) -> None:
+        self.waiting_pass = (owner, until)
+
+    def withdraw_waiting_pass(self, owner: str) -> None:
+        if self.waiting_pass is not None and self.waiting_pass[0] == owner:
+            self.waiting_pass = None
 
     def renew_lease(self, owner: str, until: datetime) -> None:
         if self.lease is None or self.lease[0] != owner:
@@ -99,6 +115,23 @@ class MemoryStore:
 
     def sequence_of(self, entry_id: str) -> int:
         return self.snapshots[entry_id].sequence
+
+
+@dataclass
+class MemoryPollMarks:
+    """An in-memory ``PollMarks`` (the contract tests hold DynamoPollMarks to the same behaviour)."""
+
+    marks: dict[str, datetime] = field(default_factory=dict)
+    reads: int = 0
+
+    def polled_at(self, ref_id: str) -> datetime | None:
+        self.reads += 1
+        return self.marks.get(ref_id)
+
+    def record_poll(self, ref_id: str, started_at: datetime, run_id: str) -> None:
+        kept = self.marks.get(ref_id)
+        if kept is None or kept < started_at:
+            self.marks[ref_id] = started_at
 
 
 class FakeClock:

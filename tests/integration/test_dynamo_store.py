@@ -45,6 +45,7 @@ from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
+    LeaseUse,
     PassKind,
     PassState,
     SnapshotWrite,
@@ -125,6 +126,42 @@ def test_only_the_holder_renews_and_releases(any_store: Any) -> None:
     any_store.acquire_lease("run-b", T0, T0 + timedelta(minutes=16))
 
 
+def test_a_refusal_says_what_the_holder_does(any_store: Any) -> None:
+    any_store.acquire_lease("run-one-ref", T0, T0 + timedelta(minutes=16), LeaseUse.REF_ID)
+    with pytest.raises(LeaseHeld) as held:
+        any_store.acquire_lease("run-hourly", T0, T0 + timedelta(minutes=16))
+    assert (held.value.owner, held.value.use, held.value.waiting) == ("run-one-ref", LeaseUse.REF_ID, False)
+    assert any_store.release_lease("run-one-ref") is True
+    any_store.acquire_lease("run-hourly", T0, T0 + timedelta(minutes=16))
+    with pytest.raises(LeaseHeld) as held:
+        any_store.acquire_lease("run-one-ref", T0, T0 + timedelta(minutes=16), LeaseUse.REF_ID)
+    assert (held.value.owner, held.value.use) == ("run-hourly", LeaseUse.PASS)
+
+
+def test_a_waiting_pass_keeps_ref_id_runs_out_until_it_withdraws_or_gives_up(any_store: Any) -> None:
+    any_store.announce_waiting_pass("run-hourly", T0 + timedelta(minutes=3))
+    with pytest.raises(LeaseHeld) as held:  # the lease itself is free
+        any_store.acquire_lease("run-one-ref", T0, T0 + timedelta(minutes=16), LeaseUse.REF_ID)
+    assert (held.value.owner, held.value.waiting) == ("run-hourly", True)
+    assert held.value.until == T0 + timedelta(minutes=3)
+    assert str(held.value).startswith("a pass (run-hourly) is waiting for the lease until")
+
+    any_store.withdraw_waiting_pass("run-other")  # not its announcement: nothing changes
+    with pytest.raises(LeaseHeld):
+        any_store.acquire_lease("run-one-ref", T0, T0 + timedelta(minutes=16), LeaseUse.REF_ID)
+    # An announcement that ran out (its pass gone) keeps nobody out.
+    any_store.acquire_lease(
+        "run-one-ref", T0 + timedelta(minutes=4), T0 + timedelta(minutes=20), LeaseUse.REF_ID
+    )
+    assert any_store.release_lease("run-one-ref") is True
+
+    any_store.announce_waiting_pass("run-hourly", T0 + timedelta(minutes=3))
+    any_store.acquire_lease("run-hourly", T0, T0 + timedelta(minutes=16))  # a pass is not kept out
+    any_store.withdraw_waiting_pass("run-hourly")
+    assert any_store.release_lease("run-hourly") is True
+    any_store.acquire_lease("run-one-ref", T0, T0 + timedelta(minutes=16), LeaseUse.REF_ID)
+
+
 def test_a_lost_lease_names_the_new_holder(poller_store: DynamoPollerStore) -> None:
     poller_store.acquire_lease("run-a", T0, T0 + timedelta(minutes=16))
     poller_store.acquire_lease("run-b", T0 + timedelta(minutes=17), T0 + timedelta(minutes=33))
@@ -145,6 +182,7 @@ def test_the_lease_item_format(
         "lease_expires_ms": {"N": str(int((T0 + timedelta(minutes=16)).timestamp() * 1000))},
         "lease_expires_at": {"S": "2025-01-10T12:16:00Z"},
         "acquired_at": {"S": "2025-01-10T12:00:00Z"},
+        "used_for": {"S": "pass"},
     }
     poller_store.release_lease("run-a")
     assert "Item" not in dynamodb.get_item(

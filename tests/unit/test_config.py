@@ -55,6 +55,12 @@ WIRING: dict[str, tuple[str | None, str]] = {
     "AGREEMENT_DONE_STATUSES": (None, "agreement_done_statuses"),
     "LOG_HASH_KEY_SECRET_ARN": (None, "log_hash_key_secret_arn"),
     "LOG_HASH_KEY": (None, "log_hash_key"),
+    "WEBHOOK_SECRET_ARN": ("webhooks", "secret_arn"),
+    "WEBHOOK_SECRET_HEADER": ("webhooks", "secret_header"),
+    "WEBHOOK_SECRET_CACHE_SECONDS": ("webhooks", "secret_cache_seconds"),
+    "WEBHOOK_QUEUE_URL": ("webhooks", "queue_url"),
+    "WEBHOOK_REJECTED_QUEUE_URL": ("webhooks", "rejected_queue_url"),
+    "WEBHOOK_MAX_BODY_BYTES": ("webhooks", "max_body_bytes"),
 }
 # Variables holding a URL: their test value must be one the transport rule accepts.
 URLS = {"LEAP_API_BASE_URL", "OUTREACH_WEBHOOK_URL"}
@@ -78,6 +84,8 @@ BOUNDS = [
     ("METER_OVERDUE_RETRY_HOURS", 1, None),
     ("METER_SWEEP_TIME_MARGIN_SECONDS", 1, None),
     ("ACTIONABLE_DELAY_MINUTES", 0, None),
+    ("WEBHOOK_SECRET_CACHE_SECONDS", 0, None),
+    ("WEBHOOK_MAX_BODY_BYTES", 1024, 192_000),  # 192000 as base64 still fits one SQS message
 ]
 
 # Keeps the meter moments before a one-day horizon, so bounds are tested alone.
@@ -249,3 +257,10 @@ def test_the_variables_on_plain_http_are_named_for_the_handlers_warning() -> Non
     assert plain_http_variables(local) == ["LEAP_API_BASE_URL", "OUTREACH_WEBHOOK_URL"]
     assert plain_http_variables(mixed) == ["OUTREACH_WEBHOOK_URL"]
     assert plain_http_variables(load_settings({})) == []
+
+
+def test_the_webhook_secret_header_is_read_in_lower_case() -> None:
+    """Header names are case-blind; the receiver and the registration use the one spelling."""
+    assert (
+        load_settings({"WEBHOOK_SECRET_HEADER": " X-Leap-Secret "}).webhooks.secret_header == "x-leap-secret"
+    )

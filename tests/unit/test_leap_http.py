@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,8 +9,6 @@ from urllib.parse import parse_qs, quote
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 
 from devtools.leap_simulator import (
     LeapSimulator,
@@ -36,11 +33,10 @@ from leap_tracker.leap.api import (
     LeapUnavailable,
     MeterSource,
 )
-from tests.fakes.leap import fast_leap_settings
+from tests.fakes.leap import CANNED_BASE_URL, canned_session, fast_leap_settings
 
 CONNECT_PATH = wire.DEFAULT_CONNECT_WIRE.path
 EVERYONE = ConnectQuery(start_date="2000-01-01T00:00:00Z")
-CANNED_BASE_URL = "https://leap.test"
 
 
 @pytest.fixture
@@ -447,44 +443,3 @@ def test_key_provider_falls_back_to_the_local_key_and_refuses_nothing():
     assert api_key_provider(LeapApiSettings(api_key="local"))() == "local"
     with pytest.raises(ConfigError, match="LEAP_API_KEY_SECRET_ARN"):
         api_key_provider(LeapApiSettings())
-
-
-# --- helpers ----------------------------------------------------------------------------------------
-
-
-class _CannedAdapter(BaseAdapter):
-    """Answers every request with the same status and body; remembers what it was sent."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__()
-        self.status = status
-        self.body = body
-        self.requests: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
-
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
-
-    def send(self, request: requests.PreparedRequest, **options: Any) -> requests.Response:
-        self.requests.append((request, options))
-        response = requests.Response()
-        response.status_code = self.status
-        response._content = self.body
-        response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
-        response.url = request.url or ""
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
-
-
-def canned_session(status: int, body: Any) -> tuple[requests.Session, _CannedAdapter]:
-    """A session whose requests to the canned host (or any prefix mounted later) get one fixed answer.
-
-    Mounted on a longer prefix than the client's own adapter, so requests picks it first.
-    """
-    adapter = _CannedAdapter(status, body if isinstance(body, bytes) else json.dumps(body).encode())
-    session = requests.Session()
-    session.mount(CANNED_BASE_URL, adapter)
-    return session, adapter

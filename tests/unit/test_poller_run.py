@@ -14,7 +14,7 @@ from leap_tracker import table
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap import wire
 from leap_tracker.leap.api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
-from leap_tracker.poller.ports import PassKind
+from leap_tracker.poller.ports import LeaseUse, PassKind
 from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from tests.builders import T0, guide_entries, guide_entry, pages_of
@@ -42,6 +42,9 @@ class Harness:
         self.metrics: dict[str, Any] = {}  # the handler's metrics of the last run (also a failed one)
         self.clock = FakeClock()
         self.runs = 0
+        self.elapsed = 0.0  # the run's monotonic clock: moved by its sleeps only
+        self.sleeps: list[float] = []
+        self.on_sleep: Any = None  # called after each sleep (e.g. the holder releases the lease)
 
     def run(self, request: PollRequest = SCHEDULED, remaining: PageBudget | None = None) -> RunSummary:
         self.runs += 1
@@ -52,6 +55,8 @@ class Harness:
             now=self.clock,
             remaining_ms=remaining or PageBudget(1000),
             pseudonyms=PSEUDONYMS,
+            monotonic=lambda: self.elapsed,
+            sleep=self._sleep,
         )
         try:
             summary = run_poll(request, f"run-{self.runs}", env, SETTINGS)
@@ -60,6 +65,12 @@ class Harness:
             raise
         self.metrics = run_metrics(summary)
         return summary
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.sleeps))
 
 
 ENTRIES = guide_entries(25)
@@ -335,7 +346,7 @@ def test_a_table_that_refuses_writes_fails_the_run_after_checkpointing_the_pages
 
 
 def test_a_table_that_refuses_the_lease_fails_the_run(harness: Harness) -> None:
-    def refused(owner, now, until):  # type: ignore[no-untyped-def]
+    def refused(owner, now, until, use):  # type: ignore[no-untyped-def]
         raise RuntimeError("ProvisionedThroughputExceededException")
 
     harness.store.acquire_lease = refused  # type: ignore[method-assign]
@@ -431,3 +442,96 @@ def test_the_summary_is_json_serialisable(harness: Harness) -> None:
     import json
 
     assert json.loads(json.dumps(harness.run().as_dict()))["status"] == "completed"
+
+
+# --- who waits for the lease: a ref_id run's is short, a pass's is not -------------------------------
+
+
+def test_a_pass_waits_for_a_ref_id_runs_lease_and_keeps_later_ref_id_runs_out(harness: Harness) -> None:
+    harness.store.lease, harness.store.lease_use = (
+        ("run-one-ref", T0 + timedelta(minutes=16)),
+        LeaseUse.REF_ID,
+    )
+    announced: list[Any] = []
+
+    def after(sleeps: int) -> None:
+        announced.append(harness.store.waiting_pass)
+        if sleeps == 3:
+            assert harness.store.release_lease("run-one-ref")
+
+    harness.on_sleep = after
+    summary = harness.run()
+
+    assert (summary.status, summary.pass_kind) == (RunStatus.COMPLETED, "full")
+    assert harness.sleeps == [1.0, 1.0, 1.0]
+    owner, until = announced[0]
+    assert owner == "run-1"  # announced while it waited ...
+    assert until == T0 + timedelta(seconds=SETTINGS.lease_wait_seconds + 1)
+    assert harness.store.waiting_pass is None  # ... and withdrawn once it had the lease
+    assert harness.store.lease is None
+
+
+def test_a_waiting_pass_gives_up_after_the_wait_and_is_skipped_as_before(harness: Harness) -> None:
+    harness.store.lease, harness.store.lease_use = ("run-stuck", T0 + timedelta(minutes=16)), LeaseUse.REF_ID
+    summary = harness.run()
+
+    assert summary.status is RunStatus.SKIPPED
+    assert "lease held by run-stuck" in summary.reason
+    assert sum(harness.sleeps) == SETTINGS.lease_wait_seconds
+    assert harness.store.waiting_pass is None
+    assert harness.source.requests == []
+
+
+def test_a_lease_a_pass_holds_is_not_waited_for(harness: Harness) -> None:
+    harness.store.lease = ("run-hourly", T0 + timedelta(minutes=16))
+    for request in (SCHEDULED, PollRequest(PollMode.REF_ID, "ref-00001")):
+        harness.store.acquire_attempts = 0
+        summary = harness.run(request)
+        assert summary.status is RunStatus.SKIPPED, request
+        assert harness.store.acquire_attempts == 1
+    assert harness.sleeps == []
+    assert harness.store.waiting_pass is None
+
+
+def test_a_ref_id_run_stands_back_for_a_waiting_pass(harness: Harness) -> None:
+    harness.store.waiting_pass = ("run-hourly", T0 + timedelta(minutes=3))
+    summary = harness.run(PollRequest(PollMode.REF_ID, "ref-00001"))
+
+    assert summary.status is RunStatus.SKIPPED
+    assert summary.reason.startswith("a pass (run-hourly) is waiting for the lease")
+    assert harness.sleeps == []
+    assert harness.source.requests == []
+    assert harness.store.lease is None
+
+
+def test_a_ref_id_run_waits_for_another_ref_id_runs_lease(harness: Harness) -> None:
+    harness.store.lease, harness.store.lease_use = (
+        ("run-other-ref", T0 + timedelta(minutes=16)),
+        LeaseUse.REF_ID,
+    )
+    harness.on_sleep = lambda sleeps: sleeps == 2 and harness.store.release_lease("run-other-ref")
+    harness.source.pages = [[guide_entry("ref-00001")]]
+
+    summary = harness.run(PollRequest(PollMode.REF_ID, "ref-00001"))
+
+    assert summary.status is RunStatus.COMPLETED
+    assert len(harness.sleeps) == 2
+    assert harness.store.waiting_pass is None  # only a pass announces itself
+
+
+def test_without_a_wait_a_held_lease_skips_at_once(harness: Harness) -> None:
+    harness.store.lease, harness.store.lease_use = (
+        ("run-one-ref", T0 + timedelta(minutes=16)),
+        LeaseUse.REF_ID,
+    )
+    env = PollEnvironment(
+        source=harness.source,
+        store=harness.store,
+        now=harness.clock,
+        remaining_ms=PageBudget(10),
+        pseudonyms=PSEUDONYMS,
+        sleep=harness.sleeps.append,
+    )
+    summary = run_poll(SCHEDULED, "run-x", env, PollerSettings(lease_wait_seconds=0))
+    assert summary.status is RunStatus.SKIPPED
+    assert harness.sleeps == []

@@ -148,6 +148,15 @@ def test_a_processor_reused_for_the_next_batch_counts_that_batch_only() -> None:
         ("ref Q9", json.dumps({"data": {"connection": {"ref_id": "Q9"}}}), f"ref {MASK}"),
         ("x", json.dumps([1]), "x"),
         ("empty subject", json.dumps({"subject": ""}), "empty subject"),
+        # A Leap webhook delivery (WebhookQueue): its partner_reference is the Reference ID.
+        ("refused: Cust-9", json.dumps({"payload": {"partner_reference": "Cust-9"}}), f"refused: {MASK}"),
+        ("Cust-9", json.dumps({"payload": "Cust-9"}), "Cust-9"),
+        # A targeted poll request (PollRequestQueue): its ref_id.
+        (
+            "poll of Cust-9 failed",
+            json.dumps({"ref_id": "Cust-9", "requested_at": "x"}),
+            f"poll of {MASK} failed",
+        ),
     ],
 )
 def test_mask_identifiers(text: str, body: str, expected: str) -> None:

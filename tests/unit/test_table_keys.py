@@ -27,6 +27,7 @@ from leap_tracker.outreach.decision import ALL_REASONS, Because
 from leap_tracker.poller.changes import quarantine_record
 from leap_tracker.poller.ports import SnapshotWrite
 from leap_tracker.timeutil import format_instant
+from leap_tracker.webhooks.targeted import InvalidPollRequestMessage, polled_ref_id
 from tests.builders import T0, guide_entry
 
 MAX_ATTRIBUTE_NAME_BYTES = 65_535  # a ledger entry is an attribute named SENT#<dedupe key>
@@ -150,3 +151,16 @@ def test_keys_that_hold_no_leap_text_fit_by_construction() -> None:
     assert fits_partition_key(table.POLLER_PK)
     assert fits_sort_key(table.CHECKPOINT_SK)
     assert fits_sort_key(table.LEASE_SK)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ref_id=candidate_ids)
+def test_a_targeted_poll_mark_fits_for_every_reference_id_a_poll_request_takes(ref_id: str) -> None:
+    try:
+        accepted = polled_ref_id(ref_id)  # the one rule: a ref_id poll's input
+    except InvalidPollRequestMessage:
+        return
+    key = table.targeted_poll_key(accepted)
+    assert fits_partition_key(key[table.PK])
+    assert fits_sort_key(key[table.SK])
+    assert len(table.TARGETED_PREFIX) <= len(table.QUARANTINE_PREFIX)  # MAX_REF_ID_BYTES leaves room

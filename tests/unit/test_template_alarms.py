@@ -245,12 +245,16 @@ def test_the_failure_queues_are_the_ones_the_issue_names() -> None:
         "OutreachFunctionFollowUpQueue",
         "MeterSweepFunctionHourlyQueue",
         "InsightFunctionDailyQueue",
+        "WebhookDeadLetterQueue",
+        "PollRequestDeadLetterQueue",
     }
-    assert set(of_type(resources, "AWS::SQS::Queue")) - failure_queues(resources) - read_queues(
-        resources
-    ) == {
-        "OutreachRequestsQueue"  # the partner's: only an age alarm can tell nobody reads it
+    unread = set(of_type(resources, "AWS::SQS::Queue")) - failure_queues(resources) - read_queues(resources)
+    assert unread <= {
+        "OutreachRequestsQueue",  # the partner's: only an age alarm can tell nobody reads it
+        "WebhookQueue",  # read by the webhook processor; an age alarm watches it either way
+        "WebhookRejectedQueue",  # read by an operator: its age alarm tells one is waiting
     }
+    assert "OutreachRequestsQueue" in unread
 
 
 def test_the_freshness_alarm_spans_the_parameter_hours_and_treats_no_data_as_stale() -> None:
@@ -568,7 +572,7 @@ def test_handlers_alarms_dashboard_and_runbook_agree_on_the_custom_metrics() -> 
     assert metric_findings(stack({}), handler_sources(), RUNBOOK.read_text()) == []
     assert dense == {"PollPassCompleted"}  # the freshness alarm's: missing data is breaching
     assert len(published) > 30  # the reading of the sources finds them (a broken parse finds none)
-    assert published["LeapAuthFailures"] == {"poller", "meter_sweep"}
+    assert published["LeapAuthFailures"] == {"poller", "meter_sweep", "webhook_processor"}
 
 
 def _edit(sources: dict[str, str], handler: str, old: str, new: str) -> dict[str, str]:
@@ -593,7 +597,12 @@ SOURCE_PLANTS: list[tuple[Callable[[dict[str, str]], dict[str, str]], str]] = [
         "X: published, but on no alarm",
     ),
     (
-        lambda s: _edit(s, "meter_sweep", '"MetersApiFailures": summary.leap_failures,', ""),
+        lambda s: _edit(
+            _edit(s, "meter_sweep", '"MetersApiFailures": summary.leap_failures,', ""),
+            "webhook_processor",
+            'add_count(metrics, "MetersApiFailures", 1)',
+            "",
+        ),
         "MetersApiFailures: an alarm watches it, but no handler publishes it",
     ),
     (

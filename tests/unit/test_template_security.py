@@ -62,9 +62,13 @@ WATCHES = table.WATCH_PREFIX + "*"
 HISTORY = table.HISTORY_PREFIX + "*"
 FAILURE_MARKERS = table.EMITTER_FAILURE_PK
 POLLER = table.POLLER_PK
+TARGETED = table.TARGETED_PREFIX + "*"
+WEBHOOK_RECORDS = table.WEBHOOK_PREFIX + "*"
+REMEMBERED_METERS = table.REMEMBERED_METER_PREFIX + "*"
 TABLE = "ConnectionsTable.Arn"
 DUE_INDEX = f"{TABLE}/index/{table.DUE_INDEX}"
 FUNNEL_INDEX = f"{TABLE}/index/{table.FUNNEL_INDEX}"
+REF_INDEX = f"{TABLE}/index/{table.REF_INDEX}"
 
 INSIGHT_FILES = "InsightBucket.Arn/insight/*"  # the one object prefix the insight function writes
 # The only Allow statements whose resource may hold a "*": an S3 object prefix of the stack's bucket.
@@ -84,9 +88,12 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
     grants = {
         "PollerFunction": on_table("BatchGetItem BatchWriteItem", CONNECTIONS, QUARANTINE, HISTORY)
         | on_table("GetItem PutItem UpdateItem DeleteItem", POLLER)
+        | on_table("GetItem UpdateItem", TARGETED)  # targeted polls' marks (adapters/poll_requests.py)
         | {
             ("dynamodb:Query", FUNNEL_INDEX, None),  # the funnel count (adapters/funnel.py)
             ("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None),
+            ("sqs:ChangeMessageVisibility", "PollRequestQueue.Arn", None),  # a request not due yet
+            ("sqs:SendMessage", "PollRequestQueue.Arn", None),  # a request requeued (webhooks.targeted)
         },
         "EmitterFunction": on_table("Query BatchWriteItem", FAILURE_MARKERS)  # its failure markers
         | {("sns:Publish", "EventsTopic", None)},
@@ -99,7 +106,18 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
             ("sns:Publish", "OutreachTopic", None),  # the topic channel
         }
         | ({("secretsmanager:GetSecretValue", webhook_secret, None)} if webhook_secret else set()),
-        "MeterWatchFunction": on_table("GetItem PutItem", WATCHES),
+        "MeterWatchFunction": on_table("GetItem PutItem", WATCHES)
+        | on_table("Query", REMEMBERED_METERS)  # a watch opening satisfied (adapters/remembered_meters.py)
+        | {("sns:Publish", "EventsTopic", None)},  # its meter.appeared
+        "WebhookProcessorFunction": on_table("GetItem PutItem", WATCHES, WEBHOOK_RECORDS)
+        | on_table("BatchWriteItem", REMEMBERED_METERS)
+        | {
+            ("dynamodb:Query", REF_INDEX, None),  # the watches of a Reference ID (adapters/watch_store.py)
+            ("sns:Publish", "EventsTopic", None),
+            ("secretsmanager:GetSecretValue", LEAP_KEY_ARN, None),
+            ("sqs:ChangeMessageVisibility", "WebhookQueue.Arn", None),  # an unconfirmed meter deferred
+            ("sqs:SendMessage", "PollRequestQueue.Arn", None),  # adapters/poll_requests.py
+        },
         "MeterSweepFunction": on_table("BatchGetItem", CONNECTIONS)
         | on_table("PutItem", WATCHES)
         | {
@@ -112,6 +130,13 @@ def code_grants(parameters: dict[str, Any]) -> dict[str, set[Grant]]:
     # (adapters/secrets.py); the insight function logs counts only.
     grants = {function: wanted | {LOG_HASH_KEY} for function, wanted in grants.items()}
     grants["InsightFunction"] = {("dynamodb:Scan", TABLE, None), ("s3:PutObject", INSIGHT_FILES, None)}
+    # The webhook receiver logs no customer (no log hash key): it reads its secret's versions and sends
+    # accepted deliveries to its queue, authenticated bodies it refused as malformed to its rejected queue.
+    grants["WebhookReceiverFunction"] = {
+        ("secretsmanager:GetSecretValue", "WebhookSecret", None),
+        ("sqs:SendMessage", "WebhookQueue.Arn", None),
+        ("sqs:SendMessage", "WebhookRejectedQueue.Arn", None),
+    }
     return grants
 
 
@@ -256,14 +281,18 @@ def test_each_schedule_role_invokes_its_function_and_feeds_its_own_dead_letter_q
 def test_queries_name_one_index_each_and_nothing_scans() -> None:
     """dynamodb:LeadingKeys cannot fence a GSI (its partition key is not pk): a Query is limited to one
     index ARN instead, the due-index for the two sweeps that read it, the funnel-index for the poller's
-    count. On the table itself only the emitter's, fenced to its failure markers' one partition
-    (LeadingKeys holds a Query to its key condition's partition key). One Scan, the daily insight
+    count, the ref-index for the webhook processor's lookup of a Reference ID's watches. On the table
+    itself only the emitter's, fenced to its failure markers' one partition, and the meter watch's,
+    fenced to the remembered meters (LeadingKeys holds a Query to its key condition's partition key;
+    each Reference ID's meters are one partition). One Scan, the daily insight
     function's (read only, on the table alone): LeadingKeys cannot fence a Scan, whose request names no
     partition key (the condition would hold vacuously), so it is the one unfenced table grant."""
     scans = {"InsightFunctionRole"}
     allowed = {"OutreachFunctionRole": DUE_INDEX, "MeterSweepFunctionRole": DUE_INDEX}
     allowed["PollerFunctionRole"] = FUNNEL_INDEX
     allowed["EmitterFunctionRole"] = TABLE
+    allowed["MeterWatchFunctionRole"] = TABLE
+    allowed["WebhookProcessorFunctionRole"] = REF_INDEX
     for overrides in CONFIGURATIONS.values():
         resources = stack(overrides)
         for name, role in of_type(resources, "AWS::IAM::Role").items():

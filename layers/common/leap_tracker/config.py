@@ -51,6 +51,25 @@ class PollerSettings:
     lease_seconds: int = 960  # longer than the function timeout: a live holder never loses it
     time_margin_seconds: int = 60  # stop taking new pages when less than this is left
     history_retention_days: int = 35  # a stored change's history item expires (TTL) this long after
+    # A run finding the lease held by a ref_id run (one Reference ID: seconds, retries included) waits
+    # this long for it rather than skip; a waiting pass makes later ref_id runs stand back.
+    lease_wait_seconds: int = 180
+
+
+# SQS: a message's delay is at most 15 minutes and its visibility at most 12 hours.
+MAX_SQS_DELAY_SECONDS = 900
+MAX_SQS_VISIBILITY_SECONDS = 43_200
+
+
+@dataclass(frozen=True, slots=True)
+class TargetedPollSettings:
+    """Targeted polls a Connect-session webhook asks for (docs/webhooks.md#targeted-polls)."""
+
+    delay_seconds: int = 120  # the soon poll: this long after the first request (the debounce window)
+    # The second poll: this long after the soon one. Leap refreshes its Connect data hourly, so by then
+    # the refresh that follows every request the soon poll covered has happened (60 min + 5 margin).
+    refresh_seconds: int = 3900
+    busy_retry_seconds: int = 30  # a request meeting a pass under the lease: again after this, doubling
 
 
 DEFAULT_OUTREACH_CHANNELS = ("topic",)
@@ -106,6 +125,36 @@ class InsightSettings:
     window_days: int = 35
 
 
+# The receiver's body bound: SQS takes 262,144 bytes a message, and a rejected body kept in the
+# dead-letter queue may travel as base64 (4/3 of its size) with its attributes.
+MAX_WEBHOOK_BODY_BYTES = 192_000
+# Receives of an unconfirmed meter.created: WebhookQueue dead-letters at 8, so 6 leaves two for failures.
+MAX_CONFIRM_ATTEMPTS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Leap's webhooks (docs/webhooks.md)."""
+
+    # --- the receiver (docs/webhooks.md#receiver)
+    secret_arn: str = ""  # the stack's WebhookSecret: the value Leap sends in secret_header
+    secret_header: str = wire.DEFAULT_WEBHOOK_SECRET_HEADER
+    secret_cache_seconds: int = 300  # Powertools parameters cache: a new secret is seen this soon
+    queue_url: str = ""  # WebhookQueue: every accepted delivery, as received
+    rejected_queue_url: str = ""  # WebhookRejectedQueue: authenticated bodies refused as malformed (400)
+    max_body_bytes: int = 65_536  # a larger body is refused (413); Leap's payloads are a few hundred bytes
+    # --- the processor (docs/webhooks.md#processing)
+    # How long a processed delivery is remembered (its duplicates change nothing) and a confirmed meter
+    # waits for its connection's completion (the watch then opens satisfied).
+    retention_days: int = 30
+    # An unconfirmed meter.created (Leap's Meters API lagging its own webhook) is tried again this many
+    # receives in all, the first after meter_confirm_retry_seconds, doubling; then it is acknowledged and
+    # the sweep reconciles. Below WebhookQueue's maxReceiveCount (8), with room for real failures.
+    meter_confirm_attempts: int = 5
+    meter_confirm_retry_seconds: int = 120
+    poll_request_queue_url: str = ""  # PollRequestQueue: a connect_session.* webhook asks a targeted poll
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     connections_table: str = ""
@@ -119,9 +168,11 @@ class Settings:
     log_hash_key: str = field(default="", repr=False)
     leap: LeapApiSettings = field(default_factory=LeapApiSettings)
     poller: PollerSettings = field(default_factory=PollerSettings)
+    targeted: TargetedPollSettings = field(default_factory=TargetedPollSettings)
     outreach: OutreachSettings = field(default_factory=OutreachSettings)
     meters: MeterWatchSettings = field(default_factory=MeterWatchSettings)
     insight: InsightSettings = field(default_factory=InsightSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +236,12 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "lease_seconds": _whole("POLLER_LEASE_SECONDS", low=60),
         "time_margin_seconds": _whole("POLLER_TIME_MARGIN_SECONDS", low=1),
         "history_retention_days": _whole("HISTORY_RETENTION_DAYS", low=1, high=3650),
+        "lease_wait_seconds": _whole("POLLER_LEASE_WAIT_SECONDS", low=0, high=600),
+    },
+    TargetedPollSettings: {
+        "delay_seconds": _whole("POLL_REQUEST_DELAY_SECONDS", low=0, high=MAX_SQS_DELAY_SECONDS),
+        "refresh_seconds": _whole("POLL_REQUEST_REFRESH_SECONDS", low=1, high=MAX_SQS_VISIBILITY_SECONDS),
+        "busy_retry_seconds": _whole("POLL_REQUEST_BUSY_RETRY_SECONDS", low=1, high=MAX_SQS_DELAY_SECONDS),
     },
     OutreachSettings: {
         "channels": _names("OUTREACH_CHANNELS", allowed={"webhook", "topic"}),
@@ -215,6 +272,18 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "bucket": _text("INSIGHT_BUCKET"),
         "window_days": _whole("INSIGHT_WINDOW_DAYS", low=1, high=3650),
     },
+    WebhookSettings: {
+        "secret_arn": _text("WEBHOOK_SECRET_ARN"),
+        "secret_header": _text("WEBHOOK_SECRET_HEADER", then=str.lower),  # header names are case-blind
+        "secret_cache_seconds": _whole("WEBHOOK_SECRET_CACHE_SECONDS", low=0),
+        "queue_url": _text("WEBHOOK_QUEUE_URL"),
+        "rejected_queue_url": _text("WEBHOOK_REJECTED_QUEUE_URL"),
+        "max_body_bytes": _whole("WEBHOOK_MAX_BODY_BYTES", low=1024, high=MAX_WEBHOOK_BODY_BYTES),
+        "retention_days": _whole("WEBHOOK_RETENTION_DAYS", low=1, high=3650),
+        "meter_confirm_attempts": _whole("WEBHOOK_METER_CONFIRM_ATTEMPTS", low=1, high=MAX_CONFIRM_ATTEMPTS),
+        "meter_confirm_retry_seconds": _whole("WEBHOOK_METER_CONFIRM_RETRY_SECONDS", low=1, high=43_200),
+        "poll_request_queue_url": _text("POLL_REQUEST_QUEUE_URL"),
+    },
     Settings: {
         "connections_table": _text("CONNECTIONS_TABLE"),
         "events_topic_arn": _text("EVENTS_TOPIC_ARN"),
@@ -241,6 +310,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = _Env(os.environ if environ is None else environ)
     leap = _load(env, LeapApiSettings, connect_wire=_connect_wire(env))
     poller = _load(env, PollerSettings)
+    targeted = _load(env, TargetedPollSettings)
     outreach = _load(env, OutreachSettings)
     meters = _load(env, MeterWatchSettings)
     for name, hours in (
@@ -254,7 +324,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"({meters.give_up_days * 24} h)"
             )
     insight = _load(env, InsightSettings)
-    return _load(env, Settings, leap=leap, poller=poller, outreach=outreach, meters=meters, insight=insight)
+    webhooks = _load(env, WebhookSettings)
+    return _load(
+        env,
+        Settings,
+        leap=leap,
+        poller=poller,
+        targeted=targeted,
+        outreach=outreach,
+        meters=meters,
+        insight=insight,
+        webhooks=webhooks,
+    )
 
 
 def _load[S](env: _Env, settings: type[S], **built: Any) -> S:

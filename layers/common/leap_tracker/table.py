@@ -8,14 +8,20 @@ One DynamoDB table, partition key ``pk`` and sort key ``sk`` (both strings):
 | quarantined entry        | ``QUARANTINE#<key>``     | ``<received at>``          |
 | poller checkpoint        | ``POLLER``               | ``CHECKPOINT``             |
 | poller lease             | ``POLLER``               | ``LEASE``                  |
+| a pass waiting for it    | ``POLLER``               | ``PASS_WAITING``           |
 | outreach customer state  | ``OUTREACH#<entry id>``  | ``STATE`` (+ its ledger)   |
 | outreach suppression     | ``OUTREACH#<entry id>``  | ``SUPPRESSED#<key>``       |
 | meter watch              | ``WATCH#<entry id>``     | ``METER``                  |
 | stored change (history)  | ``HISTORY#<entry id>``   | ``<sequence, 12 digits>``  |
 | emitter failure marker   | ``EMITFAIL``             | ``<stream seq, 40 digits>``|
+| targeted poll mark       | ``TARGETED#<ref id>``    | ``POLLED``                 |
+| processed webhook        | ``WEBHOOK#<event id>``   | ``EVENT``                  |
+| remembered meter         | ``REFMETER#<ref id>``    | ``<meter id>``             |
 
 Every value Leap controls that goes into a key is an entry id (``<prefix><entry id>``); the key limits
-and the longest entry id they allow are below (:data:`MAX_ENTRY_ID_BYTES`), next to the prefixes.
+and the longest entry id they allow are below (:data:`MAX_ENTRY_ID_BYTES`), next to the prefixes. The
+webhook items are the exceptions, each bounded by its own rule: a webhook event id is a UUID, and a
+remembered meter's Reference ID one the Meters search takes (at most 256 characters).
 
 Only connection snapshots reach the emitter (the stream's filter matches ``pk`` prefix ``CONN#``).
 The sparse GSI ``due-index`` (``watch_due_bucket``, ``due_at``) lists "due work" in time order, one
@@ -58,6 +64,7 @@ QUARANTINE_PREFIX = "QUARANTINE#"
 POLLER_PK = "POLLER"
 CHECKPOINT_SK = "CHECKPOINT"
 LEASE_SK = "LEASE"
+PASS_WAITING_SK = "PASS_WAITING"  # a pass waiting for a ref_id run's lease: later ref_id runs stand back
 OUTREACH_PREFIX = "OUTREACH#"
 OUTREACH_STATE_SK = "STATE"  # also holds the customer's ledger (leap_tracker.outreach.ledger)
 OUTREACH_SUPPRESSED_PREFIX = "SUPPRESSED#"
@@ -195,6 +202,21 @@ FAILURE_STREAM_SEQUENCE = "stream_sequence_number"  # as the stream wrote it (un
 FAILURE_REASON = "reason"  # why it failed, without the entry id
 FAILURE_FAILED_AT = "failed_at"
 
+# Targeted polls (leap_tracker.webhooks.targeted): one item per Reference ID a Connect-session webhook
+# asked to poll, holding when the last targeted poll of it started; a poll request is done once a poll
+# started late enough for it. The key holds the Reference ID (at most MAX_REF_ID_BYTES, the entry id's
+# limit: TARGETED# is shorter than the longest entry id prefix, tests/unit/test_table_keys.py).
+TARGETED_PREFIX = "TARGETED#"
+TARGETED_SK = "POLLED"
+TARGETED_ITEM_TYPE = "targeted_poll"
+TARGETED_POLLED_AT = "polled_at"  # S: RFC 3339 UTC to the microsecond, fixed width: compared as text
+TARGETED_POLLED_BY = "polled_by"  # the run id of that poll, for people
+
+
+def targeted_poll_key(ref_id: str) -> dict[str, str]:
+    return {PK: TARGETED_PREFIX + ref_id, SK: TARGETED_SK}
+
+
 # Attributes of a meter watch item (written by meter_watch and meter_sweep; see docs/meters.md).
 # While OPEN it also carries DUE_BUCKET_ATTRIBUTE = METER_WATCH_BUCKET and DUE_AT_ATTRIBUTE.
 WATCH_ITEM_TYPE = "meter_watch"
@@ -211,6 +233,43 @@ WATCH_STATUS = "status"  # OPEN | CLOSED
 WATCH_CLOSED_REASON = "closed_reason"  # appeared | expired | connection_gone
 WATCH_CLOSED_AT = "closed_at"
 WATCH_METER_IDS = "meter_ids"  # L of S: the meters that closed it (ids only: no personal data)
+
+
+# --- Leap's webhooks, as the processor keeps them (leap_tracker.webhooks.processing, docs/webhooks.md) ---
+# A processed delivery: ``WEBHOOK#<webhook_event_id>`` / ``EVENT`` (Leap's id is a UUID, checked by the
+# receiver), so a duplicate changes nothing; expires (TTL) after WEBHOOK_RETENTION_DAYS. An unknown
+# type's body, and an enrollment event's, are kept in it (compressed, as a snapshot's entry).
+WEBHOOK_PREFIX = "WEBHOOK#"
+WEBHOOK_SK = "EVENT"
+WEBHOOK_ITEM_TYPE = "webhook_event"
+WEBHOOK_EVENT_TYPE = "event_type"
+WEBHOOK_RECEIVED_AT = "received_at"  # when the receiver took it (RFC 3339, UTC)
+WEBHOOK_PROCESSED_AT = "processed_at"
+WEBHOOK_OUTCOME = "outcome"  # what processing did (webhooks.processing.Result)
+WEBHOOK_BODY = "body"  # B: zlib-compressed JSON as received (unknown types and enrollment events only)
+# A meter a meter.created named and the Meters API confirmed, by Reference ID:
+# ``REFMETER#<ref_id>`` / ``<meter_id>``, so the watch a later completion opens finds it with one Query
+# and opens satisfied (leap_tracker.meters.opening). Only a Reference ID the Meters search takes
+# (wire.METERS_REFERENCE_ID_PATTERN: at most 256 characters, 1024 bytes) goes into this key. No
+# ``ref_id`` attribute: these items stay out of ref-index. Expires with WEBHOOK_RETENTION_DAYS.
+REMEMBERED_METER_PREFIX = "REFMETER#"
+REMEMBERED_METER_ITEM_TYPE = "remembered_meter"
+REMEMBERED_METER_ID = "meter_id"
+REMEMBERED_UTILITY_NAME = "utility_name"
+REMEMBERED_CREATED_AT = "created_at"  # the meter's audit.created_at, when Leap gave one
+REMEMBERED_AT = "remembered_at"
+
+
+def webhook_key(webhook_event_id: str) -> dict[str, str]:
+    return {PK: WEBHOOK_PREFIX + webhook_event_id, SK: WEBHOOK_SK}
+
+
+def remembered_meters_pk(ref_id: str) -> str:
+    return REMEMBERED_METER_PREFIX + ref_id
+
+
+def remembered_meter_key(ref_id: str, meter_id: str) -> dict[str, str]:
+    return {PK: remembered_meters_pk(ref_id), SK: meter_id}
 
 
 # --- the stored form of a Leap entry (the snapshot item's CONN_ENTRY attribute) ---------------
@@ -269,6 +328,24 @@ def decode_stored_change(value: Any) -> tuple[dict[str, Any] | None, dict[str, A
     if pair[0] is not None and not isinstance(pair[0], dict):
         raise UnreadableStoredEntry("stored change's previous entry is not a JSON object")
     return pair[0], pair[1]
+
+
+def encode_stored_body(body: str) -> bytes:
+    """A kept webhook body (``WEBHOOK_BODY``): the JSON text as received, compressed as an entry is."""
+    return zlib.compress(body.encode("utf-8"), 6)
+
+
+def decode_stored_body(value: Any) -> str:
+    """A kept webhook body back as the text received, from any shape a binary attribute reaches code in."""
+    raw = getattr(value, "value", value)
+    try:
+        if isinstance(raw, str):
+            raw = base64.b64decode(raw, validate=True)
+        if not isinstance(raw, bytes | bytearray):
+            raise TypeError(f"a binary attribute was expected, got {type(raw).__name__}")
+        return zlib.decompress(raw).decode("utf-8")
+    except (TypeError, ValueError, binascii.Error, zlib.error) as exc:
+        raise UnreadableStoredEntry(f"stored webhook body cannot be read: {exc}") from exc
 
 
 def _decompressed_json(value: Any, what: str) -> Any:

@@ -2,7 +2,9 @@
 
 One ``requests.Session`` carries both, with urllib3's ``Retry`` mounted for 429/5xx and network errors.
 Auth failures are fatal and never retried; every other failure becomes one of the ``LeapError`` types
-of :mod:`leap_tracker.leap.api`. Entries and meters are yielded as raw dicts: validating them is the
+of :mod:`leap_tracker.leap.api`. The conventions (bearer auth, the retry policy, network errors, the
+401/403 message) are module functions, shared with the Webhook Subscription API's client
+(``adapters/leap_webhooks.py``). Entries and meters are yielded as raw dicts: validating them is the
 poller's job, this module only checks the page envelope.
 """
 
@@ -138,7 +140,7 @@ class BudgetedRetry(Retry):
         return self.new(backoff_jitter=0.0).get_backoff_time()
 
 
-class _BearerAuth(AuthBase):
+class BearerAuth(AuthBase):
     """Sets the bearer header on each request from the provider, so a rotated secret is picked up."""
 
     def __init__(self, provider: ApiKeyProvider) -> None:
@@ -149,7 +151,7 @@ class _BearerAuth(AuthBase):
         return request
 
     def __repr__(self) -> str:
-        return "_BearerAuth(<redacted>)"
+        return "BearerAuth(<redacted>)"
 
 
 class LeapHttpClient:
@@ -163,10 +165,9 @@ class LeapHttpClient:
     ) -> None:
         self._settings = settings
         self._base_url = settings.base_url.rstrip("/")
-        self._auth = _BearerAuth(key_provider or api_key_provider(settings))
-        self._timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
+        self._auth = BearerAuth(key_provider or api_key_provider(settings))
         self._session = session or requests.Session()
-        self._mount_retrying_adapter()
+        mount_retry_policy(self._session, settings, on_retry=self._count_retry)
         self.stats = ClientStats()
 
     def __repr__(self) -> str:
@@ -261,26 +262,6 @@ class LeapHttpClient:
 
     # --- shared HTTP -------------------------------------------------------------------------
 
-    def _mount_retrying_adapter(self) -> None:
-        settings = self._settings
-        retry = BudgetedRetry(
-            total=settings.max_retries,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=RETRY_METHODS,
-            backoff_factor=settings.backoff_factor,
-            backoff_jitter=settings.backoff_factor,
-            backoff_max=settings.max_retry_seconds,
-            respect_retry_after_header=True,
-            retry_after_max=math.ceil(settings.max_retry_seconds),
-            # Hand back the last 429/5xx instead of raising, so the error names the status Leap sent.
-            raise_on_status=False,
-            budget_seconds=settings.max_retry_seconds,
-            on_retry=self._count_retry,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-
     def _count_retry(self) -> None:
         self.stats.retries += 1
 
@@ -289,25 +270,7 @@ class LeapHttpClient:
         started = time.monotonic()
         self.stats.requests += 1
         try:
-            response = self._session.request(
-                method,
-                url,
-                json=json_body,
-                auth=self._auth,
-                timeout=self._timeout,
-                headers={"Accept": "application/json"},
-            )
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            # A body cut off mid-way surfaces after Retry is done with the request, so it is not
-            # retried here: the caller resumes from its checkpoint on the next run.
-            raise LeapInvalidResponse(f"{method} {_path_of(url)}: the answer was cut off ({exc})") from exc
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError) as exc:
-            raise LeapUnavailable(
-                f"{method} {_path_of(url)}: Leap unreachable after {self._settings.max_retries} "
-                f"retries or {self._settings.max_retry_seconds:g}s ({type(exc).__name__})"
-            ) from exc
-        except requests.RequestException as exc:  # anything else requests raises is still a LeapError
-            raise LeapUnavailable(f"{method} {_path_of(url)}: {type(exc).__name__}") from exc
+            response = send(self._session, method, url, self._settings, self._auth, json_body)
         finally:
             self.stats.latency_seconds += time.monotonic() - started
         return self._decode(response, method, sent_token)
@@ -317,7 +280,7 @@ class LeapHttpClient:
         where = f"{method} {_path_of(response.url)}"
         if status in AUTH_STATUSES:
             self.stats.auth_refusals += 1
-            raise LeapAuthError(self._auth_message(status))
+            raise LeapAuthError(auth_refusal_message(self._settings, status))
         if 200 <= status < 300:
             try:
                 return response.json()
@@ -331,24 +294,90 @@ class LeapHttpClient:
             raise _request_error(where, response)
         raise LeapInvalidResponse(f"{where}: unexpected HTTP status {status}")
 
-    def _auth_message(self, status: int) -> str:
-        environment = self._settings.environment
-        where = (
-            f"the {environment} environment ({self._base_url})"
-            if environment in ("production", "staging")
-            else f"the Leap environment at {self._base_url}"
-        )
-        variable = "LEAP_API_KEY_SECRET_ARN" if self._settings.api_key_secret_arn else "LEAP_API_KEY"
-        return (
-            f"Leap rejected the API key ({status}) for {where}: "
-            f"check {variable} holds a key for this environment"
-        )
-
     @staticmethod
     def _following_token(sent: str | None, received: str | None) -> str | None:
         if received is not None and received == sent:
             raise LeapInvalidResponse("Leap sent back the page token it was given: paging would never end")
         return received
+
+
+# --- the conventions every Leap client of the layer shares (this one, adapters/leap_webhooks.py) ------
+
+
+def mount_retry_policy(
+    session: requests.Session,
+    settings: LeapApiSettings,
+    *,
+    methods: frozenset[str] = RETRY_METHODS,
+    on_retry: Callable[[], None] | None = None,
+) -> None:
+    """Mount the one retry policy for Leap: 429/5xx and network errors, backoff, Retry-After, a budget.
+
+    ``methods`` are the ones safe to repeat (a request that creates something is not).
+    """
+    retry = BudgetedRetry(
+        total=settings.max_retries,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=methods,
+        backoff_factor=settings.backoff_factor,
+        backoff_jitter=settings.backoff_factor,
+        backoff_max=settings.max_retry_seconds,
+        respect_retry_after_header=True,
+        retry_after_max=math.ceil(settings.max_retry_seconds),
+        # Hand back the last 429/5xx instead of raising, so the error names the status Leap sent.
+        raise_on_status=False,
+        budget_seconds=settings.max_retry_seconds,
+        on_retry=on_retry,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    settings: LeapApiSettings,
+    auth: AuthBase,
+    json_body: Any = None,
+) -> requests.Response:
+    """One request (the mounted retries included); what the network does wrong becomes a LeapError."""
+    try:
+        return session.request(
+            method,
+            url,
+            json=json_body,
+            auth=auth,
+            timeout=(settings.connect_timeout_seconds, settings.read_timeout_seconds),
+            headers={"Accept": "application/json"},
+        )
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+        # A body cut off mid-way surfaces after Retry is done with the request, so it is not
+        # retried here: the caller resumes from its checkpoint on the next run.
+        raise LeapInvalidResponse(f"{method} {_path_of(url)}: the answer was cut off ({exc})") from exc
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError) as exc:
+        raise LeapUnavailable(
+            f"{method} {_path_of(url)}: Leap unreachable after {settings.max_retries} "
+            f"retries or {settings.max_retry_seconds:g}s ({type(exc).__name__})"
+        ) from exc
+    except requests.RequestException as exc:  # anything else requests raises is still a LeapError
+        raise LeapUnavailable(f"{method} {_path_of(url)}: {type(exc).__name__}") from exc
+
+
+def auth_refusal_message(settings: LeapApiSettings, status: int) -> str:
+    """What a 401/403 means, naming the environment and the variable that holds the key."""
+    base_url = settings.base_url.rstrip("/")
+    environment = settings.environment
+    where = (
+        f"the {environment} environment ({base_url})"
+        if environment in ("production", "staging")
+        else f"the Leap environment at {base_url}"
+    )
+    variable = "LEAP_API_KEY_SECRET_ARN" if settings.api_key_secret_arn else "LEAP_API_KEY"
+    return (
+        f"Leap rejected the API key ({status}) for {where}: check {variable} holds a key for this environment"
+    )
 
 
 def _request_error(where: str, response: requests.Response) -> LeapApiRequestError:

@@ -44,6 +44,7 @@ from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
+    LeaseUse,
     PassKind,
     PassState,
     QuarantineRecord,
@@ -57,6 +58,7 @@ WRITE_UNIT_BYTES = 1024
 
 CHECKPOINT_ITEM_TYPE = "poller_checkpoint"
 LEASE_ITEM_TYPE = "poller_lease"
+PASS_WAITING_ITEM_TYPE = "poller_pass_waiting"
 QUARANTINE_ITEM_TYPE = "quarantine"
 
 # Checkpoint attributes
@@ -81,6 +83,11 @@ LEASE_OWNER = "owner"
 LEASE_EXPIRES_MS = "lease_expires_ms"  # epoch milliseconds: compared in the condition expressions
 LEASE_EXPIRES_AT = "lease_expires_at"  # the same instant, for people
 LEASE_ACQUIRED_AT = "acquired_at"
+LEASE_USE = "used_for"  # poller.ports.LeaseUse; a lease without it is a pass's (written before it existed)
+# A pass waiting for a ref_id run's lease (pk POLLER, sk PASS_WAITING): the waiting run's owner, until when
+WAITING_OWNER = "owner"
+WAITING_UNTIL_MS = "waiting_until_ms"
+WAITING_UNTIL_AT = "waiting_until_at"
 
 # Quarantine attributes
 Q_REASON = "reason"
@@ -148,7 +155,14 @@ class DynamoPollerStore:
 
     # --- lease ----------------------------------------------------------------------------------
 
-    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
+    def acquire_lease(
+        self, owner: str, now: datetime, until: datetime, use: LeaseUse = LeaseUse.PASS
+    ) -> None:
+        if use is LeaseUse.REF_ID:
+            # Read first, not in a transaction with the put: a transaction in flight would make the
+            # pass's own plain writes of these items fail (TransactionConflict). A pass announcing
+            # itself between the read and the put only waits one more try.
+            self._refuse_if_a_pass_waits(now)
         item = {
             **_poller_key(table.LEASE_SK),
             table.ITEM_TYPE: _s(LEASE_ITEM_TYPE),
@@ -156,6 +170,7 @@ class DynamoPollerStore:
             LEASE_EXPIRES_MS: _n(_epoch_ms(until)),
             LEASE_EXPIRES_AT: _s(format_instant(until)),
             LEASE_ACQUIRED_AT: _s(format_instant(now)),
+            LEASE_USE: _s(use.value),
         }
         try:
             self._client.put_item(
@@ -169,8 +184,45 @@ class DynamoPollerStore:
         except ClientError as error:
             if not is_condition_failed(error):
                 raise
-            holder, until_held = _lease_holder(error)
-            raise LeaseHeld(holder, until_held) from None
+            raise _lease_held(error.response.get("Item")) from None
+
+    def _refuse_if_a_pass_waits(self, now: datetime) -> None:
+        answer = self._client.get_item(
+            TableName=self._table, Key=_poller_key(table.PASS_WAITING_SK), ConsistentRead=True
+        )
+        waiting = answer.get("Item")
+        if waiting and int(waiting.get(WAITING_UNTIL_MS, {}).get("N", "0")) >= _epoch_ms(now):
+            raise LeaseHeld(
+                waiting.get(WAITING_OWNER, {}).get("S", "a pass"),
+                _optional_instant(waiting, WAITING_UNTIL_AT),
+                LeaseUse.PASS,
+                waiting=True,
+            )
+
+    def announce_waiting_pass(self, owner: str, until: datetime) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_poller_key(table.PASS_WAITING_SK),
+                table.ITEM_TYPE: _s(PASS_WAITING_ITEM_TYPE),
+                WAITING_OWNER: _s(owner),
+                WAITING_UNTIL_MS: _n(_epoch_ms(until)),
+                WAITING_UNTIL_AT: _s(format_instant(until)),
+            },
+        )
+
+    def withdraw_waiting_pass(self, owner: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=_poller_key(table.PASS_WAITING_SK),
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": WAITING_OWNER},
+                ExpressionAttributeValues={":me": _s(owner)},
+            )
+        except ClientError as error:
+            if not is_condition_failed(error):
+                raise
 
     def renew_lease(self, owner: str, until: datetime) -> None:
         try:
@@ -478,3 +530,14 @@ def _lease_holder(error: ClientError) -> tuple[str, datetime | None]:
     owner = item.get(LEASE_OWNER, {}).get("S", "an unknown run")
     expires = item.get(LEASE_EXPIRES_AT, {}).get("S")
     return owner, parse_instant(expires) if expires else None
+
+
+def _lease_held(item: Mapping[str, Any] | None) -> LeaseHeld:
+    """The refusal of an acquire, from the lease item the condition failed on."""
+    item = item or {}
+    use = item.get(LEASE_USE, {}).get("S")
+    return LeaseHeld(
+        item.get(LEASE_OWNER, {}).get("S", "an unknown run"),
+        _optional_instant(item, LEASE_EXPIRES_AT),
+        LeaseUse.REF_ID if use == LeaseUse.REF_ID.value else LeaseUse.PASS,
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from leap_tracker.config import ConfigError, Settings
 from leap_tracker.privacy import KeyTooShort, Pseudonyms
@@ -49,3 +51,47 @@ def log_pseudonyms(settings: Settings) -> Pseudonyms:
     except KeyTooShort as exc:
         variable = "LOG_HASH_KEY_SECRET_ARN" if settings.log_hash_key_secret_arn else "LOG_HASH_KEY"
         raise ConfigError(f"{variable}: {exc}") from None
+
+
+# --- a secret that is rotated while callers still send its old value (the webhook receiver's) -------
+
+CURRENT_STAGE = "AWSCURRENT"
+PREVIOUS_STAGE = "AWSPREVIOUS"  # Secrets Manager moves it to the old version when a new one is put
+SecretValues = Callable[[], tuple[str, ...]]
+
+
+def rotating_secret(
+    arn: str, max_age_seconds: int, clock: Callable[[], float] = time.monotonic
+) -> SecretValues:
+    """A zero-argument callable returning the values to accept: the AWSCURRENT version's string and,
+    when the secret has one, the AWSPREVIOUS version's, each cached ``max_age_seconds``.
+
+    Through Powertools parameters, one provider per stage: Powertools' cache key is the secret's name
+    alone (not the VersionStage), so one provider would answer both stages with whichever it read
+    first. A secret never rotated has no AWSPREVIOUS version; that absence is cached as long.
+    """
+    # Imported here: Powertools parameters pulls in boto3, which a module import must not do.
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    from leap_tracker.adapters.aws import CLIENT_CONFIG, error_code
+
+    current, previous = SecretsProvider(boto_config=CLIENT_CONFIG), SecretsProvider(boto_config=CLIENT_CONFIG)
+    no_previous_until = [float("-inf")]
+
+    def read(provider: Any, stage: str) -> str:
+        secret = provider.get(arn, max_age=max_age_seconds, VersionStage=stage)
+        return (secret.decode() if isinstance(secret, bytes) else str(secret)).strip()
+
+    def values() -> tuple[str, ...]:
+        found = [read(current, CURRENT_STAGE)]
+        if clock() >= no_previous_until[0]:
+            try:
+                found.append(read(previous, PREVIOUS_STAGE))
+            except GetParameterError as exc:
+                if error_code(exc.__context__ or exc) != "ResourceNotFoundException":
+                    raise  # Secrets Manager failing: the call fails, Leap sends it again
+                no_previous_until[0] = clock() + max_age_seconds
+        return tuple(value for value in found if value)
+
+    return values

@@ -7,7 +7,8 @@ record reported alone: retried, then dead-lettered after the queue's maxReceiveC
 rejected record is logged with its message id and the reason: the exception's type and message.
 
 Never the body: it carries the customer's Reference ID. The reason is logged with the record's
-customer identifiers (the CloudEvent subject, the connection's id and ref_id) masked, since a domain
+customer identifiers (the CloudEvent subject, the connection's id and ref_id, a Leap webhook's
+partner_reference, a poll request's ref_id) masked, since a domain
 exception may name the entry it failed on. No traceback is logged for the same reason, only where the
 exception was raised.
 
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, ExceptionInfo, FailureResponse
 
 from leap_tracker.leap import wire
+from leap_tracker.webhooks import targeted
 
 MASK = "<redacted>"
 
@@ -90,8 +92,9 @@ def mask_identifiers(text: str, body: str) -> str:
 
 
 def _identifiers(body: str) -> list[str]:
-    """The CloudEvent subject and the connection's id and ref_id, as written and as repr() shows them;
-    longest first, so an entry id is masked whole before the Reference ID inside it."""
+    """The CloudEvent subject and the connection's id and ref_id, or a Leap webhook's
+    partner_reference, as written and as repr() shows them; longest first, so an entry id is masked
+    whole before the Reference ID inside it."""
     try:
         event = json.loads(body)
     except ValueError:
@@ -100,9 +103,13 @@ def _identifiers(body: str) -> list[str]:
         return []
     data = event.get("data")
     connection = data.get("connection") if isinstance(data, dict) else None
+    payload = event.get(wire.WEBHOOK_PAYLOAD)
     values = [event.get("subject")]
     if isinstance(connection, dict):
         values += [connection.get(wire.ENTRY_ID), connection.get(wire.ENTRY_REF_ID)]
+    if isinstance(payload, dict):
+        values.append(payload.get(wire.WEBHOOK_PARTNER_REFERENCE))
+    values.append(event.get(targeted.REF_ID_FIELD))  # a targeted poll request (PollRequestQueue)
     found = {form for v in values if isinstance(v, str) and v for form in (v, repr(v)[1:-1])}
     return sorted(found, key=len, reverse=True)
 

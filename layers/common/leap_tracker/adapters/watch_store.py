@@ -74,6 +74,26 @@ class DynamoWatchStore:
             for item in page.get("Items", []):
                 yield watch_from_item(deserialize(item))
 
+    def open_watches_of_ref(self, ref_id: str) -> list[MeterWatch]:
+        """Implements :class:`leap_tracker.webhooks.ports.WatchesOfReference`: one Query of the
+        KEYS_ONLY ref-index lists the Reference ID's snapshots and watches; each watch whose snapshot
+        is listed too is read (consistently: the index only names it) and kept if open. A watch whose
+        snapshot is gone is left to the sweep, which closes it without an event."""
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=table.REF_INDEX,
+            KeyConditionExpression="#ref = :ref",
+            ExpressionAttributeNames={"#ref": table.CONN_REF_ID},
+            ExpressionAttributeValues=serialize({":ref": ref_id}),
+        )
+        keys = {item[table.PK]["S"] for page in pages for item in page.get("Items", [])}
+        watched = sorted(
+            pk.removeprefix(table.WATCH_PREFIX) for pk in keys if pk.startswith(table.WATCH_PREFIX)
+        )
+        alive = [entry_id for entry_id in watched if table.CONNECTION_PREFIX + entry_id in keys]
+        watches = (self.get(entry_id) for entry_id in alive)
+        return [watch for watch in watches if watch is not None and watch.is_open]
+
     def existing_connections(self, entry_ids: Sequence[str]) -> set[str]:
         # Never guess: a key still unanswered after the retries raises, it never reads as "gone".
         keys = [string_key(table.connection_key(e)) for e in dict.fromkeys(entry_ids)]  # no repeated keys

@@ -44,6 +44,8 @@ AGREEMENT_NOT_REQUIRED = "agreement.not_required"
 METER_APPEARED = "meter.appeared"
 METER_OVERDUE = "meter.overdue"
 METER_WATCH_EXPIRED = "meter.watch_expired"
+ENROLLMENT_ACTIONS_REQUIRED = "enrollment.actions_required"  # from Leap's enrollment webhooks
+ENROLLMENT_INELIGIBLE = "enrollment.ineligible"
 OUTREACH_SENT = "outreach.sent"
 OUTREACH_SUPPRESSED = "outreach.suppressed"
 OUTREACH_REQUESTED = "outreach.requested"  # on the outreach topic, for the partner's own systems
@@ -154,6 +156,43 @@ METER_SUMMARY_SCHEMA: dict[str, Any] = {
             "type": ["string", "null"],
             "format": "date-time",
             "description": "when Leap created the meter (audit.created_at)",
+        },
+    },
+    "additionalProperties": False,
+}
+
+# Enrollment events restate one of Leap's enrollment webhooks (docs/webhooks.md#processing): about a
+# meter, not a connection, and carrying no customer data (Leap's webhooks carry none).
+_ENROLLMENT_DATA = {
+    "meter_id": {"type": "string", "description": "Leap's meter id: GET /v2/meters/{meter_id}"},
+    "ref_id": {**_NULLABLE_STRING, "description": "the Reference ID (Leap's partner_reference), when given"},
+    "transmission_region": _OPEN_STRING,
+    "meter_type": {**_NULLABLE_STRING, "description": "UTILITY_METER, SUBMETER or DEVICE, when given"},
+    "global_enrollment_status": {
+        **_OPEN_STRING,
+        "description": "ACTIVE, ELIGIBLE, INELIGIBLE, NOT_PARTICIPATING, PENDING (open)",
+    },
+    "webhook_event_id": {"type": "string", "description": "Leap's id of the webhook this event restates"},
+    "received_at": {**_DATE_TIME, "description": "when the stack received the webhook (also the time)"},
+}
+_ENROLLMENT_REQUIRED = ("meter_id", "transmission_region", "global_enrollment_status", "webhook_event_id")
+REQUIRED_ACTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        wire.WEBHOOK_ACTION_CODE,
+        wire.WEBHOOK_ACTION_TYPE,
+        wire.WEBHOOK_ACTION_DESCRIPTION,
+        wire.WEBHOOK_ACTION_DEADLINE,
+    ],
+    "description": "One action Leap asks of the partner (Leap's field names).",
+    "properties": {
+        wire.WEBHOOK_ACTION_CODE: _OPEN_STRING,
+        wire.WEBHOOK_ACTION_TYPE: _OPEN_STRING,
+        wire.WEBHOOK_ACTION_DESCRIPTION: {"type": "string"},
+        wire.WEBHOOK_ACTION_DEADLINE: {**_DATE_TIME, "description": "act before this instant"},
+        wire.WEBHOOK_ACTION_PROGRAM: {"description": "the program it is for, as Leap sent it (when it did)"},
+        wire.WEBHOOK_ACTION_DELIVERY_PERIOD: {
+            "description": "the delivery period, as Leap sent it (when it did)"
         },
     },
     "additionalProperties": False,
@@ -275,6 +314,23 @@ CATALOG: dict[str, EventType] = {
             ("entry_id", "ref_id", "completed_at", "checks", "gave_up_after_days"),
         ),
         EventType(
+            ENROLLMENT_ACTIONS_REQUIRED,
+            "Leap asks the partner to act for a meter's enrollment (from Leap's "
+            "meter.enrollment.required-actions.updated webhook): the actions, each with its deadline.",
+            {
+                **_ENROLLMENT_DATA,
+                "required_actions": {"type": "array", "minItems": 1, "items": REQUIRED_ACTION_SCHEMA},
+            },
+            (*_ENROLLMENT_REQUIRED, "required_actions"),
+        ),
+        EventType(
+            ENROLLMENT_INELIGIBLE,
+            "Leap found a meter INELIGIBLE for enrollment (from Leap's "
+            "meter.enrollment.global-status.updated webhook): stop pursuing it in programs.",
+            dict(_ENROLLMENT_DATA),
+            _ENROLLMENT_REQUIRED,
+        ),
+        EventType(
             OUTREACH_SENT,
             "A re-engagement message was sent to the customer (audit).",
             {
@@ -344,6 +400,12 @@ def event_id(entry_id: str, sequence: int, event_type: str, discriminator: str =
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{entry_id}\x1f{sequence}\x1f{event_type}\x1f{discriminator}"))
 
 
+def webhook_event_id(leap_webhook_event_id: str, event_type: str) -> str:
+    """The id of the event that restates one of Leap's webhooks: from Leap's id alone, so every retry
+    and every duplicate delivery of that webhook republishes the same id."""
+    return event_id(leap_webhook_event_id, 0, event_type, "leap-webhook")
+
+
 def format_sequence(sequence: int) -> str:
     """Zero-padded so sequences compare as strings too."""
     return str(sequence).zfill(SEQUENCE_DIGITS)
@@ -358,12 +420,15 @@ def build_event(
     time: str,
     data: dict[str, Any],
     discriminator: str = "",
+    fixed_id: str | None = None,
 ) -> dict[str, Any]:
-    """One CloudEvents 1.0 JSON event of a catalog type."""
+    """One CloudEvents 1.0 JSON event of a catalog type. Its id derives from (entry id, sequence,
+    type, discriminator), unless ``fixed_id`` gives it (an event restating a webhook: see
+    :func:`webhook_event_id`)."""
     kind = CATALOG[event_type]
     return {
         "specversion": SPEC_VERSION,
-        "id": event_id(entry_id, sequence, event_type, discriminator),
+        "id": fixed_id or event_id(entry_id, sequence, event_type, discriminator),
         "source": SOURCE,
         "type": event_type,
         "subject": subject,

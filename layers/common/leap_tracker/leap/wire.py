@@ -119,6 +119,94 @@ METER_AUDIT = "audit"
 METER_AUDIT_CREATED_AT = "created_at"
 METER_UTILITY = "utility"
 
+# --- Webhooks (CONFIRMED by Leap's OpenAPI file webhooks-v1.1.yml) ------------------------------
+# What Leap pushes: {"webhook_event_id": <uuid>, "payload": {"webhook_event_type": <type>, ...}}. Leap
+# sends back the custom headers a subscription was registered with, which is how a receiver
+# authenticates a call (no signature is published).
+
+WEBHOOK_EVENT_ID = "webhook_event_id"
+WEBHOOK_PAYLOAD = "payload"
+WEBHOOK_EVENT_TYPE = "webhook_event_type"
+WEBHOOK_PARTNER_REFERENCE = "partner_reference"  # the Reference ID (the Connect URL's refId)
+WEBHOOK_METER_ID = "meter_id"
+WEBHOOK_TRANSMISSION_REGION = "transmission_region"
+WEBHOOK_METER_TYPE = "meter_type"
+WEBHOOK_STATUS = "status"  # connect_session.*: the session's or the authorization's status
+WEBHOOK_UTILITY_NAME = "utility_name"  # connect_session.authorization_updated
+WEBHOOK_GLOBAL_ENROLLMENT_STATUS = "global_enrollment_status"
+WEBHOOK_REQUIRED_ACTIONS = "required_actions"  # {"partner": [{action_code, action_type, ...}]}
+WEBHOOK_PARTICIPATION_PREFERENCE = "participation_preference"
+WEBHOOK_METER_IDS = "meter_ids"  # meter.enrollment.group.updated
+# The receiver's shape checks (webhooks/intake.py) name these too.
+WEBHOOK_START_TIME = "start_time"  # participation-status.updated: start_time, end_time
+WEBHOOK_END_TIME = "end_time"
+WEBHOOK_MARKET_GROUP_ID = "market_group_id"  # group.updated: id, name, start and end
+WEBHOOK_MARKET_GROUP_NAME = "market_group_name"
+WEBHOOK_START_DATE_TIME = "start_date_time"
+WEBHOOK_END_DATE_TIME = "end_date_time"
+WEBHOOK_PARTNER_ACTIONS = "partner"  # required_actions.partner: the actions asked of the partner
+WEBHOOK_ACTION_DEADLINE = "enrollment_deadline_date_time"
+WEBHOOK_ACTION_TYPE = "action_type"
+WEBHOOK_ACTION_DESCRIPTION = "action_description"
+WEBHOOK_ACTION_CODE = "action_code"
+WEBHOOK_ACTION_PROGRAM = "program_identifier"  # optional in an action, passed on as Leap sent it
+WEBHOOK_ACTION_DELIVERY_PERIOD = "delivery_period"
+ENROLLMENT_INELIGIBLE = "INELIGIBLE"  # a global_enrollment_status: the meter cannot be enrolled
+
+WEBHOOK_METER_CREATED = "meter.created"
+WEBHOOK_CONNECT_SESSION_UPDATED = "connect_session.updated"  # CREATED, UPDATED, CLOSED, COMPLETED
+WEBHOOK_AUTHORIZATION_UPDATED = "connect_session.authorization_updated"  # INITIATED, COMPLETED, FAILED
+WEBHOOK_ENROLLMENT_GLOBAL_STATUS = "meter.enrollment.global-status.updated"
+WEBHOOK_ENROLLMENT_PARTICIPATION = "meter.enrollment.participation-status.updated"
+WEBHOOK_ENROLLMENT_REQUIRED_ACTIONS = "meter.enrollment.required-actions.updated"
+WEBHOOK_ENROLLMENT_GROUP = "meter.enrollment.group.updated"
+WEBHOOK_EVENT_TYPES = (
+    WEBHOOK_METER_CREATED,
+    WEBHOOK_CONNECT_SESSION_UPDATED,
+    WEBHOOK_AUTHORIZATION_UPDATED,
+    WEBHOOK_ENROLLMENT_GLOBAL_STATUS,
+    WEBHOOK_ENROLLMENT_PARTICIPATION,
+    WEBHOOK_ENROLLMENT_REQUIRED_ACTIONS,
+    WEBHOOK_ENROLLMENT_GROUP,
+)
+SESSION_CREATED = "CREATED"  # connect_session.updated: the first click
+SESSION_UPDATED = "UPDATED"
+SESSION_CLOSED = "CLOSED"
+SESSION_COMPLETED = "COMPLETED"
+CONNECT_SESSION_STATUSES = frozenset({SESSION_CREATED, SESSION_UPDATED, SESSION_CLOSED, SESSION_COMPLETED})
+AUTHORIZATION_INITIATED = "INITIATED"  # connect_session.authorization_updated: a utility login
+AUTHORIZATION_COMPLETED = "COMPLETED"
+AUTHORIZATION_FAILED = "FAILED"
+AUTHORIZATION_STATUSES = frozenset({AUTHORIZATION_INITIATED, AUTHORIZATION_COMPLETED, AUTHORIZATION_FAILED})
+
+# The Webhook Subscription API: list (GET) and create (POST) on the collection; update (PUT, replaces
+# every setting) and delete on one subscription; POST .../test sends a sample event to the receiver.
+WEBHOOKS_PATH = "/v1.1/webhooks"
+WEBHOOK_SUBSCRIPTION_ID = "webhook_id"
+WEBHOOK_SUBSCRIPTION_RECEIVER_URL = "receiver_url"
+WEBHOOK_SUBSCRIPTION_EVENT_TYPES = "event_types"
+WEBHOOK_SUBSCRIPTION_HEADERS = "headers"  # [{"name": ..., "value": ...}]
+WEBHOOK_HEADER_NAME = "name"
+WEBHOOK_HEADER_VALUE = "value"
+WEBHOOK_SUBSCRIPTIONS = "webhooks"  # the list answer's field
+WEBHOOK_TEST_IS_SUCCESSFUL = "is_successful"  # the test answer: is_successful, status_code, error,
+WEBHOOK_TEST_STATUS_CODE = "status_code"  # response_time_ms
+WEBHOOK_TEST_ERROR = "error"
+WEBHOOK_TEST_RESPONSE_TIME_MS = "response_time_ms"
+WEBHOOK_DELETED_MESSAGE = "message"  # the delete answer: {"message": ...}
+WEBHOOK_ERROR = "error"  # this API's error body: {"error": ..., "message": ...}
+WEBHOOK_ERROR_MESSAGE = "message"
+DEFAULT_WEBHOOK_SECRET_HEADER = "x-api-key"  # the header name Leap's own example uses
+
+
+def webhook_path(webhook_id: str) -> str:
+    return f"{WEBHOOKS_PATH}/{webhook_id}"
+
+
+def webhook_test_path(webhook_id: str) -> str:
+    return f"{webhook_path(webhook_id)}/test"
+
+
 # --- Errors and auth (CONFIRMED) ----------------------------------------------------------------
 
 AUTH_HEADER = "Authorization"

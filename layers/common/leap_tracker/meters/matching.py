@@ -30,6 +30,12 @@ class MatchResult:
     malformed: int = 0  # meters without a usable meter_id: skipped, counted
 
 
+@dataclass(slots=True)
+class ReferenceMeters:
+    meters: list[MeterSummary] = field(default_factory=list)
+    malformed: int = 0  # meters without a usable meter_id: skipped, counted
+
+
 def searchable(ref_id: str) -> bool:
     """Whether the Meters search takes this Reference ID (Leap refuses the whole search otherwise)."""
     return wire.METERS_REFERENCE_ID_PATTERN.fullmatch(ref_id) is not None
@@ -76,6 +82,28 @@ def match_meters(meters: Iterable[dict[str, Any]], watches: Sequence[MeterWatch]
                 seen.add((watch.entry_id, summary.meter_id))
                 result.meters_by_entry.setdefault(watch.entry_id, []).append(summary)
     return result
+
+
+def meters_of_reference(meters: Iterable[dict[str, Any]], ref_id: str) -> ReferenceMeters:
+    """The meters naming one Reference ID, whatever their creation time, each once: what the search
+    behind a ``meter.created`` webhook confirms before any watch is looked at (:func:`since_completion`
+    then holds them to a watch's completion, as :func:`match_meters` does)."""
+    result = ReferenceMeters()
+    seen: set[str] = set()
+    for meter in meters:
+        summary = summarize(meter)
+        if summary is None:
+            result.malformed += 1
+        elif ref_id in _references(meter) and summary.meter_id not in seen:
+            seen.add(summary.meter_id)
+            result.meters.append(summary)
+    return result
+
+
+def since_completion(meters: Iterable[MeterSummary], watch: MeterWatch) -> list[MeterSummary]:
+    """The meters a watch takes: created at or after its completion (or without a creation time),
+    the rule :func:`match_meters` applies to a sweep's search."""
+    return [meter for meter in meters if _created_since(meter, watch)]
 
 
 def summarize(meter: dict[str, Any]) -> MeterSummary | None:

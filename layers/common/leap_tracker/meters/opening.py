@@ -1,9 +1,16 @@
-"""A ``connection.completed`` event opens the connection's meter watch, exactly once."""
+"""A ``connection.completed`` event opens the connection's meter watch, exactly once.
+
+A watch may open already satisfied: when a ``meter.created`` webhook came first (the meter exists
+before the poller saw the completion), the processor remembered the meters the Meters API confirmed
+(``RememberedMeters``), and opening publishes ``meter.appeared`` from them at once and closes the
+watch, through the same check as the sweep (:mod:`leap_tracker.meters.checks`).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -14,8 +21,10 @@ from leap_tracker.events import catalog
 from leap_tracker.leap import wire
 from leap_tracker.leap.connect_model import MAX_REF_ID_BYTES, code_problem, identifier_problem
 from leap_tracker.meters import schedule
+from leap_tracker.meters.checks import EventsNotPublished, Saved, check, publish_then_save
+from leap_tracker.meters.matching import searchable, since_completion
 from leap_tracker.meters.model import MeterWatch
-from leap_tracker.meters.ports import WatchStore
+from leap_tracker.meters.ports import EventPublisher, RememberedMeters, WatchStore
 from leap_tracker.privacy import excerpt
 from leap_tracker.timeutil import parse_instant
 
@@ -25,6 +34,17 @@ class OpenResult(StrEnum):
     REOPENED = "reopened"  # a later completion over a watch that closed without meters
     ALREADY_WATCHED = "already_watched"  # redelivery, replay, or nothing new to watch
     IGNORED = "ignored"  # not a connection.completed event
+    # Remembered meters (a meter.created webhook came first) satisfied the open watch at once:
+    # meter.appeared published, the watch closed.
+    APPEARED = "appeared"
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyMeters:
+    """What opening a watch satisfied needs: the meters webhooks remembered, and the events topic."""
+
+    remembered: RememberedMeters
+    publisher: EventPublisher
 
 
 class MalformedCompletion(ValueError):
@@ -61,19 +81,58 @@ def watch_from_completion(event: Any, now: datetime, settings: MeterWatchSetting
     )
 
 
-def open_watch(store: WatchStore, event: Any, now: datetime, settings: MeterWatchSettings) -> OpenResult:
-    """Open (or, for a later completion, reopen) the watch ``event`` asks for; safe to repeat."""
+def open_watch(
+    store: WatchStore,
+    event: Any,
+    now: datetime,
+    settings: MeterWatchSettings,
+    early: EarlyMeters | None = None,
+) -> OpenResult:
+    """Open (or, for a later completion, reopen) the watch ``event`` asks for; safe to repeat.
+
+    With ``early``, an open watch (just opened, or found open: a redelivery after SNS refused) that
+    remembered meters satisfy is closed at once with ``meter.appeared`` (:data:`OpenResult.APPEARED`).
+    Raises :class:`EventsNotPublished` when SNS refuses that event.
+    """
     watch = watch_from_completion(event, now, settings)
     if watch is None:
         return OpenResult.IGNORED
+    result, current = _open(store, watch)
+    if (
+        early is not None
+        and current is not None
+        and satisfy_from_remembered(store, current, early, now, settings)
+    ):
+        return OpenResult.APPEARED
+    return result
+
+
+def satisfy_from_remembered(
+    store: WatchStore, watch: MeterWatch, early: EarlyMeters, now: datetime, settings: MeterWatchSettings
+) -> bool:
+    """Close an open watch with ``meter.appeared`` when remembered meters were created since its
+    completion; False when there are none (or someone else changed the watch first)."""
+    if not watch.is_open or not searchable(watch.ref_id):  # no webhook can name any other Reference ID
+        return False
+    meters = since_completion(early.remembered.recall(watch.ref_id), watch)
+    if not meters:
+        return False
+    ((_, saved),) = publish_then_save([check(watch, meters, now, settings)], store, early.publisher)
+    if saved is Saved.NOT_PUBLISHED:
+        raise EventsNotPublished("SNS did not take the meter.appeared of a watch opening satisfied")
+    return saved is Saved.SAVED
+
+
+def _open(store: WatchStore, watch: MeterWatch) -> tuple[OpenResult, MeterWatch | None]:
+    """The opening's result and the watch as stored after it (None when unknown)."""
     if store.create(watch):
-        return OpenResult.OPENED
+        return OpenResult.OPENED, watch
     existing = store.get(watch.entry_id)
     if existing is None:  # deleted between the two calls: try once more, then let SQS redeliver
-        return OpenResult.OPENED if store.create(watch) else OpenResult.ALREADY_WATCHED
+        return (OpenResult.OPENED, watch) if store.create(watch) else (OpenResult.ALREADY_WATCHED, None)
     if schedule.supersedes(existing, watch.sequence) and store.replace(existing, watch):
-        return OpenResult.REOPENED
-    return OpenResult.ALREADY_WATCHED
+        return OpenResult.REOPENED, watch
+    return OpenResult.ALREADY_WATCHED, existing
 
 
 def _text(connection: Mapping[str, Any], name: str) -> str:

@@ -5,7 +5,8 @@ For each batch of up to 100 due watches (earliest due first):
 2. ONE Meters search (the client follows its pages) finds the meters of all the others;
 3. each watch's next state comes from :func:`leap_tracker.meters.schedule.after_check`;
 4. the batch's events are published, THEN each watch is saved with a conditional write (a watch
-   whose event SNS did not accept is not saved: it stays due).
+   whose event SNS did not accept is not saved: it stays due). Steps 3 and 4 are
+   :mod:`leap_tracker.meters.checks`, which a ``meter.created`` webhook goes through too.
 
 Publishing before saving means a crash in between re-checks those watches next time and publishes
 events with the same deterministic ids (consumers deduplicate), instead of losing them. The
@@ -34,7 +35,6 @@ from itertools import islice
 
 from leap_tracker.config import MeterWatchSettings
 from leap_tracker.events import catalog
-from leap_tracker.events.publishing import OutgoingMessage, to_message
 from leap_tracker.leap import wire
 from leap_tracker.leap.api import (
     LeapAuthError,
@@ -45,7 +45,7 @@ from leap_tracker.leap.api import (
     MeterSource,
 )
 from leap_tracker.meters import schedule
-from leap_tracker.meters.events import watch_event
+from leap_tracker.meters.checks import Saved, check, publish_then_save
 from leap_tracker.meters.matching import MatchResult, match_meters, search_request, searchable
 from leap_tracker.meters.model import MeterWatch
 from leap_tracker.meters.ports import EventPublisher, WatchStore
@@ -168,25 +168,17 @@ def _sweep_batch(
     to_search = [watch for watch in live if searchable(watch.ref_id)]
     summary.unsearchable += len(live) - len(to_search)
     found = _search(meters, to_search, summary) if to_search else MatchResult()
-    outcomes: list[tuple[MeterWatch, schedule.CheckOutcome, OutgoingMessage | None]] = []
-    for watch in live:
-        watch_meters = found.meters_by_entry.get(watch.entry_id, [])
-        outcome = schedule.after_check(watch, [m.meter_id for m in watch_meters], now, settings)
-        message = None
-        if outcome.publish:
-            event = watch_event(outcome.publish, outcome.watch, now, settings, watch_meters)
-            message = to_message(event, watch.entry_id)
-        outcomes.append((watch, outcome, message))
-    messages = [message for _, _, message in outcomes if message]
-    failures = publisher.publish(messages) if messages else {}
-    for before, outcome, message in outcomes:
-        if message and message.event_id in failures:
+    checked = [check(w, found.meters_by_entry.get(w.entry_id, []), now, settings) for w in live]
+    for done, saved in publish_then_save(checked, store, publisher):
+        if saved is Saved.NOT_PUBLISHED:
             # Not saved: the watch stays due, and the next sweep publishes the same event id again.
             summary.publish_failures += 1
-            continue
-        counter = _COUNTER_BY_EVENT.get(outcome.publish) if outcome.publish else None
-        if _save(store, before, outcome.watch, summary, counter=counter):
+        elif saved is Saved.CONFLICT:
+            summary.conflicts += 1
+        else:
             summary.checked += 1
+            if counter := _COUNTER_BY_EVENT.get(done.outcome.publish or ""):
+                setattr(summary, counter, getattr(summary, counter) + 1)
 
 
 def _search(meters: MeterSource, watches: list[MeterWatch], summary: MeterSweepSummary) -> MatchResult:

@@ -101,14 +101,27 @@ class QuarantineRecord:
     entry_id: str | None = None
 
 
-class LeaseHeld(Exception):
-    """Another run holds the poller lease."""
+class LeaseUse(StrEnum):
+    """What a lease holder does: it decides who waits for whom (``run.py``)."""
 
-    def __init__(self, owner: str, until: datetime | None) -> None:
+    PASS = "pass"  # a pass (full or incremental): minutes
+    REF_ID = "ref_id"  # one Reference ID (on demand or a targeted poll): one page, seconds
+
+
+class LeaseHeld(Exception):
+    """Another run holds the poller lease (``use``: what it does), or, refused to a ref_id run only, a
+    pass is waiting for it (``waiting``: ``owner`` is that pass, ``until`` when it gives up)."""
+
+    def __init__(
+        self, owner: str, until: datetime | None, use: LeaseUse = LeaseUse.PASS, *, waiting: bool = False
+    ) -> None:
         until_text = until.isoformat() if until else "unknown"
-        super().__init__(f"lease held by {owner} until {until_text}")
+        held = f"a pass ({owner}) is waiting for the lease" if waiting else f"lease held by {owner}"
+        super().__init__(f"{held} until {until_text}")
         self.owner = owner
         self.until = until
+        self.use = use
+        self.waiting = waiting
 
 
 class LeaseLost(Exception):
@@ -116,8 +129,19 @@ class LeaseLost(Exception):
 
 
 class PollerStore(Protocol):
-    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None:
-        """Take the lease if it is free or expired; raise :class:`LeaseHeld` otherwise."""
+    def acquire_lease(
+        self, owner: str, now: datetime, until: datetime, use: LeaseUse = LeaseUse.PASS
+    ) -> None:
+        """Take the lease if it is free or expired, and, for a ref_id run, no pass is waiting for it;
+        raise :class:`LeaseHeld` otherwise."""
+        ...
+
+    def announce_waiting_pass(self, owner: str, until: datetime) -> None:
+        """Say that pass ``owner`` waits for the lease until ``until``: ref_id runs stand back."""
+        ...
+
+    def withdraw_waiting_pass(self, owner: str) -> None:
+        """Take back ``owner``'s announcement (no-op when it is not, or no longer, ``owner``'s)."""
         ...
 
     def renew_lease(self, owner: str, until: datetime) -> None:
@@ -140,6 +164,18 @@ class PollerStore(Protocol):
         self, snapshots: Sequence[SnapshotWrite], quarantined: Sequence[QuarantineRecord], now: datetime
     ) -> None:
         """Store all of them, or raise (then the page is not checkpointed and is replayed)."""
+        ...
+
+
+class PollMarks(Protocol):
+    """When the last targeted poll of a Reference ID started (``adapters/poll_requests.py``)."""
+
+    def polled_at(self, ref_id: str) -> datetime | None:
+        """Read consistently; None when no targeted poll of it completed (or its mark expired)."""
+        ...
+
+    def record_poll(self, ref_id: str, started_at: datetime, run_id: str) -> None:
+        """Keep ``started_at`` unless a later one is kept already (the mark only moves forward)."""
         ...
 
 

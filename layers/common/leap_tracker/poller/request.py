@@ -72,5 +72,15 @@ def parse_request(event: Any) -> PollRequest:
     return PollRequest(mode, ref_id)
 
 
+def is_queue_batch(event: Any) -> bool:
+    """An SQS batch (PollRequestQueue's event source mapping: targeted polls), not a poll input."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
 def _is_eventbridge_schedule(event: dict[str, Any]) -> bool:
     return "mode" not in event and all(event.get(k) == v for k, v in EVENTBRIDGE_SCHEDULED_EVENT.items())

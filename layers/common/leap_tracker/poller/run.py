@@ -23,6 +23,7 @@ from leap_tracker.poller.ports import (
     Checkpoint,
     LeaseHeld,
     LeaseLost,
+    LeaseUse,
     PassState,
     PollerStore,
 )
@@ -32,6 +33,7 @@ from leap_tracker.timeutil import format_instant
 
 logger = Logger(child=True)
 MAX_TOKEN_RESTARTS_PER_RUN = 1  # a second refused token in one run means something else is wrong
+LEASE_RETRY_SECONDS = 1.0  # how often a run waiting for a ref_id run's lease tries again
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class PollEnvironment:
     remaining_ms: Callable[[], int]  # Lambda's context.get_remaining_time_in_millis
     pseudonyms: Pseudonyms  # what the log lines show of a Reference ID and its entries
     monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep  # between tries for a lease a ref_id run holds
     retry_count: Callable[[], int] = lambda: 0  # the source's cumulative retries (for a metric)
 
 
@@ -190,18 +193,50 @@ class _Run:
             summary.retries = self.env.retry_count() - self.retries_before
 
     def _take_lease(self) -> bool:
-        now = self.env.now()
+        """Take the lease. A ref_id run's lease is short (one Reference ID), so a run that meets one
+        waits for it, up to ``lease_wait_seconds``; a pass that waits announces it, so that later
+        ref_id runs stand back and cannot keep it from the lease (targeted polls come in streams). A
+        lease a pass holds is not waited for: the run is skipped, as before."""
+        use = LeaseUse.REF_ID if self.request.mode is PollMode.REF_ID else LeaseUse.PASS
+        give_up_at = self.env.monotonic() + self.settings.lease_wait_seconds
+        announced = False
         try:
-            self.env.store.acquire_lease(self.run_id, now, now + self.lease_duration)
-        except LeaseHeld as held:
-            self.summary.status, self.summary.reason = RunStatus.SKIPPED, str(held)
-            logger.info(
-                "poll skipped: another run holds the lease", extra=self.summary.for_log(self.env.pseudonyms)
-            )
-            return False
+            while True:
+                now = self.env.now()
+                try:
+                    self.env.store.acquire_lease(self.run_id, now, now + self.lease_duration, use)
+                    return True
+                except LeaseHeld as held:
+                    if held.use is not LeaseUse.REF_ID or self.env.monotonic() >= give_up_at:
+                        self._skip(held)
+                        return False
+                if use is LeaseUse.PASS and not announced:
+                    wait_left = timedelta(seconds=give_up_at - self.env.monotonic() + LEASE_RETRY_SECONDS)
+                    self.env.store.announce_waiting_pass(self.run_id, now + wait_left)
+                    announced = True
+                self.env.sleep(LEASE_RETRY_SECONDS)
         except Exception as exc:  # the table refused: nothing was done, and nothing to release
             raise self._failed(RunStatus.FAILED, exc) from exc
-        return True
+        finally:
+            if announced:
+                self._withdraw_waiting()
+
+    def _skip(self, held: LeaseHeld) -> None:
+        self.summary.status, self.summary.reason = RunStatus.SKIPPED, str(held)
+        logger.info(
+            "poll skipped: another run holds the lease", extra=self.summary.for_log(self.env.pseudonyms)
+        )
+
+    def _withdraw_waiting(self) -> None:
+        """The announcement ends by itself (its ``until``): a refused withdrawal only delays ref_id
+        runs that long, so it is logged, not raised."""
+        try:
+            self.env.store.withdraw_waiting_pass(self.run_id)
+        except Exception as exc:
+            logger.warning(
+                "could not withdraw the waiting pass's announcement (it expires by itself)",
+                extra={"run_id": self.run_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
 
     def _poll(self) -> None:
         """The run's work; every way it can stop short, except the time limit, becomes PollFailed.
