@@ -336,8 +336,9 @@ def _outreach_checks(world: World, run: Run, rules: Rules) -> Iterator[Check]:
     )
     yield _check(
         "outreach timing",
-        list(_timing_problems(world.leap, deliveries, rules)),
-        f"nobody messaged once COMPLETED or before last interaction + {_minutes(rules.actionable_delay)}; "
+        list(_timing_problems(world.leap, run, deliveries, rules)),
+        f"nobody messaged once COMPLETED was stored or before its last interaction + "
+        f"{_minutes(rules.actionable_delay)}; "
         f"at most {outreach.max_attempts} messages each, {outreach.cooldown_hours} h apart",
     )
     stalled, problems = _unconsidered(world, run, rules)
@@ -354,19 +355,26 @@ def _sent_at(delivery: Delivery) -> datetime:
     return datetime.fromtimestamp(int(delivery.timestamp), UTC)
 
 
-def _timing_problems(leap: LeapSimulator, deliveries: list[Delivery], rules: Rules) -> Iterator[str]:
+def _timing_problems(
+    leap: LeapSimulator, run: Run, deliveries: list[Delivery], rules: Rules
+) -> Iterator[str]:
+    """Against what the product could know when it sent: COMPLETED once the table stored it (the first
+    poll of the customer, hourly or targeted, at or after Leap's completion), and the last interaction
+    of the snapshot the message was decided on (the one it carries)."""
     outreach = rules.settings.outreach
     by_customer: dict[str, list[datetime]] = defaultdict(list)
     for delivery in (d for d in deliveries if d.verified):
         ref, sent = delivery.event["subject"], _sent_at(delivery)
         by_customer[ref].append(sent)
-        entry = leap.snapshot(ref, at=sent)
-        if entry is None:
+        if leap.snapshot(ref, at=sent) is None:
             yield f"{ref}: messaged at {clock(sent)}, before Leap had an entry"
             continue
-        if entry.get(wire.ENTRY_CONNECTION_STATUS) == wire.CONNECTION_COMPLETED:
-            yield f"{ref}: messaged at {clock(sent)} while COMPLETED"
-        if sent < parse_instant(entry[wire.ENTRY_LAST_INTERACTION]) + rules.actionable_delay:
+        completed = leap.completed_at(ref)
+        stored = next((at for at in run.polled_at(ref) if completed is not None and at >= completed), None)
+        if stored is not None and sent > stored:
+            yield f"{ref}: messaged at {clock(sent)}, COMPLETED stored at {clock(stored)}"
+        connection = delivery.event["data"]["connection"]
+        if sent < parse_instant(connection[wire.ENTRY_LAST_INTERACTION]) + rules.actionable_delay:
             yield f"{ref}: messaged at {clock(sent)}, before the last interaction was an hour old"
     for ref, times in sorted(by_customer.items()):
         if len(times) > outreach.max_attempts:

@@ -6,12 +6,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from devtools.demo.checks import ground_truth_checks
 from devtools.demo.effect import effect_check, effect_truth, lift_check
-from devtools.demo.hours import run_hours, stored_entries, tell_leap
+from devtools.demo.hours import deliver, run_hours, stored_entries, tell_leap
 from devtools.demo.insight import DEFAULT_REPORT_DIR, insight_lines, report_funnel_check, write_report
 from devtools.demo.measure import OutputMeter, measurement, write_measured
 from devtools.demo.model import (
@@ -22,7 +23,9 @@ from devtools.demo.model import (
     DEFAULT_START_OFFSET_HOURS,
     DemoConfig,
     DemoResult,
+    Run,
 )
+from devtools.demo.push import Push, figure_lines, figures, push_check, register, step_until
 from devtools.demo.recovery import (
     RUNBOOK,
     Recovery,
@@ -68,26 +71,35 @@ def run_demo(
         recovery = Recovery()
         install(world.cloud, recovery)
         before, after = planting_hooks(world, recovery, hour=config.hours // 2)
-        run = run_hours(world, config, report if not quiet else None, before, after)
+        push = Push()
+        register(world, push)
+
+        def between_hours(run: Run, until: datetime) -> None:
+            step_until(world, run, push, until, deliver)
+
+        run = run_hours(world, config, report if not quiet else None, before, after, between_hours)
         replay_failures(world, run, recovery)
         tell_leap(world, run)  # what the replay set off was messaged too
         run.stored = stored_entries(world.cloud)
         summary = summary_tables(world, run, rules)
         insight = write_report(world, report_dir)
-        truth = effect_truth(world.leap, run.polls, world.cloud.now())
+        truth = effect_truth(world.leap, run.polled_at, world.cloud.now())
         checks = (
             *ground_truth_checks(world, run, rules, recovery.planted_at),
             recovery_check(recovery),
             effect_check(insight.document, truth),
             report_funnel_check(insight.document, run.funnels),
             lift_check(insight.document, truth, rules.settings.outreach.holdout_percent),
+            push_check(world, run),
         )
+        pushed = figure_lines(figures(world, run, push), push)
         if measured is not None:
             write_measured(measured, measurement(world, run, config, output))
         if while_up is not None:
             while_up(world)
     report.block(summary)
     report.block(recovery_lines(recovery))
+    report.block(pushed)
     report.block(["Ground-truth checks", *(check.line() for check in checks)])
     report.block(
         [*insight_lines(insight), f"The runbook (every alarm, what to check, the commands): {RUNBOOK}"]

@@ -14,7 +14,7 @@ for two variants of a reason with different nudges.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,7 +48,9 @@ class EffectTruth:
     variants: dict[tuple[str, str], Arm] = field(default_factory=dict)  # (reason, variant)
 
 
-def effect_truth(leap: LeapSimulator, polls: Sequence[datetime], now: datetime) -> EffectTruth:
+def effect_truth(
+    leap: LeapSimulator, polled_at: Callable[[str], Sequence[datetime]], now: datetime
+) -> EffectTruth:
     """Each customer's first message of each reason, as the simulator was told, followed as the report
     follows it."""
     first: dict[tuple[str, str], tuple[int, str, int | None]] = {}  # (reason, ref) -> (at, variant, moved)
@@ -62,7 +64,7 @@ def effect_truth(leap: LeapSimulator, polls: Sequence[datetime], now: datetime) 
             truth.reasons.setdefault(reason, Arm(nudge_probability(reason, "a"))),
             truth.variants.setdefault((reason, variant), Arm(nudge_probability(reason, variant))),
         )
-        stored = _stored_at(polls, leap.completed_at(ref_id))
+        stored = _stored_at(polled_at(ref_id), leap.completed_at(ref_id))
         moment = datetime.fromtimestamp(at, UTC)
         moved = None if moved_at is None else datetime.fromtimestamp(moved_at, UTC)
         for arm in arms:

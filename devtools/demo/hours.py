@@ -56,6 +56,9 @@ def _due(cadences: list[_Cadence], elapsed: timedelta) -> list[_Cadence]:
 
 
 HourHook = Callable[[int, datetime, Run], None]
+# Called with the run and the next hour's instant before the clock goes there (devtools/demo/push.py
+# steps to each moment something is due in between); None: the clock jumps an hour.
+BetweenHours = Callable[[Run, datetime], None]
 
 
 def run_hours(
@@ -64,13 +67,18 @@ def run_hours(
     progress: Report | None,
     before_hour: HourHook | None = None,
     after_hour: HourHook | None = None,
+    between_hours: BetweenHours | None = None,
 ) -> Run:
     """Every simulated hour; the hooks are called with the hour's number (from 1), its instant and
     what was seen so far, before its schedules fire and after all they set off was delivered."""
     run = Run()
     polls, others = _cadences(world.cloud)
     for hour in range(1, config.hours + 1):
-        now = world.cloud.advance(seconds=TICK.total_seconds())  # the simulator follows
+        if between_hours is None:
+            now = world.cloud.advance(seconds=TICK.total_seconds())  # the simulator follows
+        else:
+            between_hours(run, world.cloud.now() + TICK)  # ends at that instant
+            now = world.cloud.now()
         if before_hour is not None:
             before_hour(hour, now, run)
         seen = _one_hour(world, run, _due(polls, hour * TICK), _due(others, hour * TICK), now)
@@ -116,7 +124,11 @@ def _fire(world: World, run: Run, cadences: list[_Cadence], now: datetime) -> di
     result: dict[str, Any] = {}
     for cadence in cadences:
         schedule = world.cloud.schedules[cadence.schedule_id]
+        before = world.leap.request_total
         record = world.cloud.fire_schedule(schedule.function, cadence.schedule_id)
+        if schedule.function == METER_SWEEP:  # it runs alone: the webhook processor runs in deliver()
+            searches = world.leap.requests_since(before)
+            run.sweep_searches += [r for r in searches if r.path == wire.METERS_SEARCH_PATH]
         result = record.result if isinstance(record.result, dict) else {"error": repr(record.error)}
     if cadences:
         deliver(world, run, now)

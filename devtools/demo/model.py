@@ -115,6 +115,12 @@ class Run:
     filtered: list[Received] = field(default_factory=list)  # the queue with FILTERED_POLICY
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # ref id -> table snapshot, at the end
     told: int = 0  # webhook deliveries the simulator has been told of (its outreach nudges)
+    sweep_searches: list[Any] = field(default_factory=list)  # the meter sweep's Meters requests to Leap
+    targeted_polls: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))  # by ref id
+
+    def polled_at(self, ref_id: str) -> list[datetime]:
+        """When the table read this customer from Leap: every hourly poll and its targeted polls."""
+        return sorted([*self.polls, *self.targeted_polls.get(ref_id, [])])
 
     @property
     def end(self) -> datetime:

@@ -117,6 +117,7 @@ class LeapSimulator:
         self._touches: dict[int, list[int]] = {}
         self._outreach: list[nudges.Outreach] = []
         self._requests: Counter[str] = Counter()
+        self._received = 0  # requests received (never reset: request_since counts from it)
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
         self._server: SimulatorServer | None = None
         self._webhooks = WebhookEngine(
@@ -321,6 +322,20 @@ class LeapSimulator:
         with self._lock:
             return list(self._log)
 
+    @property
+    def request_total(self) -> int:
+        """Every request received so far (the log keeps the latest ``request_log_size`` of them)."""
+        with self._lock:
+            return self._received
+
+    def requests_since(self, total: int) -> list[RecordedRequest]:
+        """The requests received after ``request_total`` was ``total``, oldest first."""
+        with self._lock:
+            new = self._received - total
+            if new > len(self._log):
+                raise LookupError(f"{new} requests since, the log keeps {len(self._log)}: make it longer")
+            return list(self._log)[len(self._log) - new :] if new > 0 else []
+
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -330,6 +345,7 @@ class LeapSimulator:
         """Count and log a request (the server calls this for every request, from its threads)."""
         with self._lock:
             self._requests[request.path] += 1
+            self._received += 1
             self._log.append(request)
 
     # --- webhooks: the Subscription API (server.py routes it here) and the push ---------------

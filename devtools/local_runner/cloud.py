@@ -132,6 +132,7 @@ class LocalCloud:
             _linear_sqs_receive(),
             _visibility_from_the_receive(),
             _bucket_policy_over_tls(),
+            _query_without_sorting_the_table(),
         ]
         for patch in self._moto_patches:
             patch.start()
@@ -580,6 +581,43 @@ def _waiting_until(queue_url: str) -> datetime | None:
         return None
     waiting = [max(m.delayed_until, m.visible_at) for m in queue._messages if m.delayed or not m.visible]
     return datetime.fromtimestamp(min(waiting) / 1000, UTC) if waiting else None
+
+
+def _query_without_sorting_the_table() -> Any:
+    """moto's Query starts from every item of the table, sorted (``Table.all_items``), then keeps the
+    key's and sorts those again: a sort of the whole table per Query, most of a demo's time once the
+    table holds history and outreach items. Its results do not depend on that first order (they are
+    sorted by the table's or the index's keys, which order them totally), so a Query here starts from
+    the items of its partition (a table Query) or from every item unsorted (an index Query)."""
+    from unittest import mock
+
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+    index_position = 6  # index_name, after hash_key: how moto's backend passes it
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[index_position] if len(args) > index_position else None)
+
+        def candidates() -> list[Any]:
+            if index_name is None and hash_key is not None:
+                found = self.items.get(hash_key)
+                if found is None:
+                    return []
+                return list(found.values()) if self.range_key_attr else [found]
+            return [
+                item
+                for hash_set in self.items.values()
+                for item in (hash_set.values() if self.range_key_attr else [hash_set])
+            ]
+
+        self.all_items = candidates  # this call only: the instance attribute shadows the method
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    return mock.patch.object(Table, "query", query)
 
 
 def _visibility_from_the_receive() -> Any:

@@ -42,6 +42,7 @@ CHECKS = [
     "outreach effect = ground truth",
     "report funnel = ground truth",
     "lift = planted effect",
+    "meter webhooks",
 ]
 T0 = datetime(2025, 1, 8, tzinfo=UTC)
 
