@@ -4,6 +4,7 @@ same report, and the checks do fail when what they compare disagrees."""
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +66,9 @@ def test_every_ground_truth_check_passes_and_the_same_seed_gives_the_same_report
     assert first.failed == [], "\n".join(check.line() for check in first.failed)
     assert first.report == second.report
     assert "2 overdue by the rules" in first.report  # the meter rules had something to hold
+    # The webhook check had something to hold: meters reported through their webhook, a wrong secret.
+    assert re.search(r"reported once each where delivered \([1-9]\d*\)", first.report), first.report
+    assert re.search(r"; [1-9]\d* wrong-secret calls refused 401", first.report)
     assert first.report.count("\nPASS  ") == len(CHECKS)
     assert (tmp_path / "first" / "report.html").is_file()
     assert f"{tmp_path / 'first' / 'report.html'}" in first.report.splitlines()[-3]

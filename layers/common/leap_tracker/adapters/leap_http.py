@@ -154,24 +154,26 @@ class BearerAuth(AuthBase):
         return "BearerAuth(<redacted>)"
 
 
-class LeapHttpClient:
-    """Implements ``ConnectSource`` and ``MeterSource`` over HTTP."""
+class LeapSession:
+    """What every Leap API client holds: the settings, the base URL, the bearer auth and one session
+    with the retry policy mounted (a context manager: it closes its session)."""
 
     def __init__(
         self,
         settings: LeapApiSettings,
-        key_provider: ApiKeyProvider | None = None,
-        session: requests.Session | None = None,
+        key_provider: ApiKeyProvider | None,
+        session: requests.Session | None,
+        **retry: Any,  # mount_retry_policy's keywords: which methods, what to count
     ) -> None:
         self._settings = settings
         self._base_url = settings.base_url.rstrip("/")
         self._auth = BearerAuth(key_provider or api_key_provider(settings))
         self._session = session or requests.Session()
-        mount_retry_policy(self._session, settings, on_retry=self._count_retry)
-        self.stats = ClientStats()
+        mount_retry_policy(self._session, settings, **retry)
 
     def __repr__(self) -> str:
-        return f"LeapHttpClient(base_url={self._base_url!r}, environment={self._settings.environment!r})"
+        environment = self._settings.environment
+        return f"{type(self).__name__}(base_url={self._base_url!r}, environment={environment!r})"
 
     def __enter__(self) -> Self:
         return self
@@ -181,6 +183,19 @@ class LeapHttpClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+class LeapHttpClient(LeapSession):
+    """Implements ``ConnectSource`` and ``MeterSource`` over HTTP."""
+
+    def __init__(
+        self,
+        settings: LeapApiSettings,
+        key_provider: ApiKeyProvider | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.stats = ClientStats()
+        super().__init__(settings, key_provider, session, on_retry=self._count_retry)
 
     # --- Connect API -------------------------------------------------------------------------
 

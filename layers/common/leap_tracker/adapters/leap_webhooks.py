@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import requests
 
@@ -22,10 +22,8 @@ from leap_tracker.adapters.leap_http import (
     AUTH_STATUSES,
     RETRY_STATUSES,
     ApiKeyProvider,
-    BearerAuth,
-    api_key_provider,
+    LeapSession,
     auth_refusal_message,
-    mount_retry_policy,
     send,
 )
 from leap_tracker.config import LeapApiSettings
@@ -78,7 +76,7 @@ class LeapWebhookNotFound(LeapWebhookRequestError):
     """404: no subscription with that id (in this Leap environment)."""
 
 
-class LeapWebhooksClient:
+class LeapWebhooksClient(LeapSession):
     """The Webhook Subscription API over HTTP (a context manager: it closes its session)."""
 
     def __init__(
@@ -87,23 +85,7 @@ class LeapWebhooksClient:
         key_provider: ApiKeyProvider | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        self._settings = settings
-        self._base_url = settings.base_url.rstrip("/")
-        self._auth = BearerAuth(key_provider or api_key_provider(settings))
-        self._session = session or requests.Session()
-        mount_retry_policy(self._session, settings, methods=IDEMPOTENT_METHODS)
-
-    def __repr__(self) -> str:
-        return f"LeapWebhooksClient(base_url={self._base_url!r}, environment={self._settings.environment!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._session.close()
+        super().__init__(settings, key_provider, session, methods=IDEMPOTENT_METHODS)
 
     def subscriptions(self) -> list[WebhookSubscription]:
         answer = _object(self._call("GET", wire.WEBHOOKS_PATH), "the list answer")
