@@ -154,7 +154,7 @@ def test_an_open_watch_item_is_in_the_due_index_and_a_closed_one_is_not(aws: Aws
         "checks": "0",
         "overdue_published": False,
         "status": "OPEN",
-        "watch_due_bucket": "METER_WATCH",
+        "watch_due_bucket": "METER_WATCH#4",  # its shard of the due-index (table.due_bucket)
         "due_at": "2025-03-02T09:00:00Z",
     }
     assert [w.entry_id for w in aws.store.due_watches(T0 + 24 * HOUR)] == [watch.entry_id]

@@ -122,6 +122,21 @@ def test_every_key_built_from_an_accepted_entry_id_fits(entry_id: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@given(entry_id=candidate_ids)
+def test_an_entry_ids_due_bucket_is_one_shard_of_its_kind_and_holds_no_leap_text(entry_id: str) -> None:
+    for bucket in (table.METER_WATCH_BUCKET, table.OUTREACH_FOLLOW_UP_BUCKET):
+        key = table.due_bucket(bucket, entry_id)
+        assert key in table.due_partitions(bucket)[: table.DUE_SHARDS]  # a shard, never the bare bucket
+        assert table.in_due_bucket(key, bucket)
+        # The funnel's rule: the same stable hash of the entry id, over this index's shards.
+        assert key == f"{bucket}#{table.entry_shard(entry_id, table.DUE_SHARDS)}"
+    assert table.in_due_bucket(table.METER_WATCH_BUCKET, table.METER_WATCH_BUCKET)  # written before sharding
+    assert not table.in_due_bucket(
+        table.due_bucket(table.METER_WATCH_BUCKET, entry_id), table.OUTREACH_FOLLOW_UP_BUCKET
+    )
+
+
+@settings(max_examples=300, deadline=None)
 @given(entry_id=candidate_ids, ref_id=candidate_ids)
 def test_a_quarantined_entry_always_gets_a_key_that_fits(entry_id: str, ref_id: str) -> None:
     raw = {**guide_entry(), wire.ENTRY_ID: entry_id, wire.ENTRY_REF_ID: ref_id}
@@ -139,9 +154,9 @@ def test_a_quarantined_entry_always_gets_a_key_that_fits(entry_id: str, ref_id: 
 
 
 def test_keys_that_hold_no_leap_text_fit_by_construction() -> None:
-    # The due-index (a GSI: the same limits) holds a constant bucket and an instant.
+    # The due-index (a GSI: the same limits) holds a constant bucket (sharded, or bare) and an instant.
     for bucket in (table.METER_WATCH_BUCKET, table.OUTREACH_FOLLOW_UP_BUCKET):
-        assert fits_partition_key(bucket)
+        assert all(fits_partition_key(partition) for partition in table.due_partitions(bucket))
     assert fits_sort_key(format_instant(datetime.max.replace(tzinfo=UTC)))
     # The outreach ledger: one attribute per message, named after its dedupe key.
     longest_reason = max(ALL_REASONS, key=len)

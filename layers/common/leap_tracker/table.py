@@ -24,11 +24,16 @@ webhook items are the exceptions, each bounded by its own rule: a webhook event 
 remembered meter's Reference ID one the Meters search takes (at most 256 characters).
 
 Only connection snapshots reach the emitter (the stream's filter matches ``pk`` prefix ``CONN#``).
-The sparse GSI ``due-index`` (``watch_due_bucket``, ``due_at``) lists "due work" in time order, one
-bucket (partition) per kind of work: an item carries ``watch_due_bucket`` only while it waits for its
-``due_at``, and finishing the work removes the attribute (so the item leaves the index). Open meter
-watches use bucket ``METER_WATCH`` (:data:`METER_WATCH_BUCKET`); outreach customers awaiting a
-follow-up use ``OUTREACH_FOLLOW_UP`` (:data:`OUTREACH_FOLLOW_UP_BUCKET`, see docs/outreach.md).
+The sparse GSI ``due-index`` (``watch_due_bucket``, ``due_at``) lists "due work" in time order: an
+item carries ``watch_due_bucket`` only while it waits for its ``due_at``, and finishing the work
+removes the attribute (so the item leaves the index). Each kind of work has a bucket, sharded like the
+funnel: ``<bucket>#<shard>`` (:func:`due_bucket`, the shard a stable hash of the entry id, 0 to
+``DUE_SHARDS - 1``), so a million open items spread over ten index partitions instead of one. Open
+meter watches use ``METER_WATCH#<shard>`` (:data:`METER_WATCH_BUCKET`); outreach customers awaiting a
+follow-up ``OUTREACH_FOLLOW_UP#<shard>`` (:data:`OUTREACH_FOLLOW_UP_BUCKET`, see docs/outreach.md). A
+sweep reads every partition of its kind (:func:`due_partitions`) and merges them in ``due_at`` order
+(``adapters/due_index.py``). Items written before the sharding hold the bare bucket: it is one more
+partition the sweeps read, and it empties as they go (a swept item is rewritten sharded or leaves).
 
 Two more sparse GSIs, both KEYS_ONLY (an index write only when a key attribute changes):
 ``ref-index`` (``ref_id``) finds an entry's snapshot (and its meter watch) by Reference ID, and
@@ -88,6 +93,9 @@ DUE_BUCKET_ATTRIBUTE = "watch_due_bucket"
 DUE_AT_ATTRIBUTE = "due_at"
 METER_WATCH_BUCKET = "METER_WATCH"  # open meter watches (leap_tracker.meters)
 OUTREACH_FOLLOW_UP_BUCKET = "OUTREACH_FOLLOW_UP"  # customers due a follow-up look (leap_tracker.outreach)
+# due-index partitions per bucket (due_bucket). Raising it is safe (sweeps read every shard below it);
+# lowering it would strand the items in the shards above.
+DUE_SHARDS = 10
 
 REF_INDEX = "ref-index"  # KEYS_ONLY on CONN_REF_ID (snapshots and meter watches carry it)
 FUNNEL_INDEX = "funnel-index"  # KEYS_ONLY on CONN_FUNNEL_KEY (snapshots only)
@@ -163,16 +171,36 @@ def emitter_failure_key(stream_sequence_number: str) -> dict[str, str]:
     return {PK: EMITTER_FAILURE_PK, SK: stream_sequence_sort_key(stream_sequence_number)}
 
 
+def entry_shard(entry_id: str, shards: int) -> int:
+    """A stable shard of an entry id, 0 to ``shards - 1`` (CRC-32: the same on every run and host)."""
+    return zlib.crc32(entry_id.encode("utf-8", "surrogatepass")) % shards
+
+
 def funnel_key(connection_status: str, entry_id: str, known_statuses: frozenset[str]) -> str:
     """The funnel-index key of a snapshot: its status (or OTHER) and a stable shard of its entry id."""
     status = connection_status if connection_status in known_statuses else FUNNEL_OTHER_STATUS
-    shard = zlib.crc32(entry_id.encode("utf-8", "surrogatepass")) % FUNNEL_SHARDS
-    return funnel_partition(status, shard)
+    return funnel_partition(status, entry_shard(entry_id, FUNNEL_SHARDS))
 
 
 def funnel_partition(status: str, shard: int) -> str:
     """One funnel-index partition: what a count queries (every status, OTHER included, x every shard)."""
     return f"{status}#{shard}"
+
+
+def due_bucket(bucket: str, entry_id: str) -> str:
+    """The due-index key (``watch_due_bucket``) of an item of this bucket: ``<bucket>#<shard>``."""
+    return f"{bucket}#{entry_shard(entry_id, DUE_SHARDS)}"
+
+
+def due_partitions(bucket: str) -> tuple[str, ...]:
+    """Every due-index partition a sweep of this bucket reads: its shards, then the bare bucket that
+    items written before the sharding still hold (one empty Query once they are gone)."""
+    return (*(f"{bucket}#{shard}" for shard in range(DUE_SHARDS)), bucket)
+
+
+def in_due_bucket(value: object, bucket: str) -> bool:
+    """Whether a stored ``watch_due_bucket`` puts the item in this bucket (sharded or not)."""
+    return value in due_partitions(bucket)
 
 
 # Attributes of a connection snapshot item (written by the poller, read from the stream by the emitter).
@@ -218,7 +246,7 @@ def targeted_poll_key(ref_id: str) -> dict[str, str]:
 
 
 # Attributes of a meter watch item (written by meter_watch and meter_sweep; see docs/meters.md).
-# While OPEN it also carries DUE_BUCKET_ATTRIBUTE = METER_WATCH_BUCKET and DUE_AT_ATTRIBUTE.
+# While OPEN it also carries DUE_BUCKET_ATTRIBUTE = due_bucket(METER_WATCH_BUCKET, ...) and DUE_AT_ATTRIBUTE.
 WATCH_ITEM_TYPE = "meter_watch"
 WATCH_ENTRY_ID = "entry_id"
 WATCH_REF_ID = "ref_id"
@@ -285,7 +313,13 @@ def encode_stored_entry(canonical: str) -> bytes:
     Measured (bench/poller.py): as plain text, entries with two or more utilities pass 1 KB and cost
     2 write units; compressed, every simulated entry fits one, so write units equal changed entries.
     """
-    return zlib.compress(canonical.encode(), 6)
+    return zlib.compress(canonical.encode(), STORED_ENTRY_ZLIB_LEVEL)
+
+
+# Measured (bench/poller.py prints the table): on ~750-byte entries every level costs about the same
+# (~15 us, 4x json.loads: the fixed cost of a deflate stream, not the level) and 6 is among the smallest;
+# level 1 saves ~1 us for ~1% more bytes. Decoding does not depend on the level.
+STORED_ENTRY_ZLIB_LEVEL = 6
 
 
 def decode_stored_entry(value: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any, Unpack
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.adapters.due_index import due_items
 from leap_tracker.adapters.dynamo import (
     BatchTiming,
     TableBatches,
@@ -95,25 +96,11 @@ class DynamoOutreachStore:
         return suppression_from_item(key, deserialize(item)) if item is not None else None
 
     def due_follow_ups(self, now: datetime) -> Iterator[str]:
-        paginator = self._client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            IndexName=table.DUE_INDEX,
-            KeyConditionExpression="#bucket = :bucket AND #due <= :now",
-            ExpressionAttributeNames={
-                "#bucket": table.DUE_BUCKET_ATTRIBUTE,
-                "#due": table.DUE_AT_ATTRIBUTE,
-                "#pk": table.PK,
-            },
-            ExpressionAttributeValues={
-                ":bucket": {"S": table.OUTREACH_FOLLOW_UP_BUCKET},
-                ":now": {"S": format_instant(now)},
-            },
-            ProjectionExpression="#pk",
+        items = due_items(
+            self._client, self._table, table.OUTREACH_FOLLOW_UP_BUCKET, now, projection=[table.PK]
         )
-        for page in pages:
-            for item in page.get("Items", []):
-                yield table.entry_id_from_outreach_pk(item[table.PK]["S"])
+        for item in items:
+            yield table.entry_id_from_outreach_pk(item[table.PK]["S"])
 
     # --- the ledger -----------------------------------------------------------------------------
 
@@ -207,7 +194,8 @@ class DynamoOutreachStore:
             removals += ", #bucket, #due"
         else:
             assignments += ", #bucket = :bucket, #due = :due"
-            values |= {":bucket": table.OUTREACH_FOLLOW_UP_BUCKET, ":due": format_instant(follow_up_at)}
+            bucket = table.due_bucket(table.OUTREACH_FOLLOW_UP_BUCKET, reservation.entry_id)
+            values |= {":bucket": bucket, ":due": format_instant(follow_up_at)}
         old = self._update(
             reservation.entry_id, f"SET {assignments} REMOVE {removals}", _OWNED, names, values
         )
@@ -240,7 +228,7 @@ class DynamoOutreachStore:
             names |= {"#entry": StateAttr.ENTRY_ID, "#item_type": table.ITEM_TYPE}
             request["ExpressionAttributeValues"] = serialize(
                 {
-                    ":bucket": table.OUTREACH_FOLLOW_UP_BUCKET,
+                    ":bucket": table.due_bucket(table.OUTREACH_FOLLOW_UP_BUCKET, entry_id),
                     ":due": format_instant(at),
                     ":entry": entry_id,
                     ":type": STATE_ITEM_TYPE,
@@ -416,7 +404,7 @@ def snapshot_from_item(item: Mapping[str, Any]) -> Snapshot:
 
 
 def history_from_item(item: Mapping[str, Any]) -> History:
-    in_sweep = item.get(table.DUE_BUCKET_ATTRIBUTE) == table.OUTREACH_FOLLOW_UP_BUCKET
+    in_sweep = table.in_due_bucket(item.get(table.DUE_BUCKET_ATTRIBUTE), table.OUTREACH_FOLLOW_UP_BUCKET)
     return History(
         attempts=int(item.get(StateAttr.ATTEMPTS, 0)),
         last_sent_at=optional_instant(item.get(StateAttr.LAST_SENT_AT)),

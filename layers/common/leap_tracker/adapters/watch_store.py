@@ -1,8 +1,9 @@
 """Meter watches in the connections table (``WATCH#<entry id>`` / ``METER``), behind ``WatchStore``.
 
-An open watch carries the due-index attributes (bucket ``METER_WATCH``, ``due_at``) so the sweep can
-list the due ones in order; a closed watch drops them and leaves the index, and stays in the table so
-a replayed completion cannot open it again. See docs/meters.md for the item format.
+An open watch carries the due-index attributes (bucket ``METER_WATCH#<shard>``, ``due_at``) so the
+sweep can list the due ones in order (every shard, merged: ``adapters/due_index.py``); a closed watch
+drops them and leaves the index, and stays in the table so a replayed completion cannot open it again.
+See docs/meters.md for the item format.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Unpack
 from botocore.exceptions import ClientError
 
 from leap_tracker import table
+from leap_tracker.adapters.due_index import due_items
 from leap_tracker.adapters.dynamo import (
     BatchTiming,
     TableBatches,
@@ -26,7 +28,7 @@ from leap_tracker.adapters.dynamo import (
 from leap_tracker.meters.model import ClosedReason, MeterWatch, WatchStatus
 from leap_tracker.timeutil import format_instant, parse_instant
 
-# One due-index page per Meters search (100 Reference IDs): reads track the sweep's pace.
+# A due-index page per partition holds a Meters search (100 Reference IDs): reads track the sweep's pace.
 DUE_PAGE_SIZE = 100
 
 
@@ -59,20 +61,9 @@ class DynamoWatchStore:
         )
 
     def due_watches(self, now: datetime) -> Iterator[MeterWatch]:
-        pages = self._client.get_paginator("query").paginate(
-            TableName=self._table,
-            IndexName=table.DUE_INDEX,
-            KeyConditionExpression="#bucket = :bucket AND #due <= :now",
-            ExpressionAttributeNames={"#bucket": table.DUE_BUCKET_ATTRIBUTE, "#due": table.DUE_AT_ATTRIBUTE},
-            ExpressionAttributeValues=serialize(
-                {":bucket": table.METER_WATCH_BUCKET, ":now": format_instant(now)}
-            ),
-            ScanIndexForward=True,
-            PaginationConfig={"PageSize": DUE_PAGE_SIZE},
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                yield watch_from_item(deserialize(item))
+        items = due_items(self._client, self._table, table.METER_WATCH_BUCKET, now, page_size=DUE_PAGE_SIZE)
+        for item in items:
+            yield watch_from_item(deserialize(item))
 
     def open_watches_of_ref(self, ref_id: str) -> list[MeterWatch]:
         """Implements :class:`leap_tracker.webhooks.ports.WatchesOfReference`: one Query of the
@@ -141,7 +132,7 @@ def item_from_watch(watch: MeterWatch) -> dict[str, Any]:
     }
     if watch.is_open and watch.due_at is not None:
         # Only open watches are in the sparse due-index.
-        optional[table.DUE_BUCKET_ATTRIBUTE] = table.METER_WATCH_BUCKET
+        optional[table.DUE_BUCKET_ATTRIBUTE] = table.due_bucket(table.METER_WATCH_BUCKET, watch.entry_id)
         optional[table.DUE_AT_ATTRIBUTE] = format_instant(watch.due_at)
     item.update({name: value for name, value in optional.items() if value is not None})
     return item
