@@ -79,7 +79,13 @@ from leap_tracker.config import LeapApiSettings, PollerSettings  # noqa: E402
 from leap_tracker.leap import wire  # noqa: E402
 from leap_tracker.leap.api import ConnectPage, ConnectQuery  # noqa: E402
 from leap_tracker.leap.connect_model import canonical_json, validate_entry  # noqa: E402
-from leap_tracker.poller.ports import Checkpoint, QuarantineRecord, SnapshotWrite, StoredState  # noqa: E402
+from leap_tracker.poller.ports import (  # noqa: E402
+    Checkpoint,
+    LeaseUse,
+    QuarantineRecord,
+    SnapshotWrite,
+    StoredState,
+)
 from leap_tracker.poller.request import PollMode, PollRequest  # noqa: E402
 from leap_tracker.poller.run import PollEnvironment, RunSummary, run_poll  # noqa: E402
 from leap_tracker.privacy import Pseudonyms  # noqa: E402
@@ -398,7 +404,11 @@ class MemoryStore:
         self.entries: dict[str, bytes] = {}  # the stored (compressed) entry: the next change's previous
         self.checkpoint = Checkpoint()
 
-    def acquire_lease(self, owner: str, now: datetime, until: datetime) -> None: ...
+    def acquire_lease(
+        self, owner: str, now: datetime, until: datetime, use: LeaseUse = LeaseUse.PASS
+    ) -> None: ...
+    def announce_waiting_pass(self, owner: str, until: datetime) -> None: ...
+    def withdraw_waiting_pass(self, owner: str) -> None: ...
     def renew_lease(self, owner: str, until: datetime) -> None: ...
     def release_lease(self, owner: str) -> bool:
         return True
@@ -468,6 +478,7 @@ class CpuCost:
     json_loads: float
     poller_steady: float  # 1% changed
     poller_first: float  # everything new
+    zlib_levels: list[tuple[int, float, float, int]] = field(default_factory=list)  # level, s, mean B, max B
 
 
 def measure_cpu(entries: int, change: float) -> CpuCost:
@@ -490,7 +501,14 @@ def measure_cpu(entries: int, change: float) -> CpuCost:
         poll(FULL, DecodedPages(pages), store, lambda: now, run)
         return time.process_time() - started
 
+    texts = [canonical_json(entry).encode() for page in pages for entry in page.entries]
+    levels = []
+    for level in range(1, 10):  # the stored entry's compression level, chosen by this table
+        sizes = [len(zlib.compress(text, level)) for text in texts]
+        seconds = cpu_seconds(lambda level=level: [zlib.compress(text, level) for text in texts])
+        levels.append((level, seconds, sum(sizes) / len(sizes), max(sizes)))
     return CpuCost(
+        zlib_levels=levels,
         entries=sum(len(page.entries) for page in pages),
         change=change,
         json_loads=cpu_seconds(lambda: [json.loads(body) for body in bodies]),
@@ -657,6 +675,15 @@ def report(
     )
     for label, seconds in rows:
         print(f"  {label:<40}{seconds * per:8.1f} us   ({seconds / cpu.json_loads:.1f}x json.loads)")
+    print(
+        "  zlib level of the stored entry (compressing every entry once; the stored level is "
+        f"{table.STORED_ENTRY_ZLIB_LEVEL}):"
+    )
+    for level, seconds, mean, largest in cpu.zlib_levels:
+        print(
+            f"    level {level}: {seconds * per:6.1f} us ({seconds / cpu.json_loads:.1f}x json.loads), "
+            f"mean {mean:.0f} B, largest {largest} B"
+        )
     print(f"\nPeak memory of a full pass with {cpu.change:.0%} of the entries to write")
     print("(tracemalloc in the poller's process; the simulator runs in a subprocess; DynamoDB is stubbed)")
     for cost in memory:

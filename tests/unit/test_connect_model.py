@@ -154,6 +154,34 @@ def test_malformed_entries_are_refused_with_a_reason(raw: Any, reason: str) -> N
     assert reason in refused.value.reason
 
 
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"status": 3}, "utility_connections[0].status is int, not a string"),
+        ({"error_code": "A\x01"}, "utility_connections[0].error_code holds a control character"),
+        ({"start_date_time_utc": "soon"}, "utility_connections[0].start_date_time_utc is not an RFC 3339"),
+    ],
+)
+def test_a_utility_problem_names_its_place_in_full(change: dict[str, Any], reason: str) -> None:
+    # The place is added only when a problem is found (validation's hot path builds no text).
+    with pytest.raises(MalformedEntry) as refused:
+        validate_entry(_with_utility(**change))
+    assert refused.value.reason.startswith(reason)
+
+
+def test_remembered_codes_and_instants_give_the_same_answer_every_time() -> None:
+    # Codes and instants are memoised (bounded); the answer must not depend on what came before.
+    long_instant = "2025-01-16T00:49:41." + "1" * 60 + "Z"  # over the memo's length bound: still valid
+    for _ in range(3):
+        assert validate_entry(_with(**{LI: long_instant})).last_interaction_text == long_instant
+        with pytest.raises(MalformedEntry, match="not an RFC 3339"):
+            validate_entry(_with(**{LI: "2023-02-30T02:45:50Z"}))
+        with pytest.raises(MalformedEntry, match="control character"):
+            validate_entry(_with(connection_status="BAD\x07"))
+        with pytest.raises(MalformedEntry, match="over the 256-byte limit"):
+            validate_entry(_with(connection_status=LONG_CODE))
+
+
 def test_a_refused_entry_keeps_its_id_when_it_had_a_usable_one() -> None:
     with pytest.raises(MalformedEntry) as refused:
         validate_entry(_without(LI))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from leap_tracker import table
@@ -158,24 +159,35 @@ def _check_utilities(value: Any, known: KnownValues, unknown: list[UnknownValue]
     if not isinstance(value, list):
         raise MalformedEntry(f"{where} is {_type_name(value)}, not a list")
     for position, utility in enumerate(value):
-        at = f"{where}[{position}]"
         if not isinstance(utility, dict):
-            raise MalformedEntry(f"{at} is {_type_name(utility)}, not an object")
-        _required_text(utility, wire.UTILITY_NAME, at)
-        status = _code(_required_text(utility, wire.UTILITY_STATUS, at), f"{at}.{wire.UTILITY_STATUS}")
-        if status not in known.utility_statuses:
-            unknown.append(UnknownValue(f"{where}.{wire.UTILITY_STATUS}", status))
-        error_code = _nullable_code(utility, wire.UTILITY_ERROR_CODE, at)
-        if error_code and error_code not in known.error_codes:
-            unknown.append(UnknownValue(f"{where}.{wire.UTILITY_ERROR_CODE}", error_code))
-        _nullable_text(utility, wire.UTILITY_AUTHORIZATION_UUID, at)
-        required = utility.get(wire.UTILITY_IS_REQUIRED)
-        if wire.UTILITY_IS_REQUIRED in utility and not isinstance(required, bool):
-            raise MalformedEntry(f"{at}.{wire.UTILITY_IS_REQUIRED} is {_type_name(required)}, not a boolean")
-        for name in (wire.UTILITY_START, wire.UTILITY_LAST_INTERACTION):
-            text = _nullable_text(utility, name, at)
-            if text is not None:
-                _instant(text, f"{at}.{name}")
+            raise MalformedEntry(f"{where}[{position}] is {_type_name(utility)}, not an object")
+        try:
+            _check_utility(utility, known, unknown)
+        except MalformedEntry as problem:  # the place is written only for a problem (it shows per entry)
+            raise MalformedEntry(f"{where}[{position}].{problem.reason}") from None
+
+
+_UTILITY_STATUS_FIELD = f"{wire.ENTRY_UTILITY_CONNECTIONS}.{wire.UTILITY_STATUS}"
+_UTILITY_ERROR_CODE_FIELD = f"{wire.ENTRY_UTILITY_CONNECTIONS}.{wire.UTILITY_ERROR_CODE}"
+
+
+def _check_utility(utility: dict[str, Any], known: KnownValues, unknown: list[UnknownValue]) -> None:
+    """One utility connection; a problem's reason names the field, the caller adds where it is."""
+    _required_text(utility, wire.UTILITY_NAME)
+    status = _code(_required_text(utility, wire.UTILITY_STATUS), wire.UTILITY_STATUS)
+    if status not in known.utility_statuses:
+        unknown.append(UnknownValue(_UTILITY_STATUS_FIELD, status))
+    error_code = _nullable_code(utility, wire.UTILITY_ERROR_CODE)
+    if error_code and error_code not in known.error_codes:
+        unknown.append(UnknownValue(_UTILITY_ERROR_CODE_FIELD, error_code))
+    _nullable_text(utility, wire.UTILITY_AUTHORIZATION_UUID)
+    required = utility.get(wire.UTILITY_IS_REQUIRED)
+    if wire.UTILITY_IS_REQUIRED in utility and not isinstance(required, bool):
+        raise MalformedEntry(f"{wire.UTILITY_IS_REQUIRED} is {_type_name(required)}, not a boolean")
+    for name in (wire.UTILITY_START, wire.UTILITY_LAST_INTERACTION):
+        text = _nullable_text(utility, name)
+        if text is not None:
+            _instant(text, name)
 
 
 def _check_agreements(value: Any, known: KnownValues, unknown: list[UnknownValue]) -> None:
@@ -194,7 +206,7 @@ def _check_agreements(value: Any, known: KnownValues, unknown: list[UnknownValue
 
 def identifier_problem(text: str, max_bytes: int) -> str | None:
     """Why ``text`` cannot be stored as an identifier within ``max_bytes`` of UTF-8 (None: it can)."""
-    size = table.utf8_length(text)
+    size = len(text) if text.isascii() else table.utf8_length(text)  # isascii: O(1), no copy
     if size is None:
         return "is not valid Unicode text (a lone surrogate)"
     if size > max_bytes:
@@ -204,6 +216,13 @@ def identifier_problem(text: str, max_bytes: int) -> str | None:
 
 def code_problem(text: str) -> str | None:
     """Why ``text`` cannot be a code (a status, error code, region, agreement name; None: it can)."""
+    # Codes repeat (a handful of statuses per page): remembered, but only short ones, so the memo stays
+    # small (1,024 x 256 characters at most) whatever Leap sends.
+    return _code_problem(text) if len(text) <= MAX_CODE_BYTES else _code_problem.__wrapped__(text)
+
+
+@lru_cache(maxsize=1024)
+def _code_problem(text: str) -> str | None:
     problem = identifier_problem(text, MAX_CODE_BYTES)
     if problem is None and _REFUSED_BY_SNS.search(text):
         problem = "holds a control character (SNS refuses it in a message attribute)"
@@ -237,7 +256,7 @@ def _required_text(raw: Mapping[str, Any], name: str, at: str = "") -> str:
     value = raw[name]
     if not isinstance(value, str):
         raise MalformedEntry(f"{where} is {_type_name(value)}, not a string")
-    if not value.strip():
+    if not value or value.isspace():  # what `not value.strip()` means, without a copy
         raise MalformedEntry(f"{where} is empty")
     return value
 
@@ -251,12 +270,24 @@ def _nullable_text(raw: Mapping[str, Any], name: str, at: str = "") -> str | Non
 
 
 def _instant(text: str, where: str) -> datetime:
+    instant = (_parsed_instant if len(text) <= _MAX_INSTANT_CHARS else _parsed_instant.__wrapped__)(text)
+    if instant is None:
+        raise MalformedEntry(f"{where} is not an RFC 3339 date-time with an offset: {text[:40]!r}")
+    return instant
+
+
+# An entry repeats its instants (a utility's start is often the entry's): remembered, bounded.
+_MAX_INSTANT_CHARS = 64  # "2025-01-16T00:49:41.123456789+00:00" is 35: longer ones are rare, not cached
+
+
+@lru_cache(maxsize=1024)
+def _parsed_instant(text: str) -> datetime | None:
     if _RFC3339.match(text):
         try:
             return datetime.fromisoformat(text)  # the pattern guarantees an offset: always aware
         except ValueError:
             pass  # right shape, impossible date (month 13, Feb 30)
-    raise MalformedEntry(f"{where} is not an RFC 3339 date-time with an offset: {text[:40]!r}")
+    return None
 
 
 def _type_name(value: Any) -> str:

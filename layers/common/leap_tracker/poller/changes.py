@@ -95,7 +95,8 @@ def validate_page(
             quarantined[record.key] = record
             continue
         valid.append(entry)
-        unknown.update(entry.unknown_values)
+        if entry.unknown_values:  # rare: Counter.update costs a Mapping check even for nothing
+            unknown.update(entry.unknown_values)
     unique = newest_per_id(valid)
     return ValidatedPage(unique, list(quarantined.values()), unknown, len(valid) - len(unique))
 
