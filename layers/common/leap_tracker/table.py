@@ -371,25 +371,30 @@ def encode_stored_body(body: str) -> bytes:
 
 def decode_stored_body(value: Any) -> str:
     """A kept webhook body back as the text received, from any shape a binary attribute reaches code in."""
-    raw = getattr(value, "value", value)
+    what = "stored webhook body"
     try:
-        if isinstance(raw, str):
-            raw = base64.b64decode(raw, validate=True)
-        if not isinstance(raw, bytes | bytearray):
-            raise TypeError(f"a binary attribute was expected, got {type(raw).__name__}")
-        return zlib.decompress(raw).decode("utf-8")
-    except (TypeError, ValueError, binascii.Error, zlib.error) as exc:
-        raise UnreadableStoredEntry(f"stored webhook body cannot be read: {exc}") from exc
+        return _decompressed(value, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableStoredEntry(f"{what} cannot be read: {exc}") from exc
 
 
 def _decompressed_json(value: Any, what: str) -> Any:
     """The JSON a binary attribute holds compressed, in any shape it reaches code in."""
+    raw = _decompressed(value, what)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise UnreadableStoredEntry(f"{what} cannot be read: {exc}") from exc
+
+
+def _decompressed(value: Any, what: str) -> bytes:
+    """The bytes a binary attribute holds compressed: boto3's Binary, raw bytes, or base64 text."""
     raw = getattr(value, "value", value)
     try:
         if isinstance(raw, str):
             raw = base64.b64decode(raw, validate=True)
         if not isinstance(raw, bytes | bytearray):
             raise TypeError(f"a binary attribute was expected, got {type(raw).__name__}")
-        return json.loads(zlib.decompress(raw))
+        return zlib.decompress(raw)
     except (TypeError, ValueError, binascii.Error, zlib.error) as exc:
         raise UnreadableStoredEntry(f"{what} cannot be read: {exc}") from exc
