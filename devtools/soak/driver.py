@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from devtools.demo.push import on_grid, register_receiver, step_due
 from devtools.leap_simulator import DEFAULT_START as CAMPAIGN_START
 from devtools.leap_simulator import LeapSimulator
-from devtools.local_runner import LocalCloud
+from devtools.leap_simulator.webhooks import WebhookFault, WebhookFaults
+from devtools.local_runner import LocalCloud, function_urls
 from devtools.local_runner.stack import ACCOUNT_ID
 from devtools.soak import observe
 from devtools.soak.injectors import Injectors
 from devtools.soak.invariants import Result, check_all
 from devtools.soak.observe import Observations
-from devtools.soak.plan import EMITTER, METER_SWEEP, OUTREACH, POLLER, Fault, last_fault_hour, make_plan
+from devtools.soak.plan import (
+    EMITTER,
+    METER_SWEEP,
+    OUTREACH,
+    POLLER,
+    Fault,
+    last_fault_hour,
+    make_plan,
+    webhook_faults,
+)
 from devtools.soak.plants import Plant
 from devtools.soak.timeline import Timeline
 from devtools.webhook_receiver import WebhookReceiver
@@ -41,8 +53,9 @@ CLICK_WINDOW = timedelta(days=3)
 PAGE_SIZE = 5
 WEBHOOK_TIMEOUT_SECONDS = 1.0  # a hung endpoint costs a second of wall time, not ten
 # Within each hour: deliver now, then at these minutes (async retries come 1 and 2 minutes after a
-# failure; SQS redelivers after a visibility timeout).
-SETTLE_MINUTES = (0, 1, 3, 6, 12, 20, 35, 50)
+# failure; SQS redelivers after a visibility timeout), and in between at every moment something falls
+# due (a webhook Leap sends, a delayed or invisible queue message), on devtools/demo/push.py's grid.
+SETTLE_MINUTES = (1, 3, 6, 12, 20, 35, 50)
 
 
 @dataclass
@@ -68,7 +81,8 @@ def run_seed(
     if plant is not None:
         plan = sorted([*plan, *plant.faults(hours)], key=lambda f: f.hour)
     timeline = Timeline()
-    with _world(seed, customers) as (leap, webhook, cloud, partner):
+    pushes = webhook_faults(seed) if plant is None else plant.webhook_faults(seed)
+    with _world(seed, customers, pushes) as (leap, webhook, cloud, partner):
         with ExitStack() as stack:
             stack.enter_context(plant.apply(cloud, timeline) if plant else nullcontext())
             injectors = stack.enter_context(Injectors(cloud, leap, webhook, timeline))
@@ -78,7 +92,9 @@ def run_seed(
 
 
 @contextmanager
-def _world(seed: int, customers: int) -> Iterator[tuple[LeapSimulator, WebhookReceiver, LocalCloud, str]]:
+def _world(
+    seed: int, customers: int, pushes: WebhookFaults
+) -> Iterator[tuple[LeapSimulator, WebhookReceiver, LocalCloud, str]]:
     leap = LeapSimulator(seed, customers, start=CAMPAIGN_START, click_window=CLICK_WINDOW)
     with leap, WebhookReceiver() as webhook:
         cloud = LocalCloud(
@@ -96,6 +112,9 @@ def _world(seed: int, customers: int) -> Iterator[tuple[LeapSimulator, WebhookRe
             cloud.on_advance(lambda now, _delta: leap.set_time(now))
             cloud.set_env(OUTREACH, OUTREACH_WEBHOOK_TIMEOUT_SECONDS=str(WEBHOOK_TIMEOUT_SECONDS))
             cloud.set_env(POLLER, LEAP_PAGE_SIZE=str(PAGE_SIZE))  # several pages a run: page tokens in play
+            status, _answer = register_receiver(cloud, leap, pushes)
+            if status != 0:
+                raise RuntimeError(f"leap-tracker webhooks register exited {status}")
             yield leap, webhook, cloud, cloud.subscribe_queue("EventsTopic")
 
 
@@ -113,24 +132,47 @@ def _play(
     obs = Observations(start=start, end=start, faults_stop=start + stop * TICK + TICK, rules=_rules(cloud))
     cadences = [(s_id, _rate(s.expression)) for s_id, s in sorted(cloud.schedules.items())]
     cadences.sort(key=lambda c: cloud.schedules[c[0]].function != POLLER)  # the poll first
+
+    def deliver(_moment: datetime) -> None:
+        _deliver(cloud, partner, obs)
+
+    views: list[observe.AlarmView] = []  # the last hour's
     for hour in range(1, hours + 1):
         top = start + hour * TICK
         _advance_to(cloud, top)
         faults = [f for f in plan if f.hour == hour]
         injectors.arm(faults)
+        requests_before = leap.request_total
         for schedule_id, every in cadences:
             if (hour * TICK) % every == timedelta(0):
                 cloud.fire_schedule(cloud.schedules[schedule_id].function, schedule_id)
+        _deliver(cloud, partner, obs)
         for minute in SETTLE_MINUTES:
-            _advance_to(cloud, top + timedelta(minutes=minute))
-            _deliver(cloud, partner, obs)
+            _settle(cloud, leap, top + timedelta(minutes=minute), deliver)
+        step_due(cloud, leap, top + TICK, deliver)  # the hour's faults stay armed to its end
         injectors.disarm()
         _deliver(cloud, partner, obs)
-        obs.hours.append(_hour_view(cloud, leap, top, clean=not faults))
-        obs.alarms += _alarm_views(cloud)
+        obs.hours.append(_hour_view(cloud, leap, top, requests_before, clean=not faults))
+        views = _alarm_views(cloud, views)
+        obs.alarms += views
     obs.end = cloud.now()
     _collect(cloud, leap, webhook, injectors, obs)
     return obs
+
+
+def _settle(
+    cloud: LocalCloud, leap: LeapSimulator, moment: datetime, deliver: Callable[[datetime], None]
+) -> None:
+    """Step to each moment due before ``moment`` (on the grid), then deliver at ``moment`` too, unless
+    nothing falls due by then: the last delivery left nothing deliverable, and a round that finds
+    nothing costs a receive per queue."""
+    webhook, waiting = leap.next_webhook_at(), cloud.next_due()
+    due = [m for m in (webhook and on_grid(webhook), waiting) if m is not None]
+    if not due or min(due) > moment:
+        _advance_to(cloud, moment)
+        return
+    step_due(cloud, leap, moment, deliver)
+    deliver(moment)
 
 
 def _advance_to(cloud: LocalCloud, moment: Any) -> None:
@@ -139,11 +181,10 @@ def _advance_to(cloud: LocalCloud, moment: Any) -> None:
 
 
 def _deliver(cloud: LocalCloud, partner: str, obs: Observations) -> None:
-    while True:
-        obs.arrivals += [observe.Arrival(cloud.now(), m.body) for m in cloud.drain_queue(partner)]
-        if cloud.pump() == 0 and cloud.drain() == 0:
-            obs.arrivals += [observe.Arrival(cloud.now(), m.body) for m in cloud.drain_queue(partner)]
-            return
+    """Deliver until nothing is left now, then read the partner's queue (reading it sets nothing off;
+    one round that finds nothing ends a drain, where a pump and a drain took two)."""
+    cloud.drain()
+    obs.arrivals += [observe.Arrival(cloud.now(), m.body) for m in cloud.drain_queue(partner)]
 
 
 def _rate(expression: str) -> timedelta:
@@ -171,9 +212,18 @@ def _rules(cloud: LocalCloud) -> observe.Rules:
     )
 
 
-def _hour_view(cloud: LocalCloud, leap: LeapSimulator, polled: datetime, clean: bool) -> observe.HourView:
-    """The table now against Leap at the poll's instant (a clean hour's poll ran then, once)."""
+def _hour_view(
+    cloud: LocalCloud, leap: LeapSimulator, polled: datetime, requests_before: int, clean: bool
+) -> observe.HourView:
+    """The table now against Leap at the poll's instant (a clean hour's poll ran then, once), or, for a
+    customer a targeted poll read later in the hour, at that poll's request."""
     truth = {e[wire.ENTRY_ID]: observe.entry_hash(e) for e in leap.entries_at(polled)}
+    ref_param = leap.connect_wire.param_ref_id
+    for request in leap.requests_since(requests_before):
+        for ref_id in request.query.get(ref_param, []):
+            entry = leap.snapshot(ref_id, request.at)
+            if entry is not None:
+                truth[entry[wire.ENTRY_ID]] = observe.entry_hash(entry)
     batches = TableBatches(cloud.client("dynamodb"), cloud.resources.table_name(TABLE))
     keys = [string_key(table.connection_key(entry_id)) for entry_id in truth]
     stored = {}
@@ -183,26 +233,41 @@ def _hour_view(cloud: LocalCloud, leap: LeapSimulator, polled: datetime, clean: 
     return observe.HourView(polled, clean, truth, stored)
 
 
+_PARKING = ("DeadLetter", "Failure", "Rejected")  # what a queue's output is named when it parks messages
+
+
 def _parking_queues(cloud: LocalCloud) -> dict[str, str]:
+    """Every dead-letter, failure or rejected-webhook queue the stack outputs: queue name -> URL."""
     return {
         url.rsplit("/", 1)[-1]: url
         for output, url in sorted(cloud.outputs.items())
-        if output.endswith("QueueUrl") and ("DeadLetter" in output or "Failure" in output)
+        if output.endswith("QueueUrl") and any(word in output for word in _PARKING)
     }
 
 
-def _alarm_views(cloud: LocalCloud) -> list[observe.AlarmView]:
-    evaluations = cloud.evaluate_alarms()
-    sqs, views = cloud.client("sqs"), []
-    for name, url in _parking_queues(cloud).items():
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        depth = sum(int(value) for value in attributes.values())
-        states = tuple(e.state for e in evaluations if e.queue == name)
-        views.append(observe.AlarmView(cloud.now(), name, depth, states))
-    return views
+def _alarm_views(cloud: LocalCloud, before: list[observe.AlarmView]) -> list[observe.AlarmView]:
+    """Each parking queue's depth now, with the states of the alarms on it. The alarms are evaluated
+    (which reads every alarm's queue) only when there is something new to judge: some queue holds
+    messages, and not every queue is as deep as in the views ``before`` with its alarm in ALARM then.
+    Nothing consumes these queues: the same depth is the same messages, so the same states."""
+    from moto.sqs.models import sqs_backends
+
+    queues = sqs_backends[ACCOUNT_ID][cloud.region].queues  # visible + in flight, as SQS counts them
+    depths = {name: sum(not m.delayed for m in queues[name]._messages) for name in _parking_queues(cloud)}
+    previous = {view.queue: view for view in before}
+
+    def unchanged(name: str, depth: int) -> bool:
+        view = previous.get(name)
+        return view is not None and view.depth == depth and (not depth or "ALARM" in view.alarm_states)
+
+    states: dict[str, tuple[str, ...]] = {}
+    if any(depths.values()) and all(unchanged(name, depth) for name, depth in depths.items()):
+        states = {name: previous[name].alarm_states for name in depths}
+    elif any(depths.values()):
+        evaluations = cloud.evaluate_alarms()
+        states = {name: tuple(e.state for e in evaluations if e.queue == name) for name in depths}
+    now = cloud.now()
+    return [observe.AlarmView(now, name, depth, states.get(name, ())) for name, depth in depths.items()]
 
 
 def _collect(
@@ -226,6 +291,9 @@ def _collect(
             elif pk.startswith(table.CONNECTION_PREFIX) and table.CONN_ENTRY in item:
                 entry = table.decode_stored_entry(item[table.CONN_ENTRY]["B"])
                 obs.final_stored[entry[wire.ENTRY_ID]] = entry
+            elif pk.startswith(table.WEBHOOK_PREFIX):  # the processor's record of a delivery
+                outcome = item[table.WEBHOOK_OUTCOME]["S"]
+                obs.processed_webhooks[pk.removeprefix(table.WEBHOOK_PREFIX)] = outcome
     rules = DiffRules.from_settings(load_settings(cloud.functions[EMITTER].full_environment()))
     for change in sorted(obs.history, key=lambda c: (c.entry_id, c.sequence)):
         for event in change_events(change.previous, change.new, change.sequence, rules):
@@ -242,20 +310,70 @@ def _collect(
         items = seen.items if seen else ()
         failed = (seen.failed_items or ()) if seen else ()
         error = None if record.error is None else repr(record.error)[:200]
+        status = None
+        if record.source == "function-url":
+            status = function_urls.http_answer(record.result, record.error)[0]
         obs.invocations.append(
-            observe.Invocation(index, record.function, record.source, record.at, error, items, failed)
+            observe.Invocation(
+                index,
+                record.function,
+                record.source,
+                record.at,
+                error,
+                items,
+                failed,
+                status,
+                seen.sent if seen else (),
+            )
         )
         if record.function == METER_SWEEP and record.error is None:
             obs.sweeps.append(record.at)
-    for queue, url in _parking_queues(cloud).items():
+    logical = {q.ref: q.logical_id for q in cloud.resources.of_type("AWS::SQS::Queue")}
+    for url in _parking_queues(cloud).values():
         for message in cloud.drain_queue(url, delete=False):
-            obs.parked.append(observe.Parked(queue, message.message_id, message.body))
+            obs.parked.append(observe.Parked(logical.get(url, url), message.message_id, message.body))
     obs.in_flight = _queued_message_ids(cloud)
+    _collect_webhooks(cloud, leap, injectors.timeline, obs)
     for entry in leap.entries_at(obs.end):
         ref_id = entry[wire.ENTRY_REF_ID]
         obs.customers[ref_id] = observe.Customer(
             ref_id, entry[wire.ENTRY_ID], leap.completed_at(ref_id), leap.meters_appear_at(ref_id)
         )
+
+
+def _collect_webhooks(cloud: LocalCloud, leap: LeapSimulator, timeline: Timeline, obs: Observations) -> None:
+    """Leap's webhooks as the simulator knows them (its faults into the timeline, where they struck),
+    and those still queued for the processor (moto's own record, as for in_flight)."""
+    for delivery in leap.webhook_deliveries:
+        attempts = tuple(
+            observe.PushAttempt(a.at, a.status, None if a.fault is None else a.fault.value)
+            for a in delivery.attempts
+        )
+        obs.leap_webhooks.append(
+            observe.LeapWebhook(
+                delivery.webhook_event_id,
+                delivery.event_type,
+                delivery.partner_reference,
+                delivery.due_at,
+                frozenset(f.value for f in delivery.faults),
+                attempts,
+                delivery.outcome.value,
+            )
+        )
+        target = f"{delivery.event_type} {observe.SOAK_KEY.ref(delivery.partner_reference)}"
+        if WebhookFault.MISSED in delivery.faults:
+            timeline.add(delivery.due_at, f"leap_webhook_{WebhookFault.MISSED}", target)
+        for attempt in attempts:
+            if attempt.fault is not None:
+                kind = f"leap_webhook_{attempt.fault}"
+                timeline.add(attempt.at, kind, target, f"answered {attempt.status}")
+    timeline.marks.sort(key=lambda mark: mark.at)  # stable: the same moment keeps its order
+    from moto.sqs.models import sqs_backends
+
+    queue_name = cloud.resources.queue_url(observe.WEBHOOK_QUEUE).rsplit("/", 1)[-1]
+    for message in sqs_backends[ACCOUNT_ID][cloud.region].queues[queue_name]._messages:
+        body = json.loads(message.body)
+        obs.queued_webhooks.add(str(body.get(wire.WEBHOOK_EVENT_ID)))
 
 
 def _queued_message_ids(cloud: LocalCloud) -> set[str]:

@@ -7,7 +7,8 @@
   a crash after a side effect); a timeout is simulated time passing inside a call, past the function's
   Timeout, which the runner then treats as a failed invocation with its side effects kept.
 - Leap: the simulator's own faults (devtools/leap_simulator/faults.py); a slow answer moves the
-  simulated clock instead of sleeping.
+  simulated clock instead of sleeping. A fault aimed at one caller (the webhook processor's Meters
+  confirmation, a targeted poll's Connect request) is handed out by the lookup when that caller asks.
 - Webhook: the receiver's planned answers (fail, hang, delay).
 
 ``time.sleep`` inside an invocation moves the simulated clock (retry backoffs, Retry-After): the
@@ -16,13 +17,14 @@ product's waits cost simulated time, not wall time.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore import handlers
@@ -31,7 +33,19 @@ from botocore.awsrequest import AWSResponse
 from devtools.leap_simulator import LeapSimulator
 from devtools.leap_simulator import faults as leap_faults
 from devtools.local_runner import LocalCloud, shapes
-from devtools.soak.plan import CONNECT, LEAP_KINDS, WEBHOOK_KINDS, Fault, FaultKind
+from devtools.soak.plan import (
+    CONNECT,
+    CONNECT_TARGETED,
+    LEAP_KINDS,
+    METERS_CONFIRMATION,
+    POLLER,
+    PROCESSOR,
+    RECEIVER,
+    TARGETED_POLL,
+    WEBHOOK_KINDS,
+    Fault,
+    FaultKind,
+)
 from devtools.soak.timeline import Timeline
 from devtools.webhook_receiver import WebhookReceiver
 from leap_tracker.leap import wire
@@ -42,6 +56,14 @@ _AFTER = "after-call.*.*"
 _STASH = "soak_api_params"
 _WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 _PUBLISHES = frozenset({"Publish", "PublishBatch"})
+_SEND = "SendMessage"
+# Besides a publish, what counts as a side effect (a crash after it, at the next call, repeats work):
+# the poller's and the processor's table writes, an enqueue of the receiver or the processor.
+_SIDE_EFFECTS: dict[str, frozenset[str]] = {
+    POLLER: _WRITES,
+    PROCESSOR: _WRITES | {_SEND},
+    RECEIVER: frozenset({_SEND}),
+}
 _LEAP_KIND = {
     leap_faults.FaultKind.RATE_LIMITED: FaultKind.LEAP_RATE_LIMITED,
     leap_faults.FaultKind.SERVER_ERROR: FaultKind.LEAP_SERVER_ERROR,
@@ -68,6 +90,7 @@ class _Armed:
     fault: Fault
     left: int  # hits left
     seen: int = 0  # matching calls so far
+    leap: leap_faults.Fault | None = None  # what a Leap fault aimed at one caller answers
 
 
 @dataclass
@@ -78,6 +101,7 @@ class _Invocation:
     side_effect: bool = False
     crash_pending: bool = False
     write_fails_pending: bool = False
+    sent: list[str] = field(default_factory=list)  # queues (logical ids) it sent a message to, accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +110,9 @@ class Handled:
 
     index: int  # position in cloud.invocations
     function: str
-    items: tuple[str, ...]  # SQS message ids, stream sequence numbers, or the async payload's JSON
+    items: tuple[str, ...]  # SQS message ids, stream sequence numbers, a webhook's id, or the payload's JSON
     failed_items: tuple[str, ...] | None  # None: the whole invocation failed (or no partial report)
+    sent: tuple[str, ...] = ()  # the queues (logical ids) of the SendMessage calls that succeeded
 
 
 class Injectors:
@@ -99,6 +124,8 @@ class Injectors:
         self.cloud, self.leap, self.webhook, self.timeline = cloud, leap, webhook, timeline
         self._aws: list[_Armed] = []
         self._lambda: list[_Armed] = []
+        self._leap_scoped: list[_Armed] = []  # Leap faults aimed at one caller
+        self._queues = {q.ref: q.logical_id for q in cloud.resources.of_type("AWS::SQS::Queue")}
         self._current = _Invocation()
         self._reentrant = False
         self._webhook_armed: list[Fault] = []
@@ -148,6 +175,7 @@ class Injectors:
         """The hour is over: what was not used is dropped (so the timeline holds what happened)."""
         self._aws.clear()
         self._lambda.clear()
+        self._leap_scoped.clear()
         self.leap.clear_faults()
         unused = self.webhook.clear_planned()
         used = sum(f.times for f in self._webhook_armed) - unused
@@ -175,6 +203,8 @@ class Injectors:
         if fault.kind is FaultKind.LEAP_OUTAGE:  # every request of both APIs, for the whole hour
             self.leap.inject(simulated, times=None, path=None)
             self.timeline.add(self.cloud.now(), fault.kind, "connect+meters", "for the hour")
+        elif fault.target in (METERS_CONFIRMATION, CONNECT_TARGETED):  # handed out by _take
+            self._leap_scoped.append(_Armed(fault, fault.times, leap=simulated))
         else:
             self.leap.inject(simulated, times=fault.times, path=path)
 
@@ -190,13 +220,45 @@ class Injectors:
     def _take(self, path: str, carries_page_token: bool) -> leap_faults.Fault | None:
         """The simulator's fault lookup, recorded; a slow answer costs simulated time, not wall time."""
         fault = self._original_take(path, carries_page_token)
+        where = path
+        if fault is None:
+            fault, where = self._scoped_take(path, carries_page_token), f"{path} ({self._scope(path)})"
         if fault is None:
             return None
-        self.timeline.add(self.cloud.now(), _LEAP_KIND[fault.kind], path, _leap_detail(fault))
+        self.timeline.add(self.cloud.now(), _LEAP_KIND[fault.kind], where, _leap_detail(fault))
         if fault.kind is leap_faults.FaultKind.SLOW:
             self.cloud.advance(seconds=fault.delay_seconds)  # the caller waits on the socket meanwhile
             return leap_faults.slow(0)
         return fault
+
+    def _scope(self, path: str) -> str | None:
+        """Which one caller's request this is (METERS_CONFIRMATION, CONNECT_TARGETED), if any. Asked
+        on the simulator's thread while the invocation waits for its answer on the main one."""
+        function, record = self.cloud.calls.current_function, self.cloud.current_invocation
+        if function == PROCESSOR and path == wire.METERS_SEARCH_PATH:
+            return METERS_CONFIRMATION
+        if function == POLLER and record is not None and record.source == "sqs":
+            return CONNECT_TARGETED if path == self.leap.connect_wire.path else None
+        return None
+
+    def _scoped_take(self, path: str, carries_page_token: bool) -> leap_faults.Fault | None:
+        scope = self._scope(path) if self._leap_scoped else None
+        if scope is None:
+            return None
+        for armed in self._leap_scoped:
+            if armed.left and armed.fault.target == scope:
+                armed.seen += 1
+                if armed.seen >= armed.fault.nth:
+                    armed.left -= 1
+                    return armed.leap
+        return None
+
+    def _aimed(self, target: str, function: str) -> bool:
+        """Whether a fault aimed at ``target`` strikes this call of ``function``."""
+        if target == TARGETED_POLL:
+            record = self.cloud.current_invocation
+            return function == POLLER and record is not None and record.source == "sqs"
+        return target == function
 
     def _replay(self, fault: Fault) -> None:
         """Deliver an emitter batch again, as a stream replay would (records seen before, re-sent)."""
@@ -250,7 +312,7 @@ class Injectors:
         for armed in self._aws:
             if (
                 armed.left
-                and armed.fault.target == function
+                and self._aimed(armed.fault.target, function)
                 and _matches(armed.fault.kind, service, operation)
             ):
                 armed.seen += 1
@@ -267,7 +329,7 @@ class Injectors:
         if kind in (FaultKind.CRASH_AFTER_SIDE_EFFECT, FaultKind.WRITE_AFTER_SIDE_EFFECT_FAILS):
             return None  # these wait for a side effect (after-call)
         armed.left -= 1
-        self.timeline.add(self.cloud.now(), kind, function, f"{service}.{operation}")
+        self.timeline.add(self.cloud.now(), kind, armed.fault.target, f"{service}.{operation}")
         match kind:
             case FaultKind.DYNAMO_THROTTLED:
                 return _error(400, "ProvisionedThroughputExceededException", "injected throttling")
@@ -320,17 +382,20 @@ class Injectors:
         finally:
             self._reentrant = False
 
-    def _after(self, model: Any, http_response: Any, **_: Any) -> None:
+    def _after(self, model: Any, http_response: Any, context: dict[str, Any], **_: Any) -> None:
         function = self.cloud.calls.current_function
         if function is None or self._reentrant or http_response.status_code >= 300:
             return
         operation = model.name
-        if operation not in _PUBLISHES and not (operation in _WRITES and function == "PollerFunction"):
-            return
         state = self._invocation()
+        if operation == _SEND:
+            url = str((context.get(_STASH) or {}).get("QueueUrl", ""))
+            state.sent.append(self._queues.get(url, url.rsplit("/", 1)[-1]))
+        if operation not in _PUBLISHES and operation not in _SIDE_EFFECTS.get(function, ()):
+            return
         state.side_effect = True
         for armed in self._aws:
-            if armed.left and armed.fault.target == function:
+            if armed.left and self._aimed(armed.fault.target, function):
                 if armed.fault.kind is FaultKind.CRASH_AFTER_SIDE_EFFECT:
                     armed.left -= 1
                     state.crash_pending = True
@@ -348,27 +413,33 @@ class Injectors:
             try:
                 result = self._run(name, inner, event, context)
             except _ProcessCrash as crash:
-                self.handled.append(Handled(index, name, items, None))
+                self.handled.append(Handled(index, name, items, None, self._sent()))
                 raise InjectedCrash(str(crash)) from None
             except BaseException:
-                self.handled.append(Handled(index, name, items, None))
+                self.handled.append(Handled(index, name, items, None, self._sent()))
                 raise
             if self._current.record is self.cloud.current_invocation and self._current.crash_pending:
                 self._current.crash_pending = False  # the side effect was the run's last call
                 self.timeline.add(self.cloud.now(), FaultKind.CRASH_AFTER_SIDE_EFFECT, name, "at the end")
-                self.handled.append(Handled(index, name, items, None))
+                self.handled.append(Handled(index, name, items, None, self._sent()))
                 raise InjectedCrash(f"crash in {name} after its last side effect")
-            self.handled.append(Handled(index, name, items, _reported(result)))
+            self.handled.append(Handled(index, name, items, _reported(result), self._sent()))
             return result
 
         return handler
 
+    def _sent(self) -> tuple[str, ...]:
+        """The queues the invocation running now sent to (nothing when it made no AWS call)."""
+        current = self._current
+        return tuple(current.sent) if current.record is self.cloud.current_invocation else ()
+
     def _run(self, name: str, inner: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
         for armed in self._lambda:
-            if not armed.left or armed.fault.target != name or not _is_batch(event):
+            if not armed.left or not self._aimed(armed.fault.target, name) or not _is_batch(event):
                 continue
             armed.left -= 1
-            self.timeline.add(self.cloud.now(), armed.fault.kind, name, f"{len(event['Records'])} records")
+            records = f"{len(event['Records'])} records"
+            self.timeline.add(self.cloud.now(), armed.fault.kind, armed.fault.target, records)
             if armed.fault.kind is FaultKind.DUPLICATE_DELIVERY:
                 inner(copy.deepcopy(event), context)  # delivered once more: at least once, not exactly once
             elif event["Records"][0].get("eventSource") == "aws:sqs":
@@ -471,7 +542,22 @@ def _items(event: Any) -> tuple[str, ...]:
             return tuple(record["messageId"] for record in event["Records"])
         if "dynamodb" in first:
             return tuple(record["dynamodb"]["SequenceNumber"] for record in event["Records"])
-    return (json.dumps(event, sort_keys=True, default=str),)
+    event_id = _webhook_event_id(event)
+    return (event_id,) if event_id else (json.dumps(event, sort_keys=True, default=str),)
+
+
+def _webhook_event_id(event: Any) -> str | None:
+    """The webhook_event_id of a function URL request carrying one of Leap's deliveries (Leap retries
+    a call by that id: the item a failed call is accounted by)."""
+    if not (isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event):
+        return None
+    raw = event.get("body") or ""
+    try:
+        body = json.loads(base64.b64decode(raw) if event.get("isBase64Encoded") else raw)
+    except ValueError:
+        return None
+    event_id = body.get(wire.WEBHOOK_EVENT_ID) if isinstance(body, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 def _reported(result: Any) -> tuple[str, ...]:

@@ -15,13 +15,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from devtools.soak.observe import SOAK_KEY, Observations
+from devtools.soak.observe import (
+    SOAK_KEY,
+    WEBHOOK_DEAD_LETTERS,
+    WEBHOOK_QUEUE,
+    Invocation,
+    LeapWebhook,
+    Observations,
+)
+from devtools.soak.plan import PROCESSOR, RECEIVER
 from leap_tracker.events import catalog
 from leap_tracker.leap import wire
 from leap_tracker.outreach.decision import in_holdout
 from leap_tracker.timeutil import parse_instant
+from leap_tracker.webhooks.processing import Result as Processed
 
 CHANGE_FAMILIES = ("connection", "utility", "agreement")  # what the emitter publishes
+WRONG_SECRET = "wrong_secret"  # the simulator's fault: an attempt with every registered header value wrong
+LEAP_GAVE_UP = "failed"  # the simulator's outcome once every retry of a delivery was refused
+# The processor's outcomes for a meter.created the Meters API listed (its meter.appeared is due).
+CONFIRMED = frozenset({Processed.METER_APPEARED.value, Processed.METER_REMEMBERED.value})
 CATCH_UP = timedelta(hours=1)  # after faults stop, every transition arrives within this
 STALLED_BOUND = timedelta(hours=3)  # a stalled customer due a message gets one (or a suppression) by then
 
@@ -320,12 +333,139 @@ def meter_appeared_once(obs: Observations) -> Result:
     return result
 
 
+# -------------------------------------------------------------------------------- Leap's webhooks
+
+
+def _receiver_calls(obs: Observations) -> dict[str, list[Invocation]]:
+    """The receiver's function URL calls by the webhook_event_id they carried, in order."""
+    calls: dict[str, list[Invocation]] = defaultdict(list)
+    for inv in obs.invocations:
+        if inv.function == RECEIVER and inv.source == "function-url" and inv.items:
+            calls[inv.items[0]].append(inv)
+    return calls
+
+
+def webhook_secret_refused(obs: Observations) -> Result:
+    """Every call Leap made with a wrong secret was refused (401; a 5xx when a fault failed the call)
+    and enqueued nothing; every call with the right one was not refused as unauthorized; every 2xx
+    answer came after exactly one message was in WebhookQueue (so the receiver's accepted SendMessage
+    calls equal its 2xx answers, plus the calls that failed after their enqueue: a crash, a timeout)."""
+    result = Result("a wrong secret is refused and enqueues nothing; each 2xx enqueued once")
+    calls = _receiver_calls(obs)
+    for hook in obs.leap_webhooks:
+        made = calls.get(hook.event_id, [])
+        if len(made) != len(hook.attempts):
+            result.checked += 1
+            result.fail(
+                _ref(hook.ref_id),
+                f"{hook.event_type}: Leap made {len(hook.attempts)} call(s), the receiver ran {len(made)}",
+                hook.due_at,
+            )
+            continue
+        for attempt, call in zip(hook.attempts, made, strict=True):
+            result.checked += 1
+            enqueued = call.sent.count(WEBHOOK_QUEUE)
+            what = f"{hook.event_type} call at {attempt.at:%d %H:%M:%S}"
+            if attempt.fault == WRONG_SECRET and (attempt.accepted or enqueued):
+                result.fail(
+                    _ref(hook.ref_id),
+                    f"{what} with a wrong secret answered {attempt.status}, {enqueued} message(s) enqueued",
+                    attempt.at,
+                )
+            elif attempt.fault != WRONG_SECRET and attempt.status == 401:
+                result.fail(_ref(hook.ref_id), f"{what} with the stack's secret answered 401", attempt.at)
+            elif attempt.accepted and enqueued != 1:
+                result.fail(
+                    _ref(hook.ref_id),
+                    f"{what} answered {attempt.status} after {enqueued} message(s) enqueued",
+                    attempt.at,
+                )
+    return result
+
+
+def _appeared_by_ref(obs: Observations) -> dict[str, set[str]]:
+    appeared: dict[str, set[str]] = defaultdict(set)
+    for arrival in obs.arrivals:
+        if arrival.body.get("type") == catalog.METER_APPEARED:
+            appeared[str(arrival.body["subject"])].add(str(arrival.body["id"]))
+    return appeared
+
+
+def meter_webhook_reported_once(obs: Observations) -> Result:
+    """A customer whose meter.created was delivered and confirmed (the Meters search listed it) gets
+    exactly one meter.appeared once its completion is stored; one whose webhooks were all lost, or
+    never confirmed (left to the sweep, which the meter.appeared invariant holds), at most one."""
+    result = Result("every delivered meter.created gives exactly one meter.appeared")
+    appeared = _appeared_by_ref(obs)
+    completed = _completed_stored(obs)
+    by_ref: dict[str, list[LeapWebhook]] = defaultdict(list)
+    for hook in obs.leap_webhooks:
+        if hook.event_type == wire.WEBHOOK_METER_CREATED:
+            by_ref[hook.ref_id].append(hook)
+    for ref_id, hooks in sorted(by_ref.items()):
+        ids = appeared.get(ref_id, set())
+        customer = obs.customers.get(ref_id)
+        delivered = [h for h in hooks if h.delivered]
+        first = min(h.due_at for h in hooks)
+        result.checked += 1
+        if len(ids) > 1:
+            result.fail(_ref(ref_id), f"{len(ids)} meter.appeared ({sorted(ids)})", first)
+            continue
+        if not delivered or customer is None or customer.entry_id not in completed:
+            continue  # lost, or no watch yet: at most one (above); the meter invariant does the rest
+        confirmed = [h for h in delivered if obs.processed_webhooks.get(h.event_id) in CONFIRMED]
+        if confirmed and not ids:
+            result.fail(
+                _ref(ref_id),
+                f"meter.created delivered {confirmed[0].due_at:%d %H:%M} and confirmed, completion stored "
+                f"{completed[customer.entry_id]:%d %H:%M}: no meter.appeared",
+                max(confirmed[0].due_at, completed[customer.entry_id]),
+            )
+    return result
+
+
+def webhooks_processed_or_parked(obs: Observations) -> Result:
+    """Every delivery the receiver answered 2xx was processed (its WEBHOOK# record is in the table), or
+    sits in WebhookDeadLetterQueue after processing failed on it (the failures on record), or is still
+    queued for the processor at the end."""
+    result = Result("every webhook accepted is processed or parked with its reason")
+    failed_messages = {
+        item
+        for inv in obs.invocations
+        if inv.function == PROCESSOR
+        for item in (inv.items if inv.error is not None else inv.failed_items)
+    }
+    parked = {
+        str(message.body.get(wire.WEBHOOK_EVENT_ID)): message.message_id
+        for message in obs.parked
+        if message.queue == WEBHOOK_DEAD_LETTERS and isinstance(message.body, dict)
+    }
+    for hook in obs.leap_webhooks:
+        if not hook.accepted:
+            continue
+        result.checked += 1
+        if hook.event_id in obs.processed_webhooks or hook.event_id in obs.queued_webhooks:
+            continue
+        if parked.get(hook.event_id) in failed_messages:
+            continue
+        accepted = next(a for a in hook.attempts if a.accepted)
+        where = "parked with no failure of it on record" if hook.event_id in parked else "not parked"
+        result.fail(
+            _ref(hook.ref_id),
+            f"{hook.event_type} accepted {accepted.at:%d %H:%M:%S}: never processed, {where}",
+            accepted.at,
+        )
+    return result
+
+
 # -------------------------------------------------------------------------------- failures, alarms
 
 
 def failures_accounted(obs: Observations) -> Result:
     """Every failed invocation (or item it reported failed) either succeeded later, or sits in a
-    dead-letter or failure queue with its reason."""
+    dead-letter or failure queue with its reason. A failed call of the webhook receiver (a 5xx to
+    Leap) is retried by Leap: accounted by a later call of the same delivery that succeeded, or by
+    Leap giving up on it (the poll and the sweep then reconcile)."""
     result = Result("every failure retried to success or parked with its reason")
     done: dict[tuple[str, str], int] = {}  # (function, item) -> last index it succeeded at
     for inv in obs.invocations:
@@ -333,6 +473,7 @@ def failures_accounted(obs: Observations) -> Result:
             for item in set(inv.items) - set(inv.failed_items):
                 done[(inv.function, item)] = inv.index
     parked = _parked_items(obs)
+    parked |= {hook.event_id for hook in obs.leap_webhooks if hook.outcome == LEAP_GAVE_UP}
     for inv in obs.invocations:
         failed = inv.items if inv.error is not None else inv.failed_items
         if not failed or inv.source in ("direct",):
@@ -376,7 +517,8 @@ def _in_parked_range(sequence: str, obs: Observations) -> bool:
 
 
 def alarms_raised(obs: Observations) -> Result:
-    """Whenever a dead-letter or failure queue holds messages, an alarm on it is in ALARM."""
+    """Whenever a dead-letter, failure or rejected-webhook queue holds messages, an alarm on it is in
+    ALARM."""
     result = Result("no alarm condition without an alarm")
     for view in obs.alarms:
         if view.depth == 0:
@@ -400,6 +542,9 @@ INVARIANTS: tuple[Callable[[Observations], Result], ...] = (
     outreach_holdout_waits,
     stalled_customers_messaged,
     meter_appeared_once,
+    webhook_secret_refused,
+    meter_webhook_reported_once,
+    webhooks_processed_or_parked,
     failures_accounted,
     alarms_raised,
 )

@@ -12,6 +12,8 @@ from typing import Any
 from leap_tracker.privacy import Pseudonyms
 
 SOAK_KEY = Pseudonyms(b"soak-pseudonyms-are-not-secret-but-keep-ids-out!")  # names entries in reports
+WEBHOOK_QUEUE = "WebhookQueue"  # the receiver's queue (Invocation.sent, Parked.queue: logical ids)
+WEBHOOK_DEAD_LETTERS = "WebhookDeadLetterQueue"
 
 
 def entry_hash(entry: dict[str, Any] | None) -> str:
@@ -68,18 +70,56 @@ class WebhookCall:
 class Invocation:
     index: int
     function: str
-    source: str  # stream, sqs, schedule, async-retry, direct, direct-async
+    source: str  # stream, sqs, schedule, async-retry, direct, direct-async, function-url
     at: datetime
     error: str | None  # repr of the exception, None when it returned
-    items: tuple[str, ...]  # what it was given (message ids, stream sequence numbers, payload JSON)
+    # What it was given (message ids, stream sequence numbers, a webhook's webhook_event_id, payload JSON)
+    items: tuple[str, ...]
     failed_items: tuple[str, ...]  # what it reported failed (all of them when it raised)
+    status: int | None = None  # a function URL call: the HTTP status its caller got (502: it failed)
+    sent: tuple[str, ...] = ()  # the queues (logical ids) its accepted SendMessage calls went to
+
+
+@dataclass(frozen=True, slots=True)
+class PushAttempt:
+    """One call Leap made to the receiver for a webhook."""
+
+    at: datetime
+    status: int  # the receiver's answer (0: none)
+    fault: str | None = None  # the simulator's fault this attempt plays (wrong_secret, duplicate, ...)
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class LeapWebhook:
+    """One webhook the simulated Leap sent to the subscription, or meant to: its ground truth."""
+
+    event_id: str  # webhook_event_id
+    event_type: str
+    ref_id: str  # partner_reference
+    due_at: datetime
+    faults: frozenset[str]  # missed, duplicate, out_of_order, wrong_secret
+    attempts: tuple[PushAttempt, ...]
+    outcome: str  # delivered (a real attempt answered 2xx), failed (Leap gave up), missed, ...
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == "delivered"
+
+    @property
+    def accepted(self) -> bool:
+        """Whether any call, a wrong-secret one included, was answered 2xx."""
+        return any(attempt.accepted for attempt in self.attempts)
 
 
 @dataclass(frozen=True, slots=True)
 class Parked:
     """A message sitting in a dead-letter or failure queue at the end."""
 
-    queue: str
+    queue: str  # its logical id (WebhookDeadLetterQueue, ...)
     message_id: str
     body: Any
 
@@ -133,3 +173,6 @@ class Observations:
     expected_events: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> event (from history)
     expected_at: dict[str, datetime] = field(default_factory=dict)  # id -> when its change was stored
     in_flight: set[str] = field(default_factory=set)  # message ids still in a source queue at the end
+    leap_webhooks: list[LeapWebhook] = field(default_factory=list)  # what Leap pushed (ground truth)
+    processed_webhooks: dict[str, str] = field(default_factory=dict)  # WEBHOOK# items: event id -> outcome
+    queued_webhooks: set[str] = field(default_factory=set)  # event ids still in WebhookQueue at the end

@@ -11,13 +11,22 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from devtools.leap_simulator.webhooks import WebhookFaults
+
 POLLER = "PollerFunction"
 EMITTER = "EmitterFunction"
 OUTREACH = "OutreachFunction"
 METER_WATCH = "MeterWatchFunction"
 METER_SWEEP = "MeterSweepFunction"
+RECEIVER = "WebhookReceiverFunction"  # Leap's webhooks, behind the function URL
+PROCESSOR = "WebhookProcessorFunction"  # WebhookQueue's consumer
 FUNCTIONS = (POLLER, EMITTER, OUTREACH, METER_WATCH, METER_SWEEP)
-CONNECT, METERS = "connect", "meters"  # the two Leap APIs
+# The poller's targeted polls only (its PollRequestQueue batches), not its hourly passes.
+TARGETED_POLL = "PollerFunction:targeted"
+CONNECT, METERS = "connect", "meters"  # the two Leap APIs, whoever calls them
+# A Leap API as one caller meets it: the processor's confirmation of a meter.created (one Meters
+# search), a targeted poll's Connect request (one Reference ID).
+METERS_CONFIRMATION, CONNECT_TARGETED = "meters:confirmation", "connect:targeted"
 WEBHOOK = "webhook"
 
 QUIET_HOURS = 6  # the last hours carry no fault
@@ -60,28 +69,38 @@ LEAP_KINDS = frozenset(k for k in FaultKind if k.value.startswith("leap_"))
 WEBHOOK_KINDS = frozenset(k for k in FaultKind if k.value.startswith("webhook_"))
 
 # The functions each AWS or Lambda fault may aim at (the ones whose code makes such calls).
+# The receiver's calls are Secrets Manager's and one SendMessage (failing: the function URL answers 502
+# and Leap sends the delivery again); the processor reads and writes the table, searches Meters,
+# publishes meter.appeared and sends poll requests.
+_TABLE_USERS = (*FUNCTIONS, PROCESSOR, TARGETED_POLL)
+_EVERY_FUNCTION = (*FUNCTIONS, RECEIVER, PROCESSOR, TARGETED_POLL)
 TARGETS: dict[FaultKind, tuple[str, ...]] = {
-    FaultKind.DYNAMO_THROTTLED: FUNCTIONS,
-    FaultKind.DYNAMO_ERROR: FUNCTIONS,
-    FaultKind.BATCH_WRITE_UNPROCESSED: (POLLER, METER_SWEEP),
-    FaultKind.BATCH_GET_UNPROCESSED: (POLLER, OUTREACH, METER_SWEEP),
-    FaultKind.SNS_BATCH_PARTLY_FAILED: (EMITTER, METER_SWEEP),
-    FaultKind.SNS_ERROR: (EMITTER, OUTREACH, METER_SWEEP),
-    FaultKind.SQS_ERROR: (OUTREACH,),
-    FaultKind.WRITE_AFTER_SIDE_EFFECT_FAILS: (EMITTER, OUTREACH, METER_SWEEP),
-    FaultKind.CRASH_AFTER_SIDE_EFFECT: FUNCTIONS,
-    FaultKind.FUNCTION_TIMEOUT: FUNCTIONS,
-    FaultKind.DUPLICATE_DELIVERY: (EMITTER, OUTREACH, METER_WATCH),
+    FaultKind.DYNAMO_THROTTLED: _TABLE_USERS,
+    FaultKind.DYNAMO_ERROR: _TABLE_USERS,
+    FaultKind.BATCH_WRITE_UNPROCESSED: (POLLER, METER_SWEEP, PROCESSOR, TARGETED_POLL),
+    FaultKind.BATCH_GET_UNPROCESSED: (POLLER, OUTREACH, METER_SWEEP, TARGETED_POLL),
+    FaultKind.SNS_BATCH_PARTLY_FAILED: (EMITTER, METER_SWEEP, PROCESSOR),
+    FaultKind.SNS_ERROR: (EMITTER, OUTREACH, METER_SWEEP, PROCESSOR),
+    FaultKind.SQS_ERROR: (OUTREACH, RECEIVER, PROCESSOR),
+    FaultKind.WRITE_AFTER_SIDE_EFFECT_FAILS: (EMITTER, OUTREACH, METER_SWEEP, PROCESSOR),
+    FaultKind.CRASH_AFTER_SIDE_EFFECT: _EVERY_FUNCTION,
+    FaultKind.FUNCTION_TIMEOUT: _EVERY_FUNCTION,
+    FaultKind.DUPLICATE_DELIVERY: (EMITTER, OUTREACH, METER_WATCH, PROCESSOR, TARGETED_POLL),
     FaultKind.STREAM_REPLAY: (EMITTER,),
-    FaultKind.VISIBILITY_EXPIRED: (OUTREACH, METER_WATCH),
+    FaultKind.VISIBILITY_EXPIRED: (OUTREACH, METER_WATCH, PROCESSOR, TARGETED_POLL),
 }
+# Where a Leap fault may strike: any caller of Connect (twice as likely) or Meters, or one caller's.
+LEAP_TARGETS = (CONNECT, CONNECT, METERS, METERS_CONFIRMATION, CONNECT_TARGETED)
+# Targets called a few times an hour (a webhook, a confirmation, a targeted poll): a fault on one hits
+# one of its first calls of the hour, or it would rarely take effect at all.
+FEW_CALLS = frozenset({RECEIVER, PROCESSOR, TARGETED_POLL, METERS_CONFIRMATION, CONNECT_TARGETED})
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
     hour: int  # armed at the start of this simulated hour (1-based), disarmed at its end
     kind: FaultKind
-    target: str  # a function logical id, CONNECT/METERS, or WEBHOOK
+    target: str  # a function logical id (or TARGETED_POLL), a Leap API (or one caller's), or WEBHOOK
     nth: int = 1  # the call (or request) it hits, counted within the hour
     times: int = 1  # how many calls/requests it hits
     amount: float = 0.0  # seconds (Retry-After, slowness)
@@ -104,19 +123,35 @@ def make_plan(seed: int, hours: int, kinds: frozenset[FaultKind] | None = None) 
     return plan
 
 
+def webhook_faults(seed: int) -> WebhookFaults:
+    """Leap's own webhook faults in a run (the simulator's, seeded per event by the run's seed, on for
+    the whole run: they are how Leap behaves, not something to recover from): a quarter of the
+    deliveries lost (the sweep and the poll must reconcile them), a fifth duplicated, a fifth held back
+    behind a later one, a tenth first sent with a wrong secret."""
+    return WebhookFaults(missed=0.25, duplicate=0.2, out_of_order=0.2, wrong_secret=0.1, seed=seed)
+
+
 def last_fault_hour(plan: list[Fault]) -> int:
     return max((fault.hour for fault in plan), default=0)
 
 
 def _fault(rng: random.Random, hour: int, kind: FaultKind) -> Fault:
     if kind in LEAP_KINDS:
-        target = CONNECT if kind is FaultKind.LEAP_OUTAGE else rng.choice((CONNECT, CONNECT, METERS))
+        if kind is FaultKind.LEAP_OUTAGE:
+            target = CONNECT
+        elif kind is FaultKind.LEAP_EXPIRED_PAGE_TOKEN:  # a confirmation or a targeted poll is one page
+            target = rng.choice((CONNECT, CONNECT, METERS))
+        else:
+            target = rng.choice(LEAP_TARGETS)
         amount = {
             FaultKind.LEAP_RATE_LIMITED: float(rng.choice((0, 1, 5, 30))),
             FaultKind.LEAP_SLOW: float(rng.choice((5, 60, 300))),
         }.get(kind, 0.0)
-        return Fault(hour, kind, target, nth=rng.randint(1, 3), times=rng.randint(1, 3), amount=amount)
+        nth = rng.randint(1, 1 if target in FEW_CALLS else 3)
+        return Fault(hour, kind, target, nth=nth, times=rng.randint(1, 3), amount=amount)
     if kind in WEBHOOK_KINDS:
         amount = 0.2 if kind is FaultKind.WEBHOOK_SLOW else 0.0
         return Fault(hour, kind, WEBHOOK, times=rng.randint(1, 2), amount=amount)
-    return Fault(hour, kind, rng.choice(TARGETS[kind]), nth=rng.randint(1, 6), times=rng.randint(1, 2))
+    target = rng.choice(TARGETS[kind])
+    nth = rng.randint(1, 2 if target in FEW_CALLS else 6)
+    return Fault(hour, kind, target, nth=nth, times=rng.randint(1, 2))

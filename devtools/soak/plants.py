@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 from unittest import mock
 
+from devtools.leap_simulator.webhooks import WebhookFaults
 from devtools.local_runner import LocalCloud
-from devtools.soak.plan import CONNECT, EMITTER, OUTREACH, POLLER, Fault, FaultKind
+from devtools.soak.plan import CONNECT, EMITTER, OUTREACH, POLLER, Fault, FaultKind, webhook_faults
 from devtools.soak.timeline import Timeline
 from leap_tracker.adapters import leap_http, sns_publisher
 from leap_tracker.leap import wire
 from leap_tracker.outreach import decision
 from leap_tracker.timeutil import parse_instant
+from leap_tracker.webhooks import intake
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,7 @@ class Plant:
     invariant: str  # the Result.name that must report it
     apply: Callable[[LocalCloud, Timeline], AbstractContextManager[Any]]
     faults: Callable[[int], list[Fault]]  # extra faults for a run of so many hours
+    webhook_faults: Callable[[int], WebhookFaults] = webhook_faults  # Leap's, for the run's seed
 
 
 def _every(hours: int, kind: FaultKind, target: str, step: int = 3) -> list[Fault]:
@@ -120,6 +123,18 @@ def _holdout_ignored(_: LocalCloud, __: Timeline) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _any_secret_accepted(_: LocalCloud, __: Timeline) -> Iterator[None]:
+    """The receiver checks that the secret header is there, not what it holds: a call with a wrong
+    value is accepted (and enqueued) like Leap's own."""
+
+    def matches_a_secret(presented: str, secrets: Any) -> bool:
+        return bool(presented.strip())
+
+    with mock.patch.object(intake, "matches_a_secret", matches_a_secret):
+        yield
+
+
 PLANTS: dict[str, Plant] = {
     plant.name: plant
     for plant in (
@@ -127,7 +142,7 @@ PLANTS: dict[str, Plant] = {
             "emitter-counts-partial-publish",
             "every transition reaches the partner",
             _counts_partly_failed_as_published,
-            lambda hours: _every(hours, FaultKind.SNS_BATCH_PARTLY_FAILED, EMITTER),
+            lambda hours: _every(hours, FaultKind.SNS_BATCH_PARTLY_FAILED, EMITTER, step=1),
         ),
         Plant(
             "poller-drops-page-after-retry",
@@ -158,6 +173,13 @@ PLANTS: dict[str, Plant] = {
             "no message after COMPLETED",
             _completed_read_as_not_started,
             lambda hours: [],
+        ),
+        Plant(
+            "receiver-accepts-any-secret",
+            "a wrong secret is refused and enqueues nothing; each 2xx enqueued once",
+            _any_secret_accepted,
+            lambda hours: [],
+            lambda seed: dataclasses.replace(webhook_faults(seed), wrong_secret=0.5),
         ),
     )
 }

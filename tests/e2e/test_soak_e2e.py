@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 
+from devtools.leap_simulator.webhooks import WebhookFault
 from devtools.soak.driver import run_seed
 from devtools.soak.plants import PLANTS
 
@@ -20,7 +21,10 @@ def test_a_simulated_day_of_faults_loses_and_doubles_nothing(seed: int) -> None:
     with redirect_stdout(StringIO()):  # the functions' JSON logs
         report = run_seed(seed, HOURS, CUSTOMERS)
 
-    assert sum(report.timeline.counts().values()) > 10, report.timeline.counts()
+    counts = report.timeline.counts()
+    assert sum(counts.values()) > 10, counts
+    pushed = {kind for kind in counts if kind.startswith("leap_webhook_")}  # Leap's webhooks ran, faulty
+    assert pushed == {f"leap_webhook_{fault}" for fault in WebhookFault}, counts
     for result in report.results:
         assert result.passed, (result.name, result.violations[:5])
     checked = {result.name: result.checked for result in report.results}
@@ -40,6 +44,7 @@ PLANT_HOURS = {
     "outreach-max-attempts-off-by-one": 12,
     "outreach-messages-completed": 12,
     "outreach-ignores-holdout": 12,
+    "receiver-accepts-any-secret": 8,
 }
 PLANT_CUSTOMERS = 40
 

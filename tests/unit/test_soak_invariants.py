@@ -18,8 +18,10 @@ from devtools.soak.observe import (
     Customer,
     HourView,
     Invocation,
+    LeapWebhook,
     Observations,
     Parked,
+    PushAttempt,
     Rules,
     StoredChange,
     WebhookCall,
@@ -92,6 +94,22 @@ def message(
     return WebhookCall(webhook_id, at(sent), 204, True, {"type": "outreach.requested", "data": data})
 
 
+RECEIVER, PROCESSOR = "WebhookReceiverFunction", "WebhookProcessorFunction"
+EVENT = "7d0c9d2e-5c1a-4b7e-9f51-2f8d7c6a1b00"  # Leap's webhook_event_id of ref-1's meter.created
+
+
+def meter_created(*attempts: PushAttempt, outcome: str = "delivered") -> LeapWebhook:
+    faults = frozenset(a.fault for a in attempts if a.fault)
+    return LeapWebhook(EVENT, "meter.created", "ref-1", at(3), faults, attempts, outcome)
+
+
+def receiver_call(
+    index: int, status: int, sent: tuple[str, ...] = (), error: str | None = None
+) -> Invocation:
+    """One function URL call of the receiver carrying EVENT, answered ``status``."""
+    return Invocation(index, RECEIVER, "function-url", at(3), error, (EVENT,), (), status, sent)
+
+
 def clean() -> Observations:
     obs = Observations(start=T0, end=at(48), faults_stop=at(40), rules=RULES)
     obs.hours = [HourView(at(1), True, {ENTRY: "h1"}, {ENTRY: "h1"})]
@@ -112,7 +130,28 @@ def clean() -> Observations:
         Invocation(1, "OutreachFunction", "sqs", at(2), None, ("m-b",), ()),
     ]
     obs.alarms = [AlarmView(at(5), "dlq", 1, ("ALARM",)), AlarmView(at(6), "dlq", 0, ("OK",))]
+    # ref-1's meter.created: first with a wrong secret (refused), then accepted and enqueued, processed.
+    obs.leap_webhooks = [meter_created(PushAttempt(at(3), 401, "wrong_secret"), PushAttempt(at(3), 200))]
+    obs.invocations += [receiver_call(2, 401), receiver_call(3, 200, ("WebhookQueue",))]
+    obs.processed_webhooks = {EVENT: "meter_appeared"}
     return obs
+
+
+def wrong_secret_accepted(obs: Observations) -> None:
+    obs.leap_webhooks = [meter_created(PushAttempt(at(3), 200, "wrong_secret"), PushAttempt(at(3), 200))]
+    obs.invocations[2] = receiver_call(2, 200, ("WebhookQueue",))
+
+
+def right_secret_refused(obs: Observations) -> None:
+    obs.leap_webhooks = [meter_created(PushAttempt(at(3), 401, "wrong_secret"), PushAttempt(at(3), 401))]
+    obs.invocations[3] = receiver_call(3, 401)
+
+
+def processing_failed_then_parked(obs: Observations, failed: bool = True) -> None:
+    obs.processed_webhooks.clear()
+    obs.parked = [Parked("WebhookDeadLetterQueue", "w-1", {"webhook_event_id": EVENT, "payload": {}})]
+    if failed:
+        obs.invocations.append(Invocation(4, PROCESSOR, "sqs", at(3), None, ("w-1",), ("w-1",)))
 
 
 def no_completion(obs: Observations) -> None:
@@ -179,7 +218,38 @@ CASES: dict[str, tuple[Callable[[Observations], inv.Result], Callable[[Observati
         ),
     ),
     "meters never reported": (inv.meter_appeared_once, lambda o: o.arrivals.pop(2)),
+    "a wrong secret accepted": (inv.webhook_secret_refused, wrong_secret_accepted),
+    "the stack's own secret refused": (inv.webhook_secret_refused, right_secret_refused),
+    "a 2xx with nothing enqueued": (
+        inv.webhook_secret_refused,
+        lambda o: o.invocations.__setitem__(3, receiver_call(3, 200)),
+    ),
+    "a delivered, confirmed meter.created never reported": (
+        inv.meter_webhook_reported_once,
+        lambda o: o.arrivals.pop(2),
+    ),
+    "a lost meter.created, two meter.appeared": (
+        inv.meter_webhook_reported_once,
+        lambda o: (
+            o.leap_webhooks.__setitem__(0, meter_created(outcome="missed")),
+            o.arrivals.append(
+                Arrival(at(9), {"id": "m2", "type": catalog.METER_APPEARED, "subject": "ref-1", "data": {}})
+            ),
+        ),
+    ),
+    "an accepted webhook never processed": (
+        inv.webhooks_processed_or_parked,
+        lambda o: o.processed_webhooks.clear(),
+    ),
+    "a webhook parked with no failure on record": (
+        inv.webhooks_processed_or_parked,
+        lambda o: processing_failed_then_parked(o, failed=False),
+    ),
     "a failure never retried nor parked": (inv.failures_accounted, lambda o: o.invocations.pop(1)),
+    "a receiver call failed, Leap never retried it to success": (
+        inv.failures_accounted,
+        lambda o: o.invocations.__setitem__(3, receiver_call(3, 502, error="InjectedCrash()")),
+    ),
     "a queue holds messages, no alarm": (
         inv.alarms_raised,
         lambda o: o.alarms.append(AlarmView(at(7), "dlq", 2, ("OK",))),
@@ -217,6 +287,41 @@ def test_a_failure_parked_in_a_dead_letter_queue_or_still_queued_is_accounted_fo
     obs.invocations.pop(1)
     obs.in_flight = {"m-b"}
     assert inv.failures_accounted(obs).passed
+
+
+def test_a_webhook_parked_after_failures_or_still_queued_is_accounted_for() -> None:
+    obs = clean()
+    processing_failed_then_parked(obs)
+    assert inv.webhooks_processed_or_parked(obs).passed
+    obs = clean()
+    obs.processed_webhooks.clear()
+    obs.queued_webhooks = {EVENT}
+    assert inv.webhooks_processed_or_parked(obs).passed
+
+
+def test_a_receiver_failure_is_accounted_for_by_leaps_retry_or_by_leap_giving_up() -> None:
+    obs = clean()  # the call failed after its enqueue (502); Leap's retry was answered 200
+    obs.leap_webhooks = [meter_created(PushAttempt(at(3), 502), PushAttempt(at(3.1), 200))]
+    obs.invocations[2:4] = [
+        receiver_call(2, 502, ("WebhookQueue",), error="InjectedCrash()"),
+        receiver_call(3, 200, ("WebhookQueue",)),
+    ]
+    assert inv.failures_accounted(obs).passed
+    assert inv.webhook_secret_refused(obs).passed  # a failed call may have enqueued: Leap retries
+    obs.invocations[3] = receiver_call(3, 502, error="InjectedCrash()")
+    obs.leap_webhooks = [meter_created(PushAttempt(at(3), 502), PushAttempt(at(3.1), 502), outcome="failed")]
+    assert inv.failures_accounted(obs).passed
+
+
+def test_a_meter_created_not_confirmed_or_before_completion_may_give_none() -> None:
+    obs = clean()
+    obs.arrivals.pop(2)
+    obs.processed_webhooks = {EVENT: "meter_unconfirmed"}  # left to the sweep
+    assert inv.meter_webhook_reported_once(obs).passed
+    obs = clean()
+    obs.arrivals.pop(2)
+    no_completion(obs)  # no watch to report it on yet
+    assert inv.meter_webhook_reported_once(obs).passed
 
 
 def test_violations_name_the_entry_by_its_pseudonym() -> None:
