@@ -297,10 +297,7 @@ class LeapHttpClient(LeapSession):
             self.stats.auth_refusals += 1
             raise LeapAuthError(auth_refusal_message(self._settings, status))
         if 200 <= status < 300:
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise LeapInvalidResponse(f"{where}: the answer is not JSON ({status})") from exc
+            return json_answer(response, where)
         if status in RETRY_STATUSES or status >= 500:
             raise LeapUnavailable(f"{where}: Leap still answered {status} when retries ran out")
         if status == 400 and sent_token:
@@ -395,11 +392,24 @@ def auth_refusal_message(settings: LeapApiSettings, status: int) -> str:
     )
 
 
-def _request_error(where: str, response: requests.Response) -> LeapApiRequestError:
+def json_answer(response: requests.Response, where: str) -> Any:
+    """A 2xx answer's JSON; an answer that is not JSON is Leap's fault (LeapInvalidResponse)."""
     try:
-        body = response.json()
+        return response.json()
+    except ValueError as exc:
+        raise LeapInvalidResponse(f"{where}: the answer is not JSON ({response.status_code})") from exc
+
+
+def json_or_none(response: requests.Response) -> Any:
+    """An error answer's JSON body when it has one (a 500 may be plain text)."""
+    try:
+        return response.json()
     except ValueError:
-        body = None
+        return None
+
+
+def _request_error(where: str, response: requests.Response) -> LeapApiRequestError:
+    body = json_or_none(response)
     problem = body if isinstance(body, dict) else {}
     title = problem.get(wire.ERROR_TITLE)
     details = problem.get(wire.ERROR_DETAILS)

@@ -24,6 +24,8 @@ from leap_tracker.adapters.leap_http import (
     ApiKeyProvider,
     LeapSession,
     auth_refusal_message,
+    json_answer,
+    json_or_none,
     send,
 )
 from leap_tracker.config import LeapApiSettings
@@ -143,10 +145,7 @@ class LeapWebhooksClient(LeapSession):
         if status in AUTH_STATUSES:
             raise LeapAuthError(auth_refusal_message(self._settings, status))
         if 200 <= status < 300:
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise LeapInvalidResponse(f"{where}: the answer is not JSON ({status})") from exc
+            return json_answer(response, where)
         if status in RETRY_STATUSES or status >= 500:
             retried = method in IDEMPOTENT_METHODS
             raise LeapUnavailable(
@@ -170,10 +169,7 @@ def _settings_body(
 
 
 def _refusal(where: str, response: requests.Response) -> LeapWebhookRequestError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_or_none(response)
     problem = body if isinstance(body, dict) else {}
     error, message = problem.get(wire.WEBHOOK_ERROR), problem.get(wire.WEBHOOK_ERROR_MESSAGE)
     status = response.status_code
