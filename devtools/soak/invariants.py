@@ -210,12 +210,17 @@ def outreach_not_after_completed(obs: Observations) -> Result:
     return result
 
 
+def _actionable_at(connection: dict[str, Any], obs: Observations) -> datetime:
+    """When outreach may act on a snapshot: its last interaction + the actionable delay."""
+    return parse_instant(connection[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
+
+
 def outreach_not_before_actionable(obs: Observations) -> Result:
     result = Result("no message before last interaction + 1 h")
     for call in _messages(obs):
         result.checked += 1
         connection = call.event["data"]["connection"]
-        due = parse_instant(connection[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
+        due = _actionable_at(connection, obs)
         if call.sent_at < due:
             result.fail(
                 _entry(connection[wire.ENTRY_ID]),
@@ -259,8 +264,7 @@ def outreach_holdout_waits(obs: Observations) -> Result:
         connection = data["connection"]
         if not in_holdout(connection[wire.ENTRY_ID], str(data["reason"]), obs.rules.holdout_percent):
             continue
-        actionable = parse_instant(connection[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
-        release = actionable + obs.rules.holdout
+        release = _actionable_at(connection, obs) + obs.rules.holdout
         if call.sent_at < release:
             result.fail(
                 _entry(connection[wire.ENTRY_ID]),
@@ -283,7 +287,7 @@ def stalled_customers_messaged(obs: Observations) -> Result:
     for entry_id, entry in obs.final_stored.items():
         if entry.get(wire.ENTRY_CONNECTION_STATUS) == wire.CONNECTION_COMPLETED:
             continue
-        due = parse_instant(entry[wire.ENTRY_LAST_INTERACTION]) + obs.rules.actionable_delay
+        due = _actionable_at(entry, obs)
         if due + STALLED_BOUND > obs.end:
             continue
         result.checked += 1
