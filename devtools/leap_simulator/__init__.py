@@ -23,7 +23,14 @@ from devtools.leap_simulator.faults import (
 )
 from devtools.leap_simulator.population import UNKNOWN_ERROR_CODE, connection_status
 from devtools.leap_simulator.server import INTERNAL_ERROR_TEXT
-from devtools.leap_simulator.simulator import DEFAULT_API_KEY, DEFAULT_START, LeapSimulator, RecordedRequest
+from devtools.leap_simulator.simulator import (
+    DEFAULT_API_KEY,
+    DEFAULT_START,
+    LeapSimulator,
+    ListingOrder,
+    PacedAnswer,
+    RecordedRequest,
+)
 from devtools.leap_simulator.webhooks import (
     Outcome,
     Transport,
@@ -43,7 +50,9 @@ __all__ = [
     "Fault",
     "FaultKind",
     "LeapSimulator",
+    "ListingOrder",
     "Outcome",
+    "PacedAnswer",
     "RecordedRequest",
     "Transport",
     "WebhookAttempt",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import threading
+from typing import get_args
 
-from devtools.leap_simulator.simulator import DEFAULT_API_KEY, LeapSimulator
+from devtools.leap_simulator.simulator import DEFAULT_API_KEY, LeapSimulator, ListingOrder
 from leap_tracker.leap import wire
 
 
@@ -20,8 +21,27 @@ def main() -> None:
         "--days", type=float, default=10.0, help="simulated days after the start to answer at"
     )
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser.add_argument(
+        "--listing-order",
+        choices=get_args(ListingOrder),
+        default="index",
+        help="how the Connect list orders the customers: population index, or start date (click time)",
+    )
+    parser.add_argument(
+        "--page-latency-ms",
+        type=float,
+        default=0.0,
+        help="the least time a Connect answer takes, its building included (0: as fast as it can)",
+    )
     args = parser.parse_args()
-    with LeapSimulator(seed=args.seed, customers=args.customers, api_key=args.api_key) as sim:
+    simulator = LeapSimulator(
+        seed=args.seed,
+        customers=args.customers,
+        api_key=args.api_key,
+        listing_order=args.listing_order,
+        page_latency_ms=args.page_latency_ms,
+    )
+    with simulator as sim:
         sim.advance(days=args.days)
         print(f"Leap simulator at {sim.base_url} (simulated time {sim.now:%Y-%m-%dT%H:%M:%SZ})")
         names = sim.connect_wire

@@ -6,7 +6,8 @@ short); then the API key is checked and the path routed: the Connect list (GET),
 search (POST) and the Webhook Subscription API (``/v1.1/webhooks``: GET, POST; ``/{id}``: PUT,
 DELETE; ``/{id}/test``: POST). Query strings and bodies are checked as the spec constrains them, and
 a bad one is answered with Leap's ``{title, status, details}`` problem (the Subscription API's own
-``{error, message}``). The answers come from the simulated Leap (simulator.py).
+``{error, message}``). The answers come from the simulated Leap (simulator.py). A Connect answer,
+once built, waits out what is left of the simulator's ``page_latency_ms`` before it is sent.
 """
 
 from __future__ import annotations
@@ -337,19 +338,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
+        started = time.monotonic()
         sim = self.server.simulator
         try:
             reply = _respond(sim, method, self.path, raw_body, self.headers.get(wire.AUTH_HEADER))
         except Exception as exc:  # a simulator bug: answer like Leap's 500 and keep it for the test
             sim.server_errors.append(exc)
             reply = _Reply(500, INTERNAL_ERROR_TEXT)
-        self._write(reply)
-
-    def _write(self, reply: _Reply) -> None:
         if reply.drop:
             self.close_connection = True
             return
         payload = json.dumps(reply.body, separators=(",", ":")).encode()
+        if self.path.partition("?")[0] == sim.connect_wire.path:
+            sim.pace_connect_answer(started)  # the building above is inside the latency, not added to it
+        self._write(reply, payload)
+
+    def _write(self, reply: _Reply, payload: bytes) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json")
         for name, value in reply.headers.items():

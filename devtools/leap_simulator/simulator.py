@@ -15,8 +15,10 @@ import copy
 import hashlib
 import random
 import threading
+import time
+from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -46,6 +48,9 @@ DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)
 DEFAULT_API_KEY = "leap-simulator-key"
 
 LastPageToken = Literal["absent", "null", "empty"]
+# How the Connect list orders the generated customers: by population index (the default), or by start
+# date (click time; ties by index). Entries put with a Reference ID of their own come after them.
+ListingOrder = Literal["index", "start_date"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,16 @@ class RecordedRequest:
     query: dict[str, list[str]]
     body: Any  # parsed JSON; the raw text if it was not JSON; None when empty
     at: datetime  # simulated time of arrival
+
+
+@dataclass(frozen=True, slots=True)
+class PacedAnswer:
+    """How long one Connect answer took, on the simulator's own clock (seconds since its request was
+    read): built (the page and its JSON), then slept to reach ``page_latency_ms``, then answered."""
+
+    built: float
+    slept: float
+    answered: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +93,9 @@ class LeapSimulator:
 
     Use as a context manager (``with LeapSimulator(seed=1) as sim: sim.base_url``). The state of every
     generated customer is a pure function of (seed, simulated time); ``put_entry``, ``touch`` and
-    ``message`` (an outreach nudge) are the only mutations.
+    ``message`` (an outreach nudge) are the only mutations. ``listing_order`` is how the Connect list
+    orders them (``ListingOrder``); ``page_latency_ms`` is the least time a Connect answer takes (its
+    building included: ``paced_answers`` has the simulator's own timings; ``sleep`` waits the rest).
     """
 
     def __init__(
@@ -98,6 +115,9 @@ class LeapSimulator:
         webhook_delay: timedelta = DEFAULT_DELAY,
         webhook_retry_delays: Sequence[timedelta] = DEFAULT_RETRY_DELAYS,
         webhook_faults: WebhookFaults = NO_FAULTS,
+        listing_order: ListingOrder = "index",
+        page_latency_ms: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.seed = seed
         self.api_key = api_key
@@ -108,6 +128,12 @@ class LeapSimulator:
         self.faults = FaultPlan()
         self.server_errors: list[BaseException] = []
         self._population = Population(seed, customers, _epoch(start), int(click_window.total_seconds()))
+        self.listing_order: ListingOrder = listing_order
+        self._listing = _Listing(self._population, listing_order)
+        # Every Connect answer takes at least this long (its own building included): a far API's pace.
+        self.page_latency_ms = page_latency_ms
+        self._sleep = sleep
+        self._paced: deque[PacedAnswer] = deque(maxlen=request_log_size)
         self._now = _epoch(start)
         self._tokens = PageTokens(hashlib.sha256(f"leap-simulator/{seed}".encode()).digest())
         self._lock = threading.RLock()
@@ -186,7 +212,8 @@ class LeapSimulator:
     @property
     def ref_ids(self) -> list[str]:
         """The generated customers' Reference IDs, in the order the API lists them."""
-        return [self._population.ref_id(index) for index in range(self._population.size)]
+        indices = self._listing.indices(self._population.size)
+        return [self._population.ref_id(index) for index in indices]
 
     def snapshot(self, ref_id: str, at: datetime | None = None) -> dict[str, Any] | None:
         """The entry the API shows for ``ref_id`` at ``at`` (default now); None before the click."""
@@ -196,7 +223,7 @@ class LeapSimulator:
     def iter_entries(self, at: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Every entry that exists at ``at`` (default now), in API order."""
         t = self._epoch_or_now(at)
-        for index in range(self._total()):
+        for index in self._listing.indices(self._total()):
             entry = self._entry(index, t)
             if entry is not None:
                 yield entry
@@ -336,6 +363,24 @@ class LeapSimulator:
                 raise LookupError(f"{new} requests since, the log keeps {len(self._log)}: make it longer")
             return list(self._log)[len(self._log) - new :] if new > 0 else []
 
+    def pace_connect_answer(self, started: float) -> PacedAnswer:
+        """Sleep what is left of ``page_latency_ms`` since ``started`` (``time.monotonic()`` when the
+        request was read); the server calls this once the answer is built, before sending it."""
+        built = time.monotonic() - started
+        slept = max(0.0, self.page_latency_ms / 1000 - built)
+        if slept > 0:
+            self._sleep(slept)
+        paced = PacedAnswer(built, slept, time.monotonic() - started)
+        with self._lock:
+            self._paced.append(paced)
+        return paced
+
+    @property
+    def paced_answers(self) -> list[PacedAnswer]:
+        """The latest Connect answers' timings (up to ``request_log_size``), oldest first (a copy)."""
+        with self._lock:
+            return list(self._paced)
+
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -421,21 +466,25 @@ class LeapSimulator:
         self, selection: ConnectFilter, first: int, page_size: int, t: int
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
         page: list[dict[str, Any]] = []
-        for index in self._candidates(selection.ref_id, first):
+        for position, index in self._candidates(selection.ref_id, first):
             if not self._selected(index, selection, t):
                 continue
             if len(page) == page_size:
-                return page, Cursor(index)
+                return page, Cursor(position)
             entry = self._entry(index, t)
             if entry is not None:
                 page.append(entry)
         return page, None
 
-    def _candidates(self, ref_id: str | None, first: int) -> Iterable[int]:
+    def _candidates(self, ref_id: str | None, first: int) -> Iterable[tuple[int, int]]:
+        """(listing position, index) from position ``first`` on (a cursor is a listing position)."""
         if ref_id is None:
-            return range(first, self._total())
+            return self._listing.from_position(first, self._total())
         index = self._index_of(ref_id)
-        return [index] if index is not None and index >= first else []
+        if index is None:
+            return []
+        position = self._listing.position_of(index)
+        return [(position, index)] if position >= first else []
 
     def _selected(self, index: int, selection: ConnectFilter, t: int) -> bool:
         static = self._static_entry(index)
@@ -528,6 +577,42 @@ class LeapSimulator:
 
     def _epoch_or_now(self, at: datetime | None) -> int:
         return self._now if at is None else _epoch(at)
+
+
+class _Listing:
+    """Where each customer stands in the Connect list. By start date, the generated customers are
+    sorted once by click time (ties by index: a stable sort), so a page costs no more than by index.
+    Beyond them come the entries put with a Reference ID of their own, in put order, as by index; an
+    entry put over a generated customer keeps that customer's place whatever its own start date."""
+
+    def __init__(self, population: Population, order: ListingOrder) -> None:
+        if order not in ("index", "start_date"):
+            raise ValueError(f"listing_order must be 'index' or 'start_date', not {order!r}")
+        self._order: array[int] | None = None
+        self._position: array[int] | None = None
+        if order == "start_date":
+            size, clicked_at = population.size, population.clicked_at
+            self._order = array("q", sorted(range(size), key=clicked_at))
+            self._position = array("q", bytes(8 * size))
+            for position, index in enumerate(self._order):
+                self._position[index] = position
+
+    def from_position(self, first: int, total: int) -> Iterable[tuple[int, int]]:
+        """(position, index) for the positions ``first`` to ``total`` - 1."""
+        positions = range(first, total)
+        order = self._order
+        if order is None:
+            return zip(positions, positions, strict=True)
+        size = len(order)
+        return ((position, order[position] if position < size else position) for position in positions)
+
+    def indices(self, total: int) -> Iterable[int]:
+        return (index for _, index in self.from_position(0, total))
+
+    def position_of(self, index: int) -> int:
+        if self._position is None or index >= len(self._position):
+            return index
+        return self._position[index]
 
 
 class _WebhookSource:
