@@ -18,7 +18,18 @@ from typing import Any, TextIO
 
 from leap_tracker.leap.api import LeapError
 from leap_tracker_cli import hash as hash_command
-from leap_tracker_cli import poll, redrive, replay, replay_failures, report, status, subscribe, tail, webhooks
+from leap_tracker_cli import (
+    poll,
+    poller,
+    redrive,
+    replay,
+    replay_failures,
+    report,
+    status,
+    subscribe,
+    tail,
+    webhooks,
+)
 from leap_tracker_cli.discovery import ClientFactory, Discovery, DiscoveryError
 from leap_tracker_cli.result import CommandError, Result
 
@@ -32,6 +43,7 @@ SUBCOMMANDS: Sequence[ModuleType] = (
     replay_failures,
     redrive,
     poll,
+    poller,
     report,
     webhooks,
 )

@@ -114,8 +114,13 @@ class AsyncInvocations:
         if outcome.error is not None:
             self._failed(_AsyncEvent(function, payload, 1, self._now(), outcome.error))
 
+    def enqueue(self, function: LocalFunction, payload: Any) -> None:
+        """An invocation a function's own code asked for (``function_invokes``): its first attempt
+        runs in the next round, at the simulated now, as Lambda takes it up within seconds."""
+        self._queue.append(_AsyncEvent(function, payload, 0, self._now()))
+
     def pending(self) -> list[_AsyncEvent]:
-        """The retries waiting for their due time."""
+        """The invocations and retries waiting for their due time."""
         return list(self._queue)
 
     def run_due(self) -> bool:
@@ -124,7 +129,9 @@ class AsyncInvocations:
         due = [event for event in self._queue if event.due <= now]
         for event in due:
             self._queue.remove(event)
-            outcome = self._invoke(event.function, event.payload, "async-retry")
+            outcome = self._invoke(
+                event.function, event.payload, "async-retry" if event.attempts else "async"
+            )
             if outcome.error is not None:
                 event.attempts += 1
                 event.last_error = outcome.error

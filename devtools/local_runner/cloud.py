@@ -31,6 +31,7 @@ from devtools.local_runner.alarms import AlarmEvaluation, evaluate_queue_alarms
 from devtools.local_runner.async_invocations import AsyncInvocations, Destinations
 from devtools.local_runner.aws_calls import CallCounter
 from devtools.local_runner.clock import ClockListener, SimulatedClock
+from devtools.local_runner.function_invokes import FunctionInvokes
 from devtools.local_runner.lambda_client import LocalLambdaClient
 from devtools.local_runner.lambda_runtime import (
     Handler,
@@ -119,6 +120,9 @@ class LocalCloud:
         self.dropped_async_events: list[dict[str, Any]] = []
         self._destinations = Destinations(self.resources, self.client)
         self._async = AsyncInvocations(self._invoke, self._destinations, self.now, self.dropped_async_events)
+        self.function_invokes = FunctionInvokes(
+            lambda: self.functions, lambda: self.calls.current_function, self._async.enqueue
+        )
         self._partner_queues = 0
         self._state: _State | None = None
 
@@ -133,12 +137,14 @@ class LocalCloud:
             _visibility_from_the_receive(),
             _bucket_policy_over_tls(),
             _query_without_sorting_the_table(),
+            *_table_writes_one_at_a_time(),
         ]
         for patch in self._moto_patches:
             patch.start()
         self.clock.start()
         self.calls.install()
         self.usage.install()
+        self.function_invokes.install()
         self._state = _State(mock=mock, session=_runner_session(self.region))
         try:
             self._bring_up()
@@ -156,6 +162,7 @@ class LocalCloud:
                 sys.path.remove(path)
         self.calls.uninstall()
         self.usage.uninstall()
+        self.function_invokes.uninstall()
         self.clock.stop()
         for patch in reversed(self._moto_patches):
             patch.stop()
@@ -581,6 +588,31 @@ def _waiting_until(queue_url: str) -> datetime | None:
         return None
     waiting = [max(m.delayed_until, m.visible_at) for m in queue._messages if m.delayed or not m.visible]
     return datetime.fromtimestamp(min(waiting) / 1000, UTC) if waiting else None
+
+
+def _table_writes_one_at_a_time() -> list[Any]:
+    """A handler may send a page's batch calls from several threads (the poller does, as on Lambda).
+    DynamoDB takes them at once; moto's table numbers its stream records by ``len(records)`` before it
+    appends, so two writes in two threads could share a sequence number. One lock around a table's
+    writes keeps moto's stream as DynamoDB's would be: every record once, in an order."""
+    import threading
+    from unittest import mock
+
+    from moto.dynamodb.models.table import Table
+
+    lock = threading.RLock()
+
+    def serialised(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return write
+
+    return [
+        mock.patch.object(Table, name, serialised(getattr(Table, name)))
+        for name in ("put_item", "delete_item")
+    ]
 
 
 def _query_without_sorting_the_table() -> Any:

@@ -31,6 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leap_tracker import table
 from leap_tracker.adapters.aws import aws_client
+from leap_tracker.adapters.continuation import LambdaContinuations
 from leap_tracker.adapters.funnel import count_funnel
 from leap_tracker.adapters.leap_http import LeapHttpClient
 from leap_tracker.adapters.metrics import add_count
@@ -40,7 +41,14 @@ from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.config import MAX_SQS_DELAY_SECONDS, Settings, load_settings, plain_http_variables, require
 from leap_tracker.outreach import deferral
-from leap_tracker.poller.request import InvalidPollRequest, PollMode, is_queue_batch, parse_request
+from leap_tracker.poller.plan import next_continuation
+from leap_tracker.poller.request import (
+    InvalidPollRequest,
+    PollMode,
+    PollRequest,
+    is_queue_batch,
+    parse_request,
+)
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
 from leap_tracker.poller.targeted import Outcome, TargetedResult, handle_poll_request
 from leap_tracker.privacy import Pseudonyms
@@ -69,6 +77,7 @@ class Dependencies:
     count_funnel: Callable[[], Mapping[str, int]]  # stored connections per status (funnel-index)
     marks: DynamoPollMarks  # when each Reference ID's last targeted poll started
     sqs: Callable[[], Any]  # created on the first deferred poll request only
+    continuations: LambdaContinuations  # the poller invoking itself to go on with a cut pass
 
 
 def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_client) -> Dependencies:
@@ -82,12 +91,16 @@ def build_dependencies(settings: Settings, client: Callable[[str], Any] = aws_cl
         settings=settings,
         leap=LeapHttpClient(settings.leap),
         store=DynamoPollerStore(
-            dynamodb, table_name, history_retention_days=settings.poller.history_retention_days
+            dynamodb,
+            table_name,
+            history_retention_days=settings.poller.history_retention_days,
+            concurrency=settings.poller.dynamodb_concurrency,
         ),
         pseudonyms=log_pseudonyms(settings),
         count_funnel=partial(count_funnel, dynamodb, table_name),
         marks=DynamoPollMarks(dynamodb, table_name),
         sqs=cache(partial(client, "sqs")),
+        continuations=LambdaContinuations(cache(partial(client, "lambda"))),
     )
 
 
@@ -117,9 +130,33 @@ def lambda_handler(
     )
     _add_metrics(run_metrics(summary))
     result = summary.as_dict()
+    continued = _continue(deps, context, request, summary)
+    if continued is not None:
+        result["continued_by"] = continued.continuation
     if counts_funnel(summary):
         result["entries_by_status"] = _publish_funnel(deps, run_id)
     return result
+
+
+def _continue(
+    deps: Dependencies, context: LambdaContext, request: PollRequest, summary: RunSummary
+) -> PollRequest | None:
+    """A pass the time limit cut short goes on at once: the function invokes itself (asynchronously)
+    with the next continuation (docs/poller.md#continuation). Refused, it raises: Lambda retries this
+    invocation, which resumes the pass from the checkpoint."""
+    interrupted = summary.status is RunStatus.INTERRUPTED
+    follow = next_continuation(request, interrupted, summary.pages, deps.settings.poller)
+    exhausted = interrupted and follow is None and summary.pages > 0 and request.mode is not PollMode.REF_ID
+    add_count(metrics, "PollContinuationsExhausted", int(exhausted))
+    if follow is None:
+        return None
+    deps.continuations.send(context.invoked_function_arn, follow)
+    add_count(metrics, "PollContinued", 1)
+    logger.info(
+        "pass continues in a new invocation",
+        extra={"run_id": summary.run_id, "continuation": follow.continuation, "pass": summary.pass_kind},
+    )
+    return follow
 
 
 def poll_requests(event: dict[str, Any], context: LambdaContext, deps: Dependencies) -> dict[str, Any]:

@@ -52,6 +52,10 @@ class MemoryStore:
     written: list[tuple[str, int]] = field(default_factory=list)  # (entry id, sequence), in order
     write_calls: int = 0
     history: dict[str, list[StoredChange]] = field(default_factory=dict)  # by entry id, in sequence order
+    reads: list[tuple[int, bool]] = field(default_factory=list)  # (entries asked for, consistent) per read
+    # What an eventually consistent read still sees of an entry (a write it has not caught up with);
+    # None: the entry is not there yet. Consistent reads see ``snapshots``.
+    lagging: dict[str, SnapshotWrite | None] = field(default_factory=dict)
 
     def acquire_lease(
         self, owner: str, now: datetime, until: datetime, use: LeaseUse = LeaseUse.PASS
@@ -88,11 +92,15 @@ class MemoryStore:
         self.checkpoint = checkpoint
         self.checkpoints_saved += 1
 
-    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
+    def read_snapshots(self, entry_ids: Sequence[str], *, consistent: bool = True) -> dict[str, StoredState]:
+        self.reads.append((len(entry_ids), consistent))
+        seen: dict[str, SnapshotWrite | None] = {**self.snapshots}
+        if not consistent:
+            seen |= self.lagging
         return {
             entry_id: StoredState(write.entry.content_hash, write.sequence, write.entry.last_interaction)
             for entry_id in entry_ids
-            if (write := self.snapshots.get(entry_id)) is not None
+            if (write := seen.get(entry_id)) is not None
         }
 
     def write_changes(

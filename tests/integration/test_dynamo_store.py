@@ -208,6 +208,8 @@ def test_the_checkpoint_round_trips_exactly(
         pages_done=4,
         max_last_interaction=datetime(2025, 1, 10, 11, 59, 59, 250000, tzinfo=UTC),
         restarts=1,
+        in_order=True,
+        listed_through="2025-01-10T11:59:59Z",
     )
     checkpoint = Checkpoint(
         watermark=T0 - timedelta(hours=1),

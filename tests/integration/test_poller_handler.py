@@ -19,6 +19,7 @@ import pytest
 from devtools.leap_simulator import LeapSimulator, server_error
 from functions.poller import app
 from leap_tracker import table
+from leap_tracker.adapters.continuation import ContinuationRefused, LambdaContinuations
 from leap_tracker.adapters.funnel import funnel_statuses
 from leap_tracker.config import ConfigError, load_settings
 from leap_tracker.leap.api import LeapAuthError, LeapUnavailable
@@ -27,6 +28,7 @@ from leap_tracker.poller.run import PollFailed
 from leap_tracker.timeutil import utc_now
 from tests.fakes.dynamodb import scan_items, stored_connections
 from tests.fakes.lambda_runtime import FakeLambdaContext, emf_metrics, emf_units, logs_in_capture, printed
+from tests.fakes.poller import PageBudget
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -325,3 +327,86 @@ def test_a_plain_http_leap_url_elsewhere_fails_the_cold_start_naming_the_variabl
 ) -> None:
     with pytest.raises(ConfigError, match=r"^LEAP_API_BASE_URL must be an https:// URL"):
         configure(LEAP_API_BASE_URL="http://api.leap.energy")
+
+
+# --- a pass the time limit cut short continues in a new invocation --------------------------------
+
+
+class CutShort(FakeLambdaContext):
+    """A context with time for ``checks`` page checks, then the time limit."""
+
+    def __init__(self, checks: int) -> None:
+        self.budget = PageBudget(checks)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000 if self.budget() else 0
+
+
+class RecordingLambda:
+    def __init__(self, status: int = 202) -> None:
+        self.status = status
+        self.calls: list[dict[str, Any]] = []
+
+    def invoke(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(params)
+        return {"StatusCode": self.status}
+
+
+def test_a_cut_pass_invokes_the_function_again_at_once(
+    configure: Callable[..., app.Dependencies], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = RecordingLambda()
+    deps = dataclasses.replace(configure(), continuations=LambdaContinuations(lambda: client))
+    context = CutShort(2)
+    with logs_in_capture(app.logger):
+        summary = app.lambda_handler(event("poller-scheduled.json"), context, deps)
+    assert (summary["status"], summary["pages"], summary["continued_by"]) == ("interrupted", 2, 1)
+    [call] = client.calls
+    assert call["FunctionName"] == context.invoked_function_arn
+    assert call["InvocationType"] == "Event"
+    assert json.loads(call["Payload"]) == {"mode": "scheduled", "continuation": 1}
+    metrics = emf_metrics(output_lines(capsys))
+    assert metrics["PollContinued"] == [1]
+    assert "PollContinuationsExhausted" not in metrics
+
+    again = app.lambda_handler(json.loads(call["Payload"]), FakeLambdaContext(), deps)
+    assert (again["status"], again["continuation"], again["resumed"]) == ("completed", 1, True)
+    assert "continued_by" not in again
+    assert len(client.calls) == 1
+
+
+def test_a_refused_continuation_fails_the_invocation_so_lambda_retries_it(
+    configure: Callable[..., app.Dependencies],
+) -> None:
+    deps = dataclasses.replace(configure(), continuations=LambdaContinuations(lambda: RecordingLambda(500)))
+    with pytest.raises(ContinuationRefused, match="answered 500"):
+        app.lambda_handler(event("poller-scheduled.json"), CutShort(2), deps)
+    pending = deps.store.load_checkpoint().pending
+    assert pending is not None  # the retry of this invocation resumes the pass from here
+    assert pending.pages_done == 2
+
+
+def test_the_last_continuation_of_a_chain_does_not_continue_and_says_so(
+    configure: Callable[..., app.Dependencies], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = RecordingLambda()
+    deps = dataclasses.replace(
+        configure(POLLER_MAX_CONTINUATIONS="3"), continuations=LambdaContinuations(lambda: client)
+    )
+    app.lambda_handler(event("poller-scheduled.json"), CutShort(1), deps)  # a pass is left unfinished
+    capsys.readouterr()
+    with logs_in_capture(app.logger):
+        summary = app.lambda_handler({"mode": "scheduled", "continuation": 3}, CutShort(1), deps)
+    assert (summary["status"], summary["resumed"]) == ("interrupted", True)
+    assert "continued_by" not in summary
+    assert len(client.calls) == 1  # the first run's; the third continuation asks for no fourth
+    assert emf_metrics(output_lines(capsys))["PollContinuationsExhausted"] == [1]
+
+
+def test_a_continuation_with_no_pass_left_does_nothing(configure: Callable[..., app.Dependencies]) -> None:
+    client = RecordingLambda()
+    deps = dataclasses.replace(configure(), continuations=LambdaContinuations(lambda: client))
+    summary = app.lambda_handler({"mode": "scheduled", "continuation": 2}, FakeLambdaContext(), deps)
+    assert (summary["status"], summary["pages"]) == ("completed", 0)
+    assert summary["reason"].startswith("nothing to continue")
+    assert client.calls == []

@@ -28,6 +28,7 @@ from tests.fakes.poller import PageBudget
 
 SCHEDULED = PollRequest(PollMode.SCHEDULED)
 SETTINGS = PollerSettings()
+EVERY_PAGE = PollerSettings(checkpoint_every_pages=1)  # a checkpoint after each page, as in the tests of it
 CUSTOMERS = 60  # moto costs ~2 ms per item written or read: enough for 6 pages, no more
 PAGE_SIZE = 10
 PAGES = CUSTOMERS // PAGE_SIZE
@@ -46,6 +47,7 @@ class World:
         self.requests = RequestCounter(client)
         self.clients: list[LeapHttpClient] = []
         self.runs = 0
+        self.clock_offset = timedelta(0)  # how far the poller's clock is ahead of the simulator's
 
     def leap(self, **overrides: Any) -> LeapHttpClient:
         client = LeapHttpClient(self.make_settings(**{"page_size": PAGE_SIZE, **overrides}))
@@ -63,18 +65,19 @@ class World:
         source: Any = None,
         store: DynamoPollerStore | None = None,
         run_id: str | None = None,
+        settings: PollerSettings = SETTINGS,
     ) -> RunSummary:
         self.runs += 1
         leap = source or self.leap()
         env = PollEnvironment(
             source=leap,
             store=store or self.store(),
-            now=lambda: self.sim.now,
+            now=lambda: self.sim.now + self.clock_offset,
             remaining_ms=remaining or PageBudget(10_000),
             pseudonyms=PSEUDONYMS,
             retry_count=lambda: leap.stats.retries if hasattr(leap, "stats") else 0,
         )
-        return run_poll(request, run_id or f"run-{self.runs}", env, SETTINGS)
+        return run_poll(request, run_id or f"run-{self.runs}", env, settings)
 
     def truth(self) -> dict[str, str]:
         """entry id -> canonical JSON of what the API shows now."""
@@ -216,7 +219,7 @@ def test_a_crash_between_a_pages_writes_and_its_checkpoint_replays_it_without_re
 
     store.save_checkpoint = killed_on_the_fourth_checkpoint  # type: ignore[method-assign]
     with pytest.raises(PollFailed) as failed:
-        world.poll(store=store)
+        world.poll(store=store, settings=EVERY_PAGE)
     assert isinstance(failed.value.__cause__, TimeoutError)
     replay = world.poll()
     assert replay.resumed
@@ -308,26 +311,27 @@ def test_an_expired_lease_is_taken_over(world: World) -> None:
     assert len(world.stored()) == world.sim.customers
 
 
-class LeaseStolenAfterPages:
-    """A source that lets another run take the lease over after ``pages`` pages (as if it had expired)."""
+class LeaseStolenAfterWrites(DynamoPollerStore):
+    """A store whose lease another run takes over after ``writes`` pages were written, as if this
+    run had outlived it (its clock jumps an hour on): its next write must find out first."""
 
-    def __init__(
-        self, inner: LeapHttpClient, thief: DynamoPollerStore, pages: int, sim: LeapSimulator
-    ) -> None:
-        self.inner, self.thief, self.pages, self.sim, self.stats = inner, thief, pages, sim, inner.stats
+    def __init__(self, world: World, writes: int) -> None:
+        super().__init__(world.dynamodb, world.table, sleep=lambda _: None)
+        self.world, self.writes = world, writes
 
-    def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
-        for served, page in enumerate(self.inner.iter_pages(query, page_token)):
-            if served == self.pages:
-                late = self.sim.now + timedelta(hours=1)
-                self.thief.acquire_lease("run-thief", late, late + timedelta(minutes=16))
-            yield page
+    def write_changes(self, *args: Any, **kwargs: Any) -> None:
+        super().write_changes(*args, **kwargs)
+        self.writes -= 1
+        if self.writes == 0:
+            self.world.clock_offset = timedelta(hours=1)
+            late = self.world.sim.now + self.world.clock_offset
+            self.world.store().acquire_lease("run-thief", late, late + timedelta(minutes=16))
 
 
 def test_a_run_that_lost_its_lease_stops_before_writing(world: World) -> None:
-    source = LeaseStolenAfterPages(world.leap(), world.store(), pages=2, sim=world.sim)
+    store = LeaseStolenAfterWrites(world, writes=2)
     with pytest.raises(PollFailed) as failed:  # its work was not done: the platform must count it
-        world.poll(source=source)
+        world.poll(store=store)
     summary = failed.value.summary
     assert summary.status is RunStatus.LEASE_LOST
     assert summary.pages == 2

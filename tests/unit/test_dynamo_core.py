@@ -5,6 +5,7 @@ the AttributeValue helpers. Its requests on moto: tests/integration/test_dynamo_
 from __future__ import annotations
 
 import copy
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -262,3 +263,70 @@ def test_a_table_key_as_attribute_values() -> None:
 )
 def test_an_optional_stored_instant(stored: str | None, expected: datetime | None) -> None:
     assert optional_instant(stored) == expected
+
+
+# --- batch calls at once ---------------------------------------------------------------------------
+
+
+class SlowDynamo(StubDynamo):
+    """A stub whose calls each wait until ``together`` of them are in flight (or a second passed): a
+    read or write that sent its calls one after the other would never see two at once."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self.together = together
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+
+    def _enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            if self.in_flight >= self.together:
+                self.all_in.set()
+        self.all_in.wait(timeout=1.0)
+        with self.lock:
+            self.in_flight -= 1
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self._enter()
+        with self.lock:  # the stub's own bookkeeping, one call at a time
+            return super().batch_get_item(RequestItems=RequestItems)
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self._enter()
+        with self.lock:
+            return super().batch_write_item(RequestItems=RequestItems)
+
+
+def test_with_concurrency_a_reads_calls_go_out_together_and_find_everything() -> None:
+    client = SlowDynamo(together=3)
+    client.items = {f"CONN#{n}": item(n) for n in range(300)}
+    reader = TableBatches(client, TABLE, concurrency=4)
+    found = list(reader.get([key(n) for n in range(300)]))
+    assert sorted(int(i["sequence"]["N"]) for i in found) == list(range(300))
+    assert client.most_in_flight == 3
+    assert reader.stats.read_requests == 3
+
+
+def test_with_concurrency_writes_go_out_together_and_a_failure_raises_after_all_answered() -> None:
+    client = SlowDynamo(together=4)
+    writer = TableBatches(
+        client, TABLE, concurrency=4, sleep=lambda _: None, retry=BatchRetryPolicy(max_attempts=1)
+    )
+    writer.put([item(n) for n in range(100)])
+    assert client.most_in_flight == 4
+    assert len(client.items) == 100
+    assert (writer.stats.write_requests, writer.stats.items_written) == (4, 100)
+
+    client = SlowDynamo(together=2)
+    client.stingy_calls = 1  # one call leaves all but one item unprocessed; one attempt only
+    writer = TableBatches(
+        client, TABLE, concurrency=2, sleep=lambda _: None, retry=BatchRetryPolicy(max_attempts=1)
+    )
+    with pytest.raises(UnprocessedWrites):
+        writer.put([item(n) for n in range(50)])
+    assert client.in_flight == 0  # nothing still being written when the caller hears of it
+    assert writer.stats.items_written == 26

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap.api import ConnectQuery
 from leap_tracker.leap.connect_model import MAX_REF_ID_BYTES
-from leap_tracker.poller.plan import plan_pass
+from leap_tracker.poller.plan import next_continuation, plan_pass
 from leap_tracker.poller.ports import Checkpoint, PassKind, PassState
 from leap_tracker.poller.request import InvalidPollRequest, PollMode, PollRequest, parse_request
 from tests.builders import T0
@@ -31,6 +31,8 @@ FULL_QUERY = ConnectQuery(start_date=SETTINGS.full_reconciliation_start)
         ({"mode": "incremental"}, PollRequest(PollMode.INCREMENTAL)),
         ({"mode": "full"}, PollRequest(PollMode.FULL)),
         ({"mode": "ref_id", "ref_id": " Test1012 "}, PollRequest(PollMode.REF_ID, "Test1012")),
+        ({"mode": "scheduled", "continuation": 3}, PollRequest(PollMode.SCHEDULED, continuation=3)),
+        ({"mode": "full", "continuation": 0}, PollRequest(PollMode.FULL)),
     ],
 )
 def test_accepted_inputs(event: dict[str, Any], expected: PollRequest) -> None:
@@ -48,6 +50,11 @@ def test_accepted_inputs(event: dict[str, Any], expected: PollRequest) -> None:
         ({"mode": "ref_id", "ref_id": 12}, 'needs a non-empty string "ref_id"'),
         ({"mode": "ref_id", "refId": "x"}, "unexpected key(s) ['refId']"),
         ({"mode": "full", "ref_id": "x"}, "unexpected key(s) ['ref_id'] for mode 'full'"),
+        ({"mode": "scheduled", "continuation": "2"}, '"continuation" must be a whole number'),
+        ({"mode": "scheduled", "continuation": True}, '"continuation" must be a whole number'),
+        ({"mode": "scheduled", "continuation": -1}, '"continuation" must be a whole number'),
+        ({"mode": "scheduled", "continuation": 101}, "from 0 to 100"),
+        ({"mode": "ref_id", "ref_id": "x", "continuation": 1}, "unexpected key(s) ['continuation']"),
         ({"mode": "ref_id", "ref_id": "x" * (MAX_REF_ID_BYTES + 1)}, "over the 2037-byte limit"),
         ({"mode": "ref_id", "ref_id": "参" * 700}, "2100 bytes of UTF-8"),  # 700 characters only
         ({"mode": "ref_id", "ref_id": "🔌" * 510}, "2040 bytes of UTF-8"),
@@ -213,3 +220,29 @@ def test_every_plan_reads_everything_since_the_watermark_minus_the_overlap(
         floor = (watermark - timedelta(minutes=SETTINGS.overlap_minutes)) if watermark else None
         assert floor is None or since <= floor
         assert mode is not PollMode.FULL
+
+
+# --- continuing a pass the time limit cut short ---------------------------------------------------
+
+
+@given(
+    st.sampled_from([PollMode.SCHEDULED, PollMode.FULL, PollMode.INCREMENTAL]),
+    st.integers(0, 30),
+    st.booleans(),
+    st.integers(0, 5),
+    st.integers(0, 24),
+)
+def test_a_cut_pass_continues_while_it_progresses_and_the_chain_is_short(
+    mode: PollMode, continuation: int, stopped_short: bool, pages: int, limit: int
+) -> None:
+    request = PollRequest(mode, continuation=continuation)
+    follow = next_continuation(request, stopped_short, pages, PollerSettings(max_continuations=limit))
+    if stopped_short and pages > 0 and continuation < limit:
+        assert follow == PollRequest(mode, continuation=continuation + 1)
+        assert parse_request(follow.as_event()) == follow  # what the handler sends reads back the same
+    else:
+        assert follow is None
+
+
+def test_a_ref_id_poll_never_continues() -> None:
+    assert next_continuation(PollRequest(PollMode.REF_ID, "x"), True, 1, SETTINGS) is None

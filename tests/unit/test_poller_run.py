@@ -4,6 +4,7 @@ the handler makes of its summary."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,13 @@ from functions.poller.app import run_metrics
 from leap_tracker import table
 from leap_tracker.config import PollerSettings
 from leap_tracker.leap import wire
-from leap_tracker.leap.api import LeapAuthError, LeapPageTokenExpired, LeapRequestError, LeapUnavailable
+from leap_tracker.leap.api import (
+    ConnectQuery,
+    LeapAuthError,
+    LeapPageTokenExpired,
+    LeapRequestError,
+    LeapUnavailable,
+)
 from leap_tracker.poller.ports import LeaseUse, PassKind
 from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.poller.run import PollEnvironment, PollFailed, RunStatus, RunSummary, run_poll
@@ -23,6 +30,7 @@ from tests.fakes.log_key import PSEUDONYMS
 from tests.fakes.poller import FakeClock, MemoryStore, PageBudget
 
 SETTINGS = PollerSettings()
+EVERY_PAGE = PollerSettings(checkpoint_every_pages=1)  # a checkpoint after each page
 SCHEDULED = PollRequest(PollMode.SCHEDULED)
 METRIC_NAMES = {
     "EntriesSeen",
@@ -46,7 +54,12 @@ class Harness:
         self.sleeps: list[float] = []
         self.on_sleep: Any = None  # called after each sleep (e.g. the holder releases the lease)
 
-    def run(self, request: PollRequest = SCHEDULED, remaining: PageBudget | None = None) -> RunSummary:
+    def run(
+        self,
+        request: PollRequest = SCHEDULED,
+        remaining: PageBudget | None = None,
+        settings: PollerSettings = SETTINGS,
+    ) -> RunSummary:
         self.runs += 1
         self.metrics = {}
         env = PollEnvironment(
@@ -59,7 +72,7 @@ class Harness:
             sleep=self._sleep,
         )
         try:
-            summary = run_poll(request, f"run-{self.runs}", env, SETTINGS)
+            summary = run_poll(request, f"run-{self.runs}", env, settings)
         except PollFailed as failed:
             self.metrics = run_metrics(failed.summary)
             raise
@@ -173,7 +186,7 @@ def test_a_crash_after_a_pages_writes_replays_that_page_without_writing_it_again
 
     harness.store.save_checkpoint = crash_on_second_checkpoint  # type: ignore[method-assign]
     with pytest.raises(PollFailed) as failed:
-        harness.run()
+        harness.run(settings=EVERY_PAGE)
     assert isinstance(failed.value.__cause__, RuntimeError)
     assert harness.store.lease is None  # released even so
     assert harness.metrics["PollFailed"] == 1
@@ -204,21 +217,43 @@ def test_an_expired_lease_is_taken_over(harness: Harness) -> None:
 
 
 def test_a_lost_lease_stops_the_run_before_it_writes(harness: Harness) -> None:
-    renew = harness.store.renew_lease
+    read = harness.store.read_snapshots
 
-    def taken_over_after_first_page(owner, until):  # type: ignore[no-untyped-def]
-        if harness.store.checkpoints_saved == 1:
-            harness.store.lease = ("run-thief", until)
-        renew(owner, until)
+    def a_page_takes_20_seconds(*args, **kwargs):  # type: ignore[no-untyped-def]
+        harness.clock.advance(seconds=20)
+        if harness.store.write_calls == 1:  # page 1 written: the lease passes to another run
+            harness.store.lease = ("run-thief", harness.clock() + timedelta(minutes=16))
+        return read(*args, **kwargs)
 
-    harness.store.renew_lease = taken_over_after_first_page  # type: ignore[method-assign]
+    harness.store.read_snapshots = a_page_takes_20_seconds  # type: ignore[method-assign]
     with pytest.raises(PollFailed) as failed:  # the work was not done: a failure the platform counts
-        harness.run()
+        harness.run(settings=PollerSettings(lease_seconds=60))  # renewed before a write past 30 s
     summary = failed.value.summary
     assert summary.status is RunStatus.LEASE_LOST
     assert summary.pages == 1
     assert len(harness.store.written) == 10
     assert harness.store.lease == ("run-thief", harness.store.lease[1])  # not released: not ours
+    assert harness.store.checkpoint.pending is None  # nothing written after the loss, progress neither
+
+
+def test_the_lease_is_renewed_once_half_of_it_is_gone_not_once_a_page(harness: Harness) -> None:
+    renewals: list[Any] = []
+    renew = harness.store.renew_lease
+    harness.store.renew_lease = lambda owner, until: (renewals.append(until), renew(owner, until))  # type: ignore[method-assign]
+    harness.run()  # default lease (960 s) and a clock that does not move: never
+    assert renewals == []
+    read = harness.store.read_snapshots
+
+    def a_page_takes_20_seconds(*args, **kwargs):  # type: ignore[no-untyped-def]
+        harness.clock.advance(seconds=20)
+        return read(*args, **kwargs)
+
+    harness.store.read_snapshots = a_page_takes_20_seconds  # type: ignore[method-assign]
+    harness.run(
+        PollRequest(PollMode.FULL), settings=PollerSettings(lease_seconds=60, checkpoint_every_pages=1)
+    )
+    # 3 pages of 20 s: page 2's checkpoint (40 s in) and page 3's (60 s in: 20 s after the renewal)
+    assert len(renewals) == 1
 
 
 def test_an_auth_error_ends_the_run_clearly_and_releases_the_lease(
@@ -266,21 +301,44 @@ def test_leap_unavailable_fails_the_run_and_the_next_resumes_from_the_checkpoint
     assert resumed.changed == 5
 
 
-def test_an_expired_token_restarts_the_pass_from_its_stored_query(harness: Harness) -> None:
+def test_an_expired_token_of_a_pass_read_in_order_goes_on_from_the_newest_date_read(
+    harness: Harness,
+) -> None:
     harness.run(remaining=PageBudget(1))
-    query = harness.store.checkpoint.pending.query  # type: ignore[union-attr]
+    pending = harness.store.checkpoint.pending
+    assert pending is not None
+    assert pending.in_order
+    assert pending.listed_through == ENTRIES[9][wire.ENTRY_START]  # the newest start date of page 1
+    harness.source.errors[1] = LeapPageTokenExpired("Leap refused the page token (400)")
+    summary = harness.run()
+    assert summary.status is RunStatus.COMPLETED
+    assert summary.token_restarts == 1
+    query = pending.query
+    assert harness.source.requests[-4] == (query, "tok+/1=")  # refused
+    assert harness.source.requests[-3] == (ConnectQuery(start_date=ENTRIES[9][wire.ENTRY_START]), None)
+    assert harness.metrics["PageTokenRestarts"] == 1
+
+
+def test_an_expired_token_of_a_pass_not_read_in_order_restarts_it_from_its_first_page(
+    harness: Harness,
+) -> None:
+    first, second = harness.source.pages[0][2], harness.source.pages[0][7]
+    first[wire.ENTRY_START], second[wire.ENTRY_START] = second[wire.ENTRY_START], first[wire.ENTRY_START]
+    harness.run(remaining=PageBudget(1))
+    pending = harness.store.checkpoint.pending
+    assert pending is not None
+    assert not pending.in_order
     harness.source.errors[1] = LeapPageTokenExpired("Leap refused the page token (400)")
     summary = harness.run()
     assert summary.status is RunStatus.COMPLETED
     assert summary.token_restarts == 1
     assert harness.source.requests[-4:] == [
-        (query, "tok+/1="),
-        (query, None),
-        (query, "tok+/1="),
-        (query, "tok+/2="),
+        (pending.query, "tok+/1="),
+        (pending.query, None),
+        (pending.query, "tok+/1="),
+        (pending.query, "tok+/2="),
     ]
     assert (summary.changed, summary.unchanged) == (15, 10)
-    assert harness.metrics["PageTokenRestarts"] == 1
 
 
 def test_a_second_expired_token_in_one_run_fails_the_run(harness: Harness) -> None:
@@ -290,6 +348,7 @@ def test_a_second_expired_token_in_one_run_fails_the_run(harness: Harness) -> No
     with pytest.raises(PollFailed) as failed:
         harness.run()
     assert failed.value.summary.status is RunStatus.FAILED
+    assert failed.value.summary.token_restarts == 1  # page one refused: not a token to go on without
 
 
 def test_a_malformed_entry_is_quarantined_and_the_rest_of_its_page_stored(harness: Harness) -> None:
@@ -535,3 +594,75 @@ def test_without_a_wait_a_held_lease_skips_at_once(harness: Harness) -> None:
     summary = run_poll(SCHEDULED, "run-x", env, PollerSettings(lease_wait_seconds=0))
     assert summary.status is RunStatus.SKIPPED
     assert harness.sleeps == []
+
+
+# --- scale: checkpoints every N pages, reads, the next page asked for early --------------------------
+
+
+def test_progress_is_recorded_every_n_pages_and_when_the_run_stops() -> None:
+    harness = Harness(pages_of(guide_entries(70), 10))  # 7 pages
+    summary = harness.run(remaining=PageBudget(5), settings=PollerSettings(checkpoint_every_pages=3))
+    assert (summary.status, summary.pages) == (RunStatus.INTERRUPTED, 5)
+    assert summary.checkpoints == harness.store.checkpoints_saved == 2  # after page 3, and at the stop
+    assert harness.store.checkpoint.pending is not None
+    assert harness.store.checkpoint.pending.page_token == "tok+/5="
+    resumed = harness.run(settings=PollerSettings(checkpoint_every_pages=3))
+    assert (resumed.pages, resumed.checkpoints) == (2, 1)  # the completion is the only write of it
+    assert harness.store.checkpoint.pending is None
+
+
+def test_a_failing_run_records_the_pages_it_finished_before_it_raises() -> None:
+    harness = Harness(pages_of(guide_entries(70), 10))
+    harness.source.errors[4] = LeapUnavailable("Leap still answered 503 when retries ran out")
+    with pytest.raises(PollFailed):
+        harness.run()  # 20 pages a checkpoint: none was due
+    pending = harness.store.checkpoint.pending
+    assert pending is not None
+    assert (pending.page_token, pending.pages_done) == ("tok+/4=", 4)
+
+
+def test_a_pass_reads_eventually_consistent_and_reads_again_what_it_would_write(harness: Harness) -> None:
+    harness.run()
+    harness.store.reads.clear()
+    later = T0 - timedelta(minutes=30)
+    harness.source.pages[1][0] = guide_entry("ref-00010", status=wire.CONNECTION_COMPLETED, last=later)
+    harness.clock.advance(hours=1)
+    summary = harness.run(PollRequest(PollMode.FULL))
+    assert harness.store.reads == [(10, False), (10, False), (1, True), (5, False)]
+    assert (summary.changed, summary.reconfirmed) == (1, 1)
+
+
+def test_a_write_is_decided_on_the_consistent_read_not_on_a_stale_one(harness: Harness) -> None:
+    harness.run()
+    entry_id = ENTRIES[3][wire.ENTRY_ID]
+    stored = harness.store.snapshots[entry_id]
+    harness.store.lagging[entry_id] = None  # an eventually consistent read does not see it yet
+    summary = harness.run(PollRequest(PollMode.FULL))
+    assert summary.reconfirmed == 1  # "new" on the stale read; the consistent one finds it unchanged
+    assert (summary.changed, summary.new, summary.unchanged) == (0, 0, 25)
+    assert harness.store.snapshots[entry_id] is stored  # no second sequence 1 written over it
+
+
+def test_a_ref_id_poll_reads_consistently_at_once(harness: Harness) -> None:
+    harness.run()
+    harness.store.reads.clear()
+    harness.run(PollRequest(PollMode.REF_ID, "ref-00001"))
+    assert {consistent for _, consistent in harness.store.reads} == {True}
+
+
+def test_the_next_page_is_asked_for_before_the_current_one_is_stored(harness: Harness) -> None:
+    write = harness.store.write_changes
+    seen: list[int] = []
+
+    def write_once_page_2_was_asked_for(*args, **kwargs):  # type: ignore[no-untyped-def]
+        wanted = min(len(seen) + 2, 3)  # the page after this one (3 pages in all)
+        deadline = time.monotonic() + 5  # without the prefetch it is asked for only after this write
+        while len(harness.source.requests) < wanted and time.monotonic() < deadline:
+            time.sleep(0.001)
+        seen.append(len(harness.source.requests))
+        return write(*args, **kwargs)
+
+    harness.store.write_changes = write_once_page_2_was_asked_for  # type: ignore[method-assign]
+    summary = harness.run()
+    assert summary.status is RunStatus.COMPLETED
+    assert seen == [2, 3, 3]  # page 1 stored while page 2 was asked for, page 2 while page 3

@@ -54,6 +54,13 @@ class PollerSettings:
     # A run finding the lease held by a ref_id run (one Reference ID: seconds, retries included) waits
     # this long for it rather than skip; a waiting pass makes later ref_id runs stand back.
     lease_wait_seconds: int = 180
+    # A pass records its progress (the checkpoint) every this many pages, and when a run stops: one
+    # control write per 20 pages; a failed run reads at most 19 pages again (idempotent).
+    checkpoint_every_pages: int = 20
+    # A pass the time limit cut short invokes the poller again at once to go on (docs/poller.md#
+    # continuation): at most this many times in a row, then the next scheduled run takes it up.
+    max_continuations: int = 4
+    dynamodb_concurrency: int = 4  # a page's BatchGetItem/BatchWriteItem calls sent at once
 
 
 # SQS: a message's delay is at most 15 minutes and its visibility at most 12 hours.
@@ -237,6 +244,9 @@ VARIABLES: Mapping[type, Mapping[str, Variable]] = {
         "time_margin_seconds": _whole("POLLER_TIME_MARGIN_SECONDS", low=1),
         "history_retention_days": _whole("HISTORY_RETENTION_DAYS", low=1, high=3650),
         "lease_wait_seconds": _whole("POLLER_LEASE_WAIT_SECONDS", low=0, high=600),
+        "checkpoint_every_pages": _whole("POLLER_CHECKPOINT_EVERY_PAGES", low=1, high=100),
+        "max_continuations": _whole("POLLER_MAX_CONTINUATIONS", low=0, high=24),
+        "dynamodb_concurrency": _whole("POLLER_DYNAMODB_CONCURRENCY", low=1, high=16),
     },
     TargetedPollSettings: {
         "delay_seconds": _whole("POLL_REQUEST_DELAY_SECONDS", low=0, high=MAX_SQS_DELAY_SECONDS),

@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -63,6 +65,9 @@ class BatchTiming(TypedDict, total=False):
     retry: BatchRetryPolicy
     sleep: Callable[[float], None]
     draw: Callable[[], float]  # uniform in [0, 1): the jitter
+    # Batch calls of one get or put sent at once (threads; boto3's low-level clients are thread-safe).
+    # 1 = one call after the other.
+    concurrency: int
 
 
 @dataclass(slots=True)
@@ -84,21 +89,32 @@ class TableBatches:
         self._retry = timing.get("retry", BatchRetryPolicy())
         self._sleep = timing.get("sleep", time.sleep)
         self._draw = timing.get("draw", random.random)
+        self._concurrency = max(1, timing.get("concurrency", 1))
+        self._executor: ThreadPoolExecutor | None = None  # created on the first concurrent call
+        self._stats_lock = threading.Lock()
         self.stats = stats if stats is not None else BatchStats()
 
     def get(
         self, keys: Sequence[Mapping[str, Any]], *, projection: Sequence[str] = (), consistent: bool = False
     ) -> Iterator[dict[str, Any]]:
         """The items found under ``keys`` (distinct: BatchGetItem refuses a repeated key), in no set
-        order; ``projection`` names the attributes to read (all when empty)."""
+        order; ``projection`` names the attributes to read (all when empty). With ``concurrency``
+        above 1 the calls go out together and this returns when all of them answered."""
+        requests = []
         for start in range(0, len(keys), BATCH_GET_LIMIT):
-            chunk = list(keys[start : start + BATCH_GET_LIMIT])
-            request: dict[str, Any] = {"Keys": chunk, "ConsistentRead": consistent}
+            request: dict[str, Any] = {"Keys": list(keys[start : start + BATCH_GET_LIMIT])}
+            request["ConsistentRead"] = consistent
             if projection:
                 names = {f"#a{i}": name for i, name in enumerate(projection)}
                 request["ProjectionExpression"] = ", ".join(names)
                 request["ExpressionAttributeNames"] = names
-            yield from self._get_all(request)
+            requests.append(request)
+        if self._concurrency == 1 or len(requests) == 1:
+            for request in requests:
+                yield from self._get_all(request)
+            return
+        for items in self._all_at_once(self._get_all, requests):
+            yield from items
 
     def put(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Put every item; raise :class:`UnprocessedWrites` if DynamoDB never took some of them."""
@@ -109,21 +125,39 @@ class TableBatches:
         self._write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def _write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            self._write_all(requests[start : start + BATCH_WRITE_LIMIT])
+        chunks = [
+            requests[start : start + BATCH_WRITE_LIMIT]
+            for start in range(0, len(requests), BATCH_WRITE_LIMIT)
+        ]
+        if self._concurrency == 1 or len(chunks) == 1:
+            for chunk in chunks:
+                self._write_all(chunk)
+            return
+        self._all_at_once(self._write_all, chunks)
 
-    def _get_all(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _all_at_once[T, R](self, call: Callable[[T], R], arguments: Sequence[T]) -> list[R]:
+        """``call`` on every argument at once (up to ``concurrency`` threads), in argument order. Waits
+        for every call before raising the first failure: nothing is still being written when the
+        caller learns of it."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._concurrency, thread_name_prefix="dynamodb-batch")
+        futures: list[Future[R]] = [self._executor.submit(call, argument) for argument in arguments]
+        wait(futures)
+        return [future.result() for future in futures]
+
+    def _get_all(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         pending: dict[str, Any] = {self._table: request}
+        found: list[dict[str, Any]] = []
         attempt = 0
         while True:
             answer = self._client.batch_get_item(RequestItems=pending)
-            self.stats.read_requests += 1
+            self._count(read_requests=1)
             attempt += 1
-            yield from answer.get("Responses", {}).get(self._table, [])
+            found += answer.get("Responses", {}).get(self._table, [])
             pending = answer.get("UnprocessedKeys") or {}
             left = len(pending.get(self._table, {}).get("Keys", ()))
             if not left:
-                return
+                return found
             if not self._wait_to_retry(attempt):
                 raise UnprocessedReads(f"{left} key(s) still unread after {attempt} BatchGetItem attempts")
 
@@ -131,10 +165,9 @@ class TableBatches:
         attempt = 0
         while True:
             answer = self._client.batch_write_item(RequestItems={self._table: pending})
-            self.stats.write_requests += 1
             attempt += 1
             unprocessed = (answer.get("UnprocessedItems") or {}).get(self._table, [])
-            self.stats.items_written += len(pending) - len(unprocessed)
+            self._count(write_requests=1, items_written=len(pending) - len(unprocessed))
             pending = unprocessed
             if not pending:
                 return
@@ -148,9 +181,14 @@ class TableBatches:
         the attempts are used up (False)."""
         if attempt >= self._retry.max_attempts:
             return False
-        self.stats.unprocessed_retries += 1
+        self._count(unprocessed_retries=1)
         self._sleep(self._retry.delay(attempt, self._draw))
         return True
+
+    def _count(self, **counts: int) -> None:
+        with self._stats_lock:  # the calls of one get or put may run in several threads
+            for name, value in counts.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
 
 
 # --- conditional writes -----------------------------------------------------------------------------

@@ -216,6 +216,7 @@ class LeapHttpClient(LeapSession):
             page = self._connect_page(body)
             yield page
             token = self._following_token(token, page.next_page_token)
+            del body, page  # not held while the next page is fetched: a pass keeps at most two in memory
             if token is None:
                 return
 

@@ -3,10 +3,11 @@ quarantined entries.
 
 All in the one table (key design in ``leap_tracker.table``), through the low-level client: items are
 built as AttributeValue dicts by hand, which is both the cheapest in CPU and explicit about sizes.
-Snapshots are read with BatchGetItem (100 keys a call, strongly consistent, projected to what change
-detection needs and the stored entry) and written with BatchWriteItem (25 a call), through
-``adapters.dynamo``: unprocessed keys and items are retried with capped exponential backoff and full
-jitter; writes still unprocessed after that raise, so the caller does not checkpoint the page.
+Snapshots are read with BatchGetItem (100 keys a call, eventually or strongly consistent as the run
+asks: ``poller/run.py`` says which when, projected to what change detection needs and the stored entry)
+and written with BatchWriteItem (25 a call), through ``adapters.dynamo``: a page's calls go out
+together (``concurrency``), unprocessed keys and items are retried with capped exponential backoff and
+full jitter; writes still unprocessed after that raise, so the caller does not checkpoint the page.
 
 Every stored change also gets a history item (``table.history_key``) holding the previous and the new
 entry. The previous one is the stored snapshot's entry, which ``read_snapshots`` reads anyway (a
@@ -76,6 +77,8 @@ PASS_PAGE_TOKEN = "page_token"
 PASS_PAGES_DONE = "pages_done"
 PASS_MAX_LAST_INTERACTION = "max_last_interaction"
 PASS_RESTARTS = "restarts"
+PASS_IN_ORDER = "in_order"  # a pass without it was recorded before the order was checked: not known
+PASS_LISTED_THROUGH = "listed_through"
 QUERY_FIELDS = ("ref_id", "start_date", "last_interaction_date")
 
 # Lease attributes
@@ -105,6 +108,8 @@ SNAPSHOT_STATE_ATTRIBUTES = (
 )
 # What a write reads again when it meets a change whose previous entry this page did not read.
 PREVIOUS_ENTRY_ATTRIBUTES = (table.PK, table.CONN_SEQUENCE, table.CONN_ENTRY)
+# The snapshots a store keeps of its last reads (the previous entries of the next writes): two pages.
+MAX_REMEMBERED_SNAPSHOTS = 1_000
 
 
 @dataclass(slots=True)
@@ -279,11 +284,15 @@ class DynamoPollerStore:
 
     # --- snapshots and quarantine ---------------------------------------------------------------
 
-    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
-        keys = [_connection_key(entry_id) for entry_id in dict.fromkeys(entry_ids)]  # no repeated keys
-        items = self._batches.get(keys, projection=SNAPSHOT_STATE_ATTRIBUTES, consistent=True)
+    def read_snapshots(self, entry_ids: Sequence[str], *, consistent: bool = True) -> dict[str, StoredState]:
+        requested = list(dict.fromkeys(entry_ids))  # BatchGetItem refuses a repeated key
+        keys = [_connection_key(entry_id) for entry_id in requested]
+        items = self._batches.get(keys, projection=SNAPSHOT_STATE_ATTRIBUTES, consistent=consistent)
         found: dict[str, StoredState] = {}
-        self._stored = {}  # one page at a time: memory stays flat however long the pass
+        if len(self._stored) + len(requested) > MAX_REMEMBERED_SNAPSHOTS:
+            self._stored = {}  # a page or two at a time: memory stays flat however long the pass
+        for entry_id in requested:  # what this read found is what the store last knew of them
+            self._stored.pop(entry_id, None)
         for item in items:
             entry_id = table.entry_id_from_pk(item[table.PK]["S"])
             state = stored_state_from_item(item)
@@ -462,7 +471,10 @@ def _pass_map(state: PassState) -> dict[str, Any]:
         PASS_STARTED_AT: _s(_precise_instant(state.started_at)),
         PASS_PAGES_DONE: _n(state.pages_done),
         PASS_RESTARTS: _n(state.restarts),
+        PASS_IN_ORDER: {"BOOL": state.in_order},
     }
+    if state.listed_through is not None:
+        result[PASS_LISTED_THROUGH] = _s(state.listed_through)
     if state.page_token is not None:
         result[PASS_PAGE_TOKEN] = _s(state.page_token)
     if state.max_last_interaction is not None:
@@ -480,6 +492,8 @@ def _pass_from_map(values: Mapping[str, Any]) -> PassState:
         pages_done=int(values[PASS_PAGES_DONE]["N"]),
         max_last_interaction=_optional_instant(values, PASS_MAX_LAST_INTERACTION),
         restarts=int(values.get(PASS_RESTARTS, {}).get("N", "0")),
+        in_order=bool(values.get(PASS_IN_ORDER, {}).get("BOOL", False)),
+        listed_through=values.get(PASS_LISTED_THROUGH, {}).get("S"),
     )
 
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from leap_tracker.leap import wire
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectQuery:
@@ -22,6 +24,24 @@ class ConnectQuery:
         chosen = [v for v in (self.ref_id, self.start_date, self.last_interaction_date) if v]
         if len(chosen) != 1:
             raise ValueError("a ConnectQuery needs exactly one of ref_id, start_date, last_interaction_date")
+
+    @property
+    def listing_field(self) -> str | None:
+        """The entry field this selection filters on (its dates are what the listing may be ordered
+        by); None for a ref_id selection."""
+        if self.start_date:
+            return wire.ENTRY_START
+        if self.last_interaction_date:
+            return wire.ENTRY_LAST_INTERACTION
+        return None
+
+    def from_date(self, date: str) -> ConnectQuery:
+        """The same kind of selection, from ``date`` on (a Leap instant, at or after this one's)."""
+        if self.start_date:
+            return ConnectQuery(start_date=date)
+        if self.last_interaction_date:
+            return ConnectQuery(last_interaction_date=date)
+        raise ValueError("a ref_id selection has no date to start from")
 
 
 @dataclass(frozen=True, slots=True)

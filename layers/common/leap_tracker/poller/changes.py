@@ -48,12 +48,15 @@ class EntryChange:
     sequence: int | None = None  # the sequence to write, for NEW and CHANGED
 
 
+_UNCHANGED = EntryChange(ChangeKind.UNCHANGED)  # most entries of a poll: one immutable value for all
+
+
 def decide_entry(content_hash: str, last_interaction: datetime, stored: StoredState | None) -> EntryChange:
     """Compare one entry with its stored snapshot."""
     if stored is None:
         return EntryChange(ChangeKind.NEW, 1)
     if content_hash == stored.content_hash:
-        return EntryChange(ChangeKind.UNCHANGED)
+        return _UNCHANGED
     if stored.last_interaction is not None and last_interaction < stored.last_interaction:
         return EntryChange(ChangeKind.STALE)
     return EntryChange(ChangeKind.CHANGED, stored.sequence + 1)
@@ -139,3 +142,9 @@ def decide_page(valid: Sequence[ValidEntry], stored: dict[str, StoredState]) -> 
         if decision.sequence is not None:
             writes.append(SnapshotWrite(entry, decision.sequence))
     return PageChanges(writes, outcomes)
+
+
+def reconfirmed(first: PageChanges, again: PageChanges) -> PageChanges:
+    """``first`` (decided on an eventually consistent read) with the decisions for its writes taken
+    again on a consistent read of them (``again``): only those stand."""
+    return PageChanges(again.writes, {**first.outcomes, **again.outcomes})

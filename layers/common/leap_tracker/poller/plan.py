@@ -12,7 +12,7 @@ from leap_tracker.poller.ports import (
     PassKind,
     PassState,
 )
-from leap_tracker.poller.request import PollMode
+from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.timeutil import format_instant
 
 # The schedule fires at about the same minute every hour. Without this slack a full pass that started
@@ -72,3 +72,19 @@ def fresh_pass(kind: PassKind, checkpoint: Checkpoint, now: datetime, settings: 
         since = checkpoint.watermark - timedelta(minutes=settings.overlap_minutes)
         query = ConnectQuery(last_interaction_date=format_instant(since))
     return PassState(kind=kind, query=query, started_at=now)
+
+
+def next_continuation(
+    request: PollRequest, stopped_short: bool, pages_read: int, settings: PollerSettings
+) -> PollRequest | None:
+    """The request that continues a pass this run left unfinished, or None.
+
+    A pass the time limit cut short goes on at once in a new invocation (its page token is used again
+    within seconds, not an hour later), as long as this run read a page (a run that made no progress
+    would only loop) and the chain is shorter than ``max_continuations``; after that the next
+    scheduled run takes the pass up, and starts a new chain."""
+    if request.mode is PollMode.REF_ID or not stopped_short or pages_read == 0:
+        return None
+    if request.continuation >= settings.max_continuations:
+        return None
+    return PollRequest(request.mode, continuation=request.continuation + 1)

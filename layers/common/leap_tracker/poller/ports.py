@@ -33,19 +33,52 @@ class PassState:
     page_token: str | None = None  # the next page to read; None = the first page
     pages_done: int = 0
     max_last_interaction: datetime | None = None  # running max over the entries seen in this pass
-    restarts: int = 0  # times the pass restarted from page one because Leap refused its token
+    restarts: int = 0  # times Leap refused the pass's token and it went on with a new query
+    # The listing order (poller/listing.py): whether every entry read so far came in the order of the
+    # selection's own date (start date for a full pass, last interaction for an incremental one), and
+    # the newest such date read. A refused token then resumes from that date, not from page one.
+    in_order: bool = True
+    listed_through: str | None = None
 
-    def advanced(self, next_page_token: str | None, page_max: datetime | None) -> PassState:
+    def advanced(
+        self, next_page_token: str | None, page_max: datetime | None, order: ListingOrder
+    ) -> PassState:
         return replace(
             self,
             page_token=next_page_token,
             pages_done=self.pages_done + 1,
             max_last_interaction=latest(self.max_last_interaction, page_max),
+            in_order=order.in_order,
+            listed_through=order.through,
         )
 
-    def restarted(self) -> PassState:
-        """Back to page one of the same query; what was seen so far still counts for the watermark."""
-        return replace(self, page_token=None, pages_done=0, restarts=self.restarts + 1)
+    @property
+    def order(self) -> ListingOrder:
+        return ListingOrder(self.in_order, self.listed_through)
+
+    def after_refused_token(self) -> PassState:
+        """How the pass goes on when Leap refuses its page token (``poller/listing.py`` says why).
+
+        In order so far: the same selection from the newest date read (inclusive: the entries of
+        that instant are read again and found unchanged), so no page before it is read twice.
+        Otherwise: back to page one of the same query. Either way what was seen still counts for the
+        watermark, and the pages done keep counting."""
+        if self.in_order and self.listed_through is not None:
+            return replace(
+                self,
+                query=self.query.from_date(self.listed_through),
+                page_token=None,
+                restarts=self.restarts + 1,
+            )
+        return replace(self, page_token=None, restarts=self.restarts + 1, in_order=True, listed_through=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ListingOrder:
+    """Whether the entries read so far came in order of the selection's date, and the newest one."""
+
+    in_order: bool = True
+    through: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +189,10 @@ class PollerStore(Protocol):
 
     def save_checkpoint(self, checkpoint: Checkpoint, owner: str, now: datetime) -> None: ...
 
-    def read_snapshots(self, entry_ids: Sequence[str]) -> dict[str, StoredState]:
-        """The stored state of those entries that have a snapshot (strongly consistent)."""
+    def read_snapshots(self, entry_ids: Sequence[str], *, consistent: bool = True) -> dict[str, StoredState]:
+        """The stored state of those entries that have a snapshot. ``consistent=False`` may miss a
+        write of the last second or so (DynamoDB's eventually consistent read, half the read units):
+        good enough to find what did not change, never to decide a write (``run.py``)."""
         ...
 
     def write_changes(

@@ -28,11 +28,26 @@ class InvalidPollRequest(ValueError):
 class PollRequest:
     mode: PollMode
     ref_id: str | None = None
+    # >0: this run continues a pass the time limit cut short (the Nth continuation in a row), sent by
+    # the run before it; it does nothing when no pass is unfinished any more.
+    continuation: int = 0
+
+    def as_event(self) -> dict[str, Any]:
+        """The invocation input that asks for this request (what :func:`parse_request` reads back)."""
+        event: dict[str, Any] = {"mode": self.mode.value}
+        if self.ref_id is not None:
+            event["ref_id"] = self.ref_id
+        if self.continuation:
+            event["continuation"] = self.continuation
+        return event
+
+
+MAX_CONTINUATION = 100  # far above POLLER_MAX_CONTINUATIONS' own limit: a bad input, not a long chain
 
 
 _ACCEPTED_INPUTS = (
     '{"mode": "scheduled"}, {"mode": "incremental"}, {"mode": "full"}, {"mode": "ref_id", "ref_id": "..."} '
-    'or an EventBridge "Scheduled Event"'
+    'or an EventBridge "Scheduled Event" (and, from the poller itself, "continuation": N with a pass mode)'
 )
 # What a classic EventBridge schedule rule sends (`sam local generate-event cloudwatch scheduled-event`
 # prints it): no input of ours, so it can only mean the hourly run.
@@ -53,7 +68,7 @@ def parse_request(event: Any) -> PollRequest:
         # Whatever the caller sent is shown cut short: the message is logged with the failed invocation.
         shown = excerpt(repr(raw_mode))
         raise InvalidPollRequest(f"unknown mode {shown}; expected {_ACCEPTED_INPUTS}") from None
-    allowed = {"mode", "ref_id"} if mode is PollMode.REF_ID else {"mode"}
+    allowed = {"mode", "ref_id"} if mode is PollMode.REF_ID else {"mode", "continuation"}
     extra = sorted(set(event) - allowed)
     if extra:
         shown = excerpt(repr(extra), 100)
@@ -61,7 +76,7 @@ def parse_request(event: Any) -> PollRequest:
             f"unexpected key(s) {shown} for mode {mode.value!r}; expected {_ACCEPTED_INPUTS}"
         )
     if mode is not PollMode.REF_ID:
-        return PollRequest(mode)
+        return PollRequest(mode, continuation=_continuation(event.get("continuation", 0)))
     ref_id = event.get("ref_id")
     if not isinstance(ref_id, str) or not ref_id.strip():
         raise InvalidPollRequest('mode "ref_id" needs a non-empty string "ref_id"')
@@ -70,6 +85,14 @@ def parse_request(event: Any) -> PollRequest:
     if problem:
         raise InvalidPollRequest(f'"ref_id" {problem}')
     return PollRequest(mode, ref_id)
+
+
+def _continuation(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CONTINUATION:
+        raise InvalidPollRequest(
+            f'"continuation" must be a whole number from 0 to {MAX_CONTINUATION}; expected {_ACCEPTED_INPUTS}'
+        )
+    return value
 
 
 def is_queue_batch(event: Any) -> bool:

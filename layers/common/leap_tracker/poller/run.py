@@ -17,7 +17,15 @@ from leap_tracker.leap.connect_model import (
     DEFAULT_KNOWN_VALUES,
     KnownValues,
 )
-from leap_tracker.poller.changes import ChangeKind, PageChanges, ValidatedPage, decide_page, validate_page
+from leap_tracker.poller.changes import (
+    ChangeKind,
+    PageChanges,
+    ValidatedPage,
+    decide_page,
+    reconfirmed,
+    validate_page,
+)
+from leap_tracker.poller.listing import continued_order
 from leap_tracker.poller.plan import plan_pass
 from leap_tracker.poller.ports import (
     Checkpoint,
@@ -27,12 +35,13 @@ from leap_tracker.poller.ports import (
     PassState,
     PollerStore,
 )
+from leap_tracker.poller.prefetch import PagePrefetch
 from leap_tracker.poller.request import PollMode, PollRequest
 from leap_tracker.privacy import Pseudonyms
 from leap_tracker.timeutil import format_instant
 
 logger = Logger(child=True)
-MAX_TOKEN_RESTARTS_PER_RUN = 1  # a second refused token in one run means something else is wrong
+MAX_TOKEN_RESTARTS_PER_RUN = 2  # more refused tokens in one run means something else is wrong
 LEASE_RETRY_SECONDS = 1.0  # how often a run waiting for a ref_id run's lease tries again
 
 
@@ -80,6 +89,9 @@ class RunSummary:
     unknown_values: int = 0
     token_restarts: int = 0
     pass_pages_done: int = 0  # pages of the whole pass so far, across runs
+    continuation: int = 0  # this run continues a pass the time limit cut short, the Nth in a row
+    checkpoints: int = 0  # progress records written (every POLLER_CHECKPOINT_EVERY_PAGES pages)
+    reconfirmed: int = 0  # entries an eventually consistent read found changed, read again consistently
     api_latency_ms: list[float] = field(default_factory=list)
     retries: int = 0
     error: str | None = None
@@ -106,6 +118,9 @@ class RunSummary:
             "unknown_values": self.unknown_values,
             "token_restarts": self.token_restarts,
             "retries": self.retries,
+            "continuation": self.continuation,
+            "checkpoints": self.checkpoints,
+            "reconfirmed": self.reconfirmed,
         }
         if self.error:
             result["error"] = self.error
@@ -136,7 +151,8 @@ class PollFailed(Exception):
     """The run could not do its work: Leap stayed unavailable after the client's retries or refused the
     key or the request, the table refused a read or write, or the lease was taken over.
 
-    Raised after the lease is released and with every finished page checkpointed, so that Lambda
+    Raised after the lease is released and the finished pages' progress recorded (best effort: were
+    the table the failure, the next run reads up to POLLER_CHECKPOINT_EVERY_PAGES pages again), so that Lambda
     counts an error, its asynchronous retries resume from the checkpoint, and the last failure lands
     in the failure destination. ``summary`` says how far the run got; the cause is ``__cause__``.
     """
@@ -173,8 +189,12 @@ class _Run:
         self.env = env
         self.settings = settings
         self.known = known
-        self.summary = RunSummary(run_id=run_id, mode=request.mode)
+        self.summary = RunSummary(run_id=run_id, mode=request.mode, continuation=request.continuation)
         self.lease_duration = timedelta(seconds=settings.lease_seconds)
+        self.lease_until = env.now()  # set when the lease is taken
+        # A pass run's: where the pass stands, and what the stored checkpoint says of it (set when planned).
+        self.state: PassState
+        self.saved: PassState | None = None
         self.retries_before = env.retry_count()
 
     def execute(self) -> RunSummary:
@@ -205,6 +225,7 @@ class _Run:
                 now = self.env.now()
                 try:
                     self.env.store.acquire_lease(self.run_id, now, now + self.lease_duration, use)
+                    self.lease_until = now + self.lease_duration
                     return True
                 except LeaseHeld as held:
                     if held.use is not LeaseUse.REF_ID or self.env.monotonic() >= give_up_at:
@@ -241,8 +262,8 @@ class _Run:
     def _poll(self) -> None:
         """The run's work; every way it can stop short, except the time limit, becomes PollFailed.
 
-        Leap's errors reach here after the client's own retries; a page in hand when it failed was not
-        checkpointed, the pages before it were. Logging the failure is the caller's (the handler's).
+        Leap's errors reach here after the client's own retries; a page in hand when it failed is not
+        in the recorded progress, the pages before it are. Logging the failure is the handler's.
         """
         try:
             if self.request.mode is PollMode.REF_ID:
@@ -279,9 +300,13 @@ class _Run:
 
     def _poll_pass(self) -> None:
         checkpoint = self.env.store.load_checkpoint()
+        summary = self.summary
+        if self.request.continuation and checkpoint.pending is None:
+            summary.reason = "nothing to continue: another run completed the pass"
+            logger.info("pass planned", extra={"run_id": self.run_id, "reason": summary.reason})
+            return
         plan = plan_pass(self.request.mode, checkpoint, self.env.now(), self.settings)
         state = plan.state
-        summary = self.summary
         summary.pass_kind, summary.query = state.kind.value, _query_dict(state.query)
         summary.resumed, summary.reason, summary.pass_pages_done = plan.resumed, plan.reason, state.pages_done
         logger.info(
@@ -293,70 +318,154 @@ class _Run:
                 "resumed": plan.resumed,
                 "reason": plan.reason,
                 "pass_pages_done": state.pages_done,
+                "continuation": self.request.continuation,
             },
         )
-        while True:
-            try:
-                for page in self._pages(state.query, state.page_token):
-                    if page is None:  # the source ended without a last page marker: the pass is done
-                        self._complete(checkpoint, state)
-                        return
-                    page_max = self._store_page(page)
-                    state = state.advanced(page.next_page_token, page_max)
-                    summary.pass_pages_done = state.pages_done
-                    if page.next_page_token is None:
-                        self._complete(checkpoint, state)
-                        return
-                    checkpoint = checkpoint.with_pending(state)
-                    self.env.store.save_checkpoint(checkpoint, self.run_id, self.env.now())
-                return  # interrupted: the checkpoint holds the next page
-            except LeapPageTokenExpired as exc:
-                if state.page_token is None or summary.token_restarts >= MAX_TOKEN_RESTARTS_PER_RUN:
-                    raise
-                summary.token_restarts += 1
-                state = state.restarted()
-                logger.warning(
-                    "Leap refused the page token: restarting the pass from its first page",
-                    extra={"run_id": self.run_id, "pass": state.kind.value, "error": str(exc)},
-                )
+        self.state = state
+        self.saved = state if plan.resumed else None  # what the stored checkpoint says of the pass
+        try:
+            while True:
+                try:
+                    self._read_pass(checkpoint)
+                    return
+                except LeapPageTokenExpired as exc:
+                    if self.state.page_token is None or summary.token_restarts >= MAX_TOKEN_RESTARTS_PER_RUN:
+                        raise
+                    summary.token_restarts += 1
+                    state = self.state = self.state.after_refused_token()
+                    logger.warning(
+                        "Leap refused the page token: going on with a new query",
+                        extra={
+                            "run_id": self.run_id,
+                            "pass": state.kind.value,
+                            "query": _query_dict(state.query),
+                            "from_first_page": state.listed_through is None,
+                            "error": str(exc),
+                        },
+                    )
+        except LeaseLost:
+            raise  # nothing more is written: another run holds the pass now
+        except Exception:
+            self._save_progress_before_failing(checkpoint)
+            raise
 
-    def _complete(self, checkpoint: Checkpoint, state: PassState) -> None:
+    def _read_pass(self, checkpoint: Checkpoint) -> None:
+        """Read the pass's pages while time allows, from ``self.state`` on. The checkpoint is written
+        every ``checkpoint_every_pages`` pages and when the run stops short; the pass's end completes it."""
+        every = self.settings.checkpoint_every_pages
+        since_saved = 0
+        for page in self._pages(self.state.query, self.state.page_token):
+            if page is None:  # the source ended without a last page marker: the pass is done
+                self._complete(checkpoint)
+                return
+            page_max = self._store_page(page)
+            order = continued_order(page.entries, self.state.query.listing_field, self.state.order)
+            self.state = self.state.advanced(page.next_page_token, page_max, order)
+            self.summary.pass_pages_done = self.state.pages_done
+            if page.next_page_token is None:
+                self._complete(checkpoint)
+                return
+            del page  # stored: not held while the next one is awaited (memory: two pages at most)
+            since_saved += 1
+            if since_saved >= every:
+                self._save_progress(checkpoint)
+                since_saved = 0
+        if self.state != self.saved:  # interrupted: the checkpoint holds the next page
+            self._save_progress(checkpoint)
+
+    def _save_progress(self, checkpoint: Checkpoint) -> None:
+        self._keep_lease()
+        self.env.store.save_checkpoint(checkpoint.with_pending(self.state), self.run_id, self.env.now())
+        self.summary.checkpoints += 1
+        self.saved = self.state
+
+    def _save_progress_before_failing(self, checkpoint: Checkpoint) -> None:
+        """A failing run keeps the pages it finished: their progress is written before the failure is
+        raised (were the table the failure, the next run reads those pages again: idempotent)."""
+        if self.state == self.saved or self.state.pages_done == 0:
+            return
+        try:
+            self._save_progress(checkpoint)
+        except Exception as exc:
+            logger.warning(
+                "could not record the pass's progress before failing (the next run reads those pages again)",
+                extra={"run_id": self.run_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+
+    def _keep_lease(self) -> None:
+        """Renew the lease before a write once half of it is gone. The lease outlives the function's
+        timeout (POLLER_LEASE_SECONDS 960 > 900), so a run renews it about once, not once a page: the
+        renewal is the fence (it raises LeaseLost, before anything is written, when another run took
+        the lease over), and a write a page would be most of a pass's control writes."""
         now = self.env.now()
-        done = checkpoint.completed(state, now)
+        if self.lease_until - now > self.lease_duration / 2:
+            return
+        self.lease_until = now + self.lease_duration
+        self.env.store.renew_lease(self.run_id, self.lease_until)
+
+    def _complete(self, checkpoint: Checkpoint) -> None:
+        self._keep_lease()
+        now = self.env.now()
+        done = checkpoint.completed(self.state, now)
         self.env.store.save_checkpoint(done, self.run_id, now)
+        self.summary.checkpoints += 1
+        self.saved = self.state
         self.summary.reason += f"; pass completed, watermark {_instant_text(done.watermark)}"
 
     def _pages(self, query: ConnectQuery, token: str | None) -> Iterator[ConnectPage | None]:
         """The pages of a selection while time allows; a final None when the source ran out.
 
-        Stops (status interrupted) before asking for a page when the run is near its time limit.
+        Page n+1 is asked for as soon as page n is in hand (``poller/prefetch.py``), so Leap answers
+        while page n is stored. Stops (status interrupted) before asking for a page when the run is
+        near its time limit; the page being stored then is the last one.
         """
-        pages = self.env.source.iter_pages(query, token)
-        margin_ms = self.settings.time_margin_seconds * 1000
-        while True:
-            if self.env.remaining_ms() < margin_ms:
-                self.summary.status = RunStatus.INTERRUPTED
-                self.summary.reason += (
-                    "; stopped near the time limit, the next run resumes from the checkpoint"
-                )
-                logger.info("poll interrupted near the time limit", extra={"run_id": self.run_id})
+        with PagePrefetch(self.env.source.iter_pages(query, token), self.env.monotonic) as prefetch:
+            if self._near_time_limit():
                 return
-            started = self.env.monotonic()
-            page = next(pages, None)
-            if page is None:
-                yield None
-                return
-            self.summary.api_latency_ms.append(round((self.env.monotonic() - started) * 1000, 3))
-            yield page
+            while True:
+                page, latency_ms = prefetch.take()
+                if page is None:
+                    yield None
+                    return
+                self.summary.api_latency_ms.append(latency_ms)
+                more = page.next_page_token is not None
+                if more and not self._near_time_limit():
+                    prefetch.request()
+                yield page
+                del page  # stored: not held while the next one is awaited
+                if not more or not prefetch.in_flight:
+                    return
+
+    def _near_time_limit(self) -> bool:
+        if self.env.remaining_ms() >= self.settings.time_margin_seconds * 1000:
+            return False
+        self.summary.status = RunStatus.INTERRUPTED
+        self.summary.reason += "; stopped near the time limit, the pass goes on from the checkpoint"
+        logger.info("poll interrupted near the time limit", extra={"run_id": self.run_id})
+        return True
 
     def _store_page(self, page: ConnectPage) -> datetime | None:
-        """Validate, compare and write one page; return the newest last interaction in it."""
+        """Validate, compare and write one page; return the newest last interaction in it.
+
+        A pass reads the stored snapshots eventually consistently (half the read units): an entry it
+        finds unchanged writes nothing, and were that read a second stale, the next pass reads it
+        again. An entry it would write is read again, consistently, before the decision stands: its
+        sequence and its history's previous entry must be the stored ones. A ref_id poll (one entry,
+        the latency path) reads consistently at once."""
         now = self.env.now()
         checked = validate_page(page.entries, now, self.known)
-        stored = self.env.store.read_snapshots([entry.entry_id for entry in checked.valid])
-        changes = decide_page(checked.valid, stored)
-        self.env.store.renew_lease(self.run_id, now + self.lease_duration)
+        ids = [entry.entry_id for entry in checked.valid]
+        if self.request.mode is PollMode.REF_ID:
+            changes = decide_page(checked.valid, self.env.store.read_snapshots(ids, consistent=True))
+        else:
+            changes = decide_page(checked.valid, self.env.store.read_snapshots(ids, consistent=False))
+            if changes.writes:
+                again = [write.entry for write in changes.writes]
+                confirmed = self.env.store.read_snapshots([e.entry_id for e in again], consistent=True)
+                changes = reconfirmed(changes, decide_page(again, confirmed))
+                self.summary.reconfirmed += len(again)
         if changes.writes or checked.quarantined:
+            self._keep_lease()
             self.env.store.write_changes(changes.writes, checked.quarantined, now)
         self._count(page, checked, changes)
         return checked.max_last_interaction
