@@ -5,6 +5,7 @@ Each "Done when" line of issue 2 has a test here, checked against the simulator'
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -438,3 +439,28 @@ def test_an_entry_with_a_2100_byte_reference_id_is_quarantined_and_polls_go_on(w
     assert second.status is RunStatus.COMPLETED
     assert second.pass_kind == "incremental"
     assert second.invalid == 1
+
+
+def test_pages_are_fetched_ahead_in_a_worker_and_decoded_in_the_runs_own_thread(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker holds page n+1's raw answer while page n is stored, never a second decoded page."""
+    fetched_in: list[int] = []
+    decoded_in: list[int] = []
+    answered, decode = LeapHttpClient._answered, LeapHttpClient._connect_page
+
+    def answering(self: LeapHttpClient, *args: Any, **kwargs: Any) -> Any:
+        fetched_in.append(threading.get_ident())
+        return answered(self, *args, **kwargs)
+
+    def decoding(self: LeapHttpClient, body: Any) -> Any:
+        decoded_in.append(threading.get_ident())
+        return decode(self, body)
+
+    monkeypatch.setattr(LeapHttpClient, "_answered", answering)
+    monkeypatch.setattr(LeapHttpClient, "_connect_page", decoding)
+    summary = world.poll()
+    assert (summary.status, summary.pages) == (RunStatus.COMPLETED, PAGES)
+    assert len(decoded_in) == len(fetched_in) == PAGES
+    assert set(decoded_in) == {threading.get_ident()}
+    assert threading.get_ident() not in set(fetched_in)

@@ -37,6 +37,7 @@ from leap_tracker.leap.api import (
     LeapPageTokenExpired,
     LeapRequestError,
     LeapUnavailable,
+    PageAnswer,
 )
 from leap_tracker.timeutil import format_instant, parse_instant
 
@@ -201,22 +202,28 @@ class LeapHttpClient(LeapSession):
 
     def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
         """Yield the pages of one Connect selection, one at a time, starting at ``page_token``."""
-        selection = self._connect_selection(query)  # eager: a bad date fails at the call, not mid-loop
-        return self._connect_pages(selection, page_token)
+        answers = self.iter_page_answers(query, page_token)
+        return (answer.page() for answer in answers)
 
-    def _connect_pages(self, selection: list[tuple[str, str]], token: str | None) -> Iterator[ConnectPage]:
+    def iter_page_answers(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[PageAnswer]:
+        """The same pages as answers received and not decoded yet (``api.PageAnswer``): the next
+        request goes out once the caller read the answer's page."""
+        selection = self._connect_selection(query)  # eager: a bad date fails at the call, not mid-loop
+        return self._connect_answers(selection, page_token)
+
+    def _connect_answers(self, selection: list[tuple[str, str]], token: str | None) -> Iterator[PageAnswer]:
         names = self._settings.connect_wire
         while True:
             pairs = selection + ([(names.param_page_token, token)] if token else [])
             # Encoded here, exactly once, with no safe characters: '+', '/' and '=' in a token must
             # reach Leap as %2B, %2F and %3D (requests leaves existing escapes alone).
             url = f"{self._base_url}{names.path}?{urlencode(pairs, quote_via=quote, safe='')}"
-            body = self._call("GET", url, sent_token=token)
+            response = self._answered("GET", url, sent_token=token)
             self.stats.connect_requests += 1
-            page = self._connect_page(body)
-            yield page
-            token = self._following_token(token, page.next_page_token)
-            del body, page  # not held while the next page is fetched: a pass keeps at most two in memory
+            answer = _ConnectAnswer(response, f"GET {_path_of(response.url)}", self._connect_page)
+            yield answer
+            token = self._following_token(token, answer.page().next_page_token)
+            del answer  # not held while the next page is fetched
             if token is None:
                 return
 
@@ -283,22 +290,29 @@ class LeapHttpClient(LeapSession):
 
     def _call(self, method: str, url: str, *, json_body: Any = None, sent_token: str | None) -> Any:
         """One logical request (retries included); returns the decoded JSON body of a 2xx answer."""
+        response = self._answered(method, url, json_body=json_body, sent_token=sent_token)
+        return json_answer(response, f"{method} {_path_of(response.url)}")
+
+    def _answered(
+        self, method: str, url: str, *, json_body: Any = None, sent_token: str | None
+    ) -> requests.Response:
+        """One logical request (retries included); its 2xx answer, or the error it means raised."""
         started = time.monotonic()
         self.stats.requests += 1
         try:
             response = send(self._session, method, url, self._settings, self._auth, json_body)
         finally:
             self.stats.latency_seconds += time.monotonic() - started
-        return self._decode(response, method, sent_token)
+        return self._checked(response, method, sent_token)
 
-    def _decode(self, response: requests.Response, method: str, sent_token: str | None) -> Any:
+    def _checked(self, response: requests.Response, method: str, sent_token: str | None) -> requests.Response:
         status = response.status_code
         where = f"{method} {_path_of(response.url)}"
         if status in AUTH_STATUSES:
             self.stats.auth_refusals += 1
             raise LeapAuthError(auth_refusal_message(self._settings, status))
         if 200 <= status < 300:
-            return json_answer(response, where)
+            return response
         if status in RETRY_STATUSES or status >= 500:
             raise LeapUnavailable(f"{where}: Leap still answered {status} when retries ran out")
         if status == 400 and sent_token:
@@ -312,6 +326,26 @@ class LeapHttpClient(LeapSession):
         if received is not None and received == sent:
             raise LeapInvalidResponse("Leap sent back the page token it was given: paging would never end")
         return received
+
+
+class _ConnectAnswer:
+    """A 2xx Connect answer; its JSON decoded and its envelope checked on the first ``page()``, and
+    the raw answer let go then."""
+
+    __slots__ = ("_decode", "_page", "_response", "_where")
+
+    def __init__(self, response: requests.Response, where: str, decode: Callable[[Any], ConnectPage]) -> None:
+        self._response: requests.Response | None = response
+        self._where = where
+        self._decode = decode
+        self._page: ConnectPage | None = None
+
+    def page(self) -> ConnectPage:
+        if self._page is None:
+            assert self._response is not None
+            response, self._response = self._response, None
+            self._page = self._decode(json_answer(response, self._where))
+        return self._page
 
 
 # --- the conventions every Leap client of the layer shares (this one, adapters/leap_webhooks.py) ------

@@ -52,6 +52,14 @@ class ConnectPage:
     next_page_token: str | None
 
 
+class PageAnswer(Protocol):
+    """A Connect page as it was received, decoded and checked on first use. A source may hand these
+    out (``iter_page_answers``) to a caller that fetches ahead in another thread: the page is then
+    decoded where it is used, after the page before it was let go (``poller/prefetch.py``)."""
+
+    def page(self) -> ConnectPage: ...
+
+
 class ConnectSource(Protocol):
     def iter_pages(self, query: ConnectQuery, page_token: str | None = None) -> Iterator[ConnectPage]:
         """Yield pages lazily, starting at ``page_token`` when resuming."""

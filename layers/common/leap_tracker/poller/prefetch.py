@@ -6,7 +6,9 @@ n+1 goes out (in one worker thread) as soon as page n is in hand, and validating
 page n happens while Leap answers. Never more than one page is in flight or waiting: memory stays
 that of two pages, however long the pass. The source's iterator is only ever advanced by the worker,
 one call at a time; a failure of the fetch is raised where the page is taken, as it would have been
-without the worker.
+without the worker. A source that hands out answers not decoded yet (``iter_page_answers``: the HTTP
+client does) has them decoded in the caller's thread, when it takes the page: the worker then holds
+only the raw answer of page n+1 while page n is stored, never a second decoded page.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
-from leap_tracker.leap.api import ConnectPage
+from leap_tracker.leap.api import ConnectPage, PageAnswer
 
 type Fetched = tuple[ConnectPage | None, float]  # the page (None: the source ended) and its latency (ms)
+type Received = tuple[ConnectPage | PageAnswer | None, float]
 
 
 class PagePrefetch:
     """``request()`` asks for the next page in the background; ``take()`` waits for it."""
 
-    def __init__(self, pages: Iterator[ConnectPage], monotonic: Callable[[], float]) -> None:
+    def __init__(self, pages: Iterator[ConnectPage | PageAnswer], monotonic: Callable[[], float]) -> None:
         self._pages = pages
         self._monotonic = monotonic
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="leap-prefetch")
-        self._in_flight: Future[Fetched] | None = None
+        self._in_flight: Future[Received] | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -38,13 +41,19 @@ class PagePrefetch:
             self._in_flight = self._executor.submit(self._fetch)
 
     def take(self) -> Fetched:
-        """The page asked for (asking now if nothing is in flight); raises what fetching it raised."""
+        """The page asked for (asking now if nothing is in flight); raises what fetching it raised.
+        An answer not decoded yet is decoded here, in the caller's thread: by now the caller let the
+        page before it go, so two decoded pages are never alive at once."""
         self.request()
         assert self._in_flight is not None
         future, self._in_flight = self._in_flight, None
-        return future.result()
+        received, latency_ms = future.result()
+        del future
+        if received is None or isinstance(received, ConnectPage):
+            return received, latency_ms
+        return received.page(), latency_ms
 
-    def _fetch(self) -> Fetched:
+    def _fetch(self) -> Received:
         started = self._monotonic()
         page = next(self._pages, None)
         return page, round((self._monotonic() - started) * 1000, 3)

@@ -419,7 +419,9 @@ class _Run:
         while page n is stored. Stops (status interrupted) before asking for a page when the run is
         near its time limit; the page being stored then is the last one.
         """
-        with PagePrefetch(self.env.source.iter_pages(query, token), self.env.monotonic) as prefetch:
+        answers = getattr(self.env.source, "iter_page_answers", None)  # decoded here, not in the worker
+        pages = answers(query, token) if answers is not None else self.env.source.iter_pages(query, token)
+        with PagePrefetch(pages, self.env.monotonic) as prefetch:
             if self._near_time_limit():
                 return
             while True:
