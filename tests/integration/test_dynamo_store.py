@@ -210,6 +210,7 @@ def test_the_checkpoint_round_trips_exactly(
         restarts=1,
         in_order=True,
         listed_through="2025-01-10T11:59:59Z",
+        first_query=ConnectQuery(last_interaction_date="2025-01-10T06:00:00Z"),
     )
     checkpoint = Checkpoint(
         watermark=T0 - timedelta(hours=1),

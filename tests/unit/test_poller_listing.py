@@ -4,6 +4,7 @@ with it (PassState.after_refused_token): properties over any dates and any split
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -85,3 +86,14 @@ def test_a_refused_token_restarts_from_page_one_when_not_in_order() -> None:
     after = state.after_refused_token()
     assert (after.query, after.page_token, after.restarts) == (query, None, 1)
     assert (after.in_order, after.listed_through) == (True, None)  # the new reading is checked afresh
+
+
+def test_page_one_after_a_resume_is_page_one_of_the_passs_first_query() -> None:
+    first = ConnectQuery(start_date="2015-01-01T00:00:00Z")
+    state = PassState(PassKind.FULL, first, T0, "tok", 7, None, 0, True, "2024-02-03T04:05:06Z")
+    resumed = state.after_refused_token()
+    assert (resumed.query, resumed.first_query) == (ConnectQuery(start_date="2024-02-03T04:05:06Z"), first)
+    # Read on, the listing turns out not to be in order, and Leap refuses the new token too.
+    broken = replace(resumed, page_token="tok2", in_order=False, listed_through=None)
+    again = broken.after_refused_token()
+    assert (again.query, again.page_token, again.first_query, again.restarts) == (first, None, None, 2)

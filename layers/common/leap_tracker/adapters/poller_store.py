@@ -79,6 +79,7 @@ PASS_MAX_LAST_INTERACTION = "max_last_interaction"
 PASS_RESTARTS = "restarts"
 PASS_IN_ORDER = "in_order"  # a pass without it was recorded before the order was checked: not known
 PASS_LISTED_THROUGH = "listed_through"
+PASS_FIRST_QUERY = "first_query"  # map like PASS_QUERY, once the pass went on with another query
 QUERY_FIELDS = ("ref_id", "start_date", "last_interaction_date")
 
 # Lease attributes
@@ -463,11 +464,18 @@ def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint:
     )
 
 
+def _query_map(query: ConnectQuery) -> dict[str, Any]:
+    return {"M": {name: _s(value) for name in QUERY_FIELDS if (value := getattr(query, name))}}
+
+
+def _query_from_map(values: Mapping[str, Any]) -> ConnectQuery:
+    return ConnectQuery(**{name: value["S"] for name, value in values["M"].items()})
+
+
 def _pass_map(state: PassState) -> dict[str, Any]:
-    query = {name: _s(value) for name in QUERY_FIELDS if (value := getattr(state.query, name))}
     result: dict[str, Any] = {
         PASS_KIND: _s(state.kind.value),
-        PASS_QUERY: {"M": query},
+        PASS_QUERY: _query_map(state.query),
         PASS_STARTED_AT: _s(_precise_instant(state.started_at)),
         PASS_PAGES_DONE: _n(state.pages_done),
         PASS_RESTARTS: _n(state.restarts),
@@ -475,6 +483,8 @@ def _pass_map(state: PassState) -> dict[str, Any]:
     }
     if state.listed_through is not None:
         result[PASS_LISTED_THROUGH] = _s(state.listed_through)
+    if state.first_query is not None:
+        result[PASS_FIRST_QUERY] = _query_map(state.first_query)
     if state.page_token is not None:
         result[PASS_PAGE_TOKEN] = _s(state.page_token)
     if state.max_last_interaction is not None:
@@ -483,10 +493,10 @@ def _pass_map(state: PassState) -> dict[str, Any]:
 
 
 def _pass_from_map(values: Mapping[str, Any]) -> PassState:
-    query = {name: value["S"] for name, value in values[PASS_QUERY]["M"].items()}
+    first = values.get(PASS_FIRST_QUERY)
     return PassState(
         kind=PassKind(values[PASS_KIND]["S"]),
-        query=ConnectQuery(**query),
+        query=_query_from_map(values[PASS_QUERY]),
         started_at=parse_instant(values[PASS_STARTED_AT]["S"]),
         page_token=values.get(PASS_PAGE_TOKEN, {}).get("S"),
         pages_done=int(values[PASS_PAGES_DONE]["N"]),
@@ -494,6 +504,7 @@ def _pass_from_map(values: Mapping[str, Any]) -> PassState:
         restarts=int(values.get(PASS_RESTARTS, {}).get("N", "0")),
         in_order=bool(values.get(PASS_IN_ORDER, {}).get("BOOL", False)),
         listed_through=values.get(PASS_LISTED_THROUGH, {}).get("S"),
+        first_query=_query_from_map(first) if first else None,
     )
 
 

@@ -39,6 +39,9 @@ class PassState:
     # the newest such date read. A refused token then resumes from that date, not from page one.
     in_order: bool = True
     listed_through: str | None = None
+    # The query the pass started with, once a refused token made it go on with another one (from the
+    # newest date read): page one means page one of this one. None: ``query`` is the first one.
+    first_query: ConnectQuery | None = None
 
     def advanced(
         self, next_page_token: str | None, page_max: datetime | None, order: ListingOrder
@@ -61,16 +64,27 @@ class PassState:
 
         In order so far: the same selection from the newest date read (inclusive: the entries of
         that instant are read again and found unchanged), so no page before it is read twice.
-        Otherwise: back to page one of the same query. Either way what was seen still counts for the
-        watermark, and the pages done keep counting."""
+        Otherwise: back to page one of the pass's first query (not of a query it went on with after an
+        earlier refusal: the order that one relied on has just been shown wrong). Either way what was
+        seen still counts for the watermark, and the pages done keep counting."""
+        first = self.first_query or self.query
         if self.in_order and self.listed_through is not None:
             return replace(
                 self,
                 query=self.query.from_date(self.listed_through),
                 page_token=None,
                 restarts=self.restarts + 1,
+                first_query=first,
             )
-        return replace(self, page_token=None, restarts=self.restarts + 1, in_order=True, listed_through=None)
+        return replace(
+            self,
+            query=first,
+            page_token=None,
+            restarts=self.restarts + 1,
+            in_order=True,
+            listed_through=None,
+            first_query=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
