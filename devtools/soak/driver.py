@@ -18,7 +18,7 @@ from devtools.leap_simulator.webhooks import WebhookFault, WebhookFaults
 from devtools.local_runner import LocalCloud, function_urls
 from devtools.local_runner.stack import ACCOUNT_ID
 from devtools.soak import observe
-from devtools.soak.injectors import Injectors
+from devtools.soak.injectors import Handled, Injectors
 from devtools.soak.invariants import Result, check_all
 from devtools.soak.observe import Observations
 from devtools.soak.plan import (
@@ -28,6 +28,7 @@ from devtools.soak.plan import (
     POLLER,
     Fault,
     last_fault_hour,
+    listing_order,
     make_plan,
     webhook_faults,
 )
@@ -95,7 +96,9 @@ def run_seed(
 def _world(
     seed: int, customers: int, pushes: WebhookFaults
 ) -> Iterator[tuple[LeapSimulator, WebhookReceiver, LocalCloud, str]]:
-    leap = LeapSimulator(seed, customers, start=CAMPAIGN_START, click_window=CLICK_WINDOW)
+    leap = LeapSimulator(
+        seed, customers, start=CAMPAIGN_START, click_window=CLICK_WINDOW, listing_order=listing_order(seed)
+    )
     with leap, WebhookReceiver() as webhook:
         cloud = LocalCloud(
             TEMPLATE,
@@ -200,6 +203,7 @@ def _rate(expression: str) -> timedelta:
 def _rules(cloud: LocalCloud) -> observe.Rules:
     settings = load_settings(cloud.functions[OUTREACH].full_environment())
     meters = load_settings(cloud.functions[METER_SWEEP].full_environment()).meters
+    poller = load_settings(cloud.functions[POLLER].full_environment()).poller
     return observe.Rules(
         actionable_delay=timedelta(minutes=settings.actionable_delay_minutes),
         max_attempts=settings.outreach.max_attempts,
@@ -209,6 +213,7 @@ def _rules(cloud: LocalCloud) -> observe.Rules:
         give_up=timedelta(days=meters.give_up_days),
         holdout_percent=settings.outreach.holdout_percent,
         holdout=timedelta(hours=settings.outreach.holdout_hours),
+        max_continuations=poller.max_continuations,
     )
 
 
@@ -305,6 +310,7 @@ def _collect(
         if d.timestamp
     ]
     handled = {h.index: h for h in injectors.handled}
+    full_start = load_settings(cloud.functions[POLLER].full_environment()).poller.full_reconciliation_start
     for index, record in enumerate(cloud.invocations):
         seen = handled.get(index)
         items = seen.items if seen else ()
@@ -324,10 +330,13 @@ def _collect(
                 failed,
                 status,
                 seen.sent if seen else (),
+                seen.ended if seen else None,
             )
         )
         if record.function == METER_SWEEP and record.error is None:
             obs.sweeps.append(record.at)
+        if record.function == POLLER and record.source != "sqs" and seen is not None:
+            obs.poller_runs.append(_poller_run(index, record, seen, leap, full_start))
     logical = {q.ref: q.logical_id for q in cloud.resources.of_type("AWS::SQS::Queue")}
     for url in _parking_queues(cloud).values():
         for message in cloud.drain_queue(url, delete=False):
@@ -339,6 +348,48 @@ def _collect(
         obs.customers[ref_id] = observe.Customer(
             ref_id, entry[wire.ENTRY_ID], leap.completed_at(ref_id), leap.meters_appear_at(ref_id)
         )
+
+
+def _poller_run(
+    index: int, record: Any, seen: Handled, leap: LeapSimulator, full_start: str
+) -> observe.PollerRun:
+    """A pass run from its record (the summary it answered) and what the wrapper saw (its payload, its
+    Connect requests)."""
+    payload = json.loads(seen.items[0]) if seen.items else {}  # a pass run's one item: its payload
+    result = record.result if record.error is None and isinstance(record.result, dict) else {}
+    pass_kind = result.get("pass")
+    full = pass_kind == "full"
+    # A full pass's page one is always the same query (a pass resumed after a refused token reads a
+    # newer one); an incremental pass's is not judged (no listing is in its order).
+    first_page = observe.ConnectRequest("start_date", full_start, token=False) if full else None
+    return observe.PollerRun(
+        index,
+        record.source,
+        record.at,
+        seen.ended or record.at,
+        int(payload.get("continuation") or 0),
+        result.get("status"),
+        pages=int(result.get("pages") or 0),
+        pass_kind=pass_kind,
+        resumed=bool(result.get("resumed")),
+        token_restarts=int(result.get("token_restarts") or 0),
+        ordered=full and leap.listing_order == "start_date",
+        first_page=first_page,
+        requests=tuple(_connect_request(query, leap.connect_wire) for query in seen.connect),
+    )
+
+
+def _connect_request(query: dict[str, list[str]], names: wire.ConnectWire) -> observe.ConnectRequest:
+    token = bool(query.get(names.param_page_token, [""])[0])
+    for selection, param in (
+        ("start_date", names.param_start_date),
+        ("last_interaction_date", names.param_last_interaction_date),
+        ("ref_id", names.param_ref_id),
+    ):
+        if param in query:
+            since = None if selection == "ref_id" else query[param][0]
+            return observe.ConnectRequest(selection, since, token)
+    return observe.ConnectRequest("", None, token)
 
 
 def _collect_webhooks(cloud: LocalCloud, leap: LeapSimulator, timeline: Timeline, obs: Observations) -> None:

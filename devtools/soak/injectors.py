@@ -4,15 +4,20 @@
   functions create: ``before-call`` answers in place of moto (an error, or a partial answer after doing
   part of the work through the runner's own client) or raises a crash; ``after-call`` notes side effects.
 - Lambda: a wrapper around every function's handler (duplicate delivery, visibility expiring mid-run,
-  a crash after a side effect); a timeout is simulated time passing inside a call, past the function's
-  Timeout, which the runner then treats as a failed invocation with its side effects kept.
+  a crash after a side effect, a poller pass run that sees its time limit after a few page checks:
+  ``cloud.set_remaining_time`` for that run only); a timeout is simulated time passing inside a call,
+  past the function's Timeout, which the runner then treats as a failed invocation with its side
+  effects kept.
 - Leap: the simulator's own faults (devtools/leap_simulator/faults.py); a slow answer moves the
   simulated clock instead of sleeping. A fault aimed at one caller (the webhook processor's Meters
-  confirmation, a targeted poll's Connect request) is handed out by the lookup when that caller asks.
+  confirmation, a targeted poll's Connect request, a poller continuation's) is handed out by the
+  lookup when that caller asks.
 - Webhook: the receiver's planned answers (fail, hang, delay).
 
-``time.sleep`` inside an invocation moves the simulated clock (retry backoffs, Retry-After): the
-product's waits cost simulated time, not wall time.
+``time.sleep`` inside an invocation moves the simulated clock (retry backoffs, Retry-After), on the
+invocation's own threads too (the poller fetches its next Leap page and sends its DynamoDB batches from
+worker threads): the product's waits cost simulated time, not wall time. Concurrent waits add up
+where Lambda would overlap them, which only makes the run's time limit come sooner.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore import handlers
@@ -35,6 +41,7 @@ from devtools.leap_simulator import faults as leap_faults
 from devtools.local_runner import LocalCloud, shapes
 from devtools.soak.plan import (
     CONNECT,
+    CONNECT_CONTINUATION,
     CONNECT_TARGETED,
     LEAP_KINDS,
     METERS_CONFIRMATION,
@@ -113,6 +120,8 @@ class Handled:
     items: tuple[str, ...]  # SQS message ids, stream sequence numbers, a webhook's id, or the payload's JSON
     failed_items: tuple[str, ...] | None  # None: the whole invocation failed (or no partial report)
     sent: tuple[str, ...] = ()  # the queues (logical ids) of the SendMessage calls that succeeded
+    ended: datetime | None = None  # simulated time when the handler returned or raised
+    connect: tuple[dict[str, list[str]], ...] = ()  # a poller run's Connect requests (their queries)
 
 
 class Injectors:
@@ -129,6 +138,9 @@ class Injectors:
         self._current = _Invocation()
         self._reentrant = False
         self._webhook_armed: list[Fault] = []
+        self._time_limits: list[_Armed] = []  # the poller's, aimed at the hour's pass runs
+        self._continuing = False  # a poller continuation is running (CONNECT_CONTINUATION's scope)
+        self._clock = threading.Lock()  # the soak's own clock moves, from any thread
         self.handled: list[Handled] = []
         self.stream_batches: list[dict[str, Any]] = []
         self._real_sleep = time.sleep
@@ -166,6 +178,8 @@ class Injectors:
                 self._arm_webhook(fault)
             elif fault.kind in (FaultKind.DUPLICATE_DELIVERY, FaultKind.VISIBILITY_EXPIRED):
                 self._lambda.append(_Armed(fault, fault.times))
+            elif fault.kind is FaultKind.POLLER_TIME_LIMIT:
+                self._time_limits.append(_Armed(fault, fault.times))
             elif fault.kind is FaultKind.STREAM_REPLAY:
                 self._replay(fault)
             else:
@@ -175,6 +189,7 @@ class Injectors:
         """The hour is over: what was not used is dropped (so the timeline holds what happened)."""
         self._aws.clear()
         self._lambda.clear()
+        self._time_limits.clear()
         self._leap_scoped.clear()
         self.leap.clear_faults()
         unused = self.webhook.clear_planned()
@@ -203,7 +218,7 @@ class Injectors:
         if fault.kind is FaultKind.LEAP_OUTAGE:  # every request of both APIs, for the whole hour
             self.leap.inject(simulated, times=None, path=None)
             self.timeline.add(self.cloud.now(), fault.kind, "connect+meters", "for the hour")
-        elif fault.target in (METERS_CONFIRMATION, CONNECT_TARGETED):  # handed out by _take
+        elif fault.target in (METERS_CONFIRMATION, CONNECT_TARGETED, CONNECT_CONTINUATION):  # by _take
             self._leap_scoped.append(_Armed(fault, fault.times, leap=simulated))
         else:
             self.leap.inject(simulated, times=fault.times, path=path)
@@ -227,18 +242,21 @@ class Injectors:
             return None
         self.timeline.add(self.cloud.now(), _LEAP_KIND[fault.kind], where, _leap_detail(fault))
         if fault.kind is leap_faults.FaultKind.SLOW:
-            self.cloud.advance(seconds=fault.delay_seconds)  # the caller waits on the socket meanwhile
+            self._advance(fault.delay_seconds)  # the caller waits on the socket meanwhile
             return leap_faults.slow(0)
         return fault
 
     def _scope(self, path: str) -> str | None:
-        """Which one caller's request this is (METERS_CONFIRMATION, CONNECT_TARGETED), if any. Asked
-        on the simulator's thread while the invocation waits for its answer on the main one."""
+        """Which one caller's request this is (METERS_CONFIRMATION, CONNECT_TARGETED,
+        CONNECT_CONTINUATION), if any. Asked on the simulator's thread while the invocation waits for
+        its answer."""
         function, record = self.cloud.calls.current_function, self.cloud.current_invocation
         if function == PROCESSOR and path == wire.METERS_SEARCH_PATH:
             return METERS_CONFIRMATION
         if function == POLLER and record is not None and record.source == "sqs":
             return CONNECT_TARGETED if path == self.leap.connect_wire.path else None
+        if function == POLLER and self._continuing and path == self.leap.connect_wire.path:
+            return CONNECT_CONTINUATION
         return None
 
     def _scoped_take(self, path: str, carries_page_token: bool) -> leap_faults.Fault | None:
@@ -246,6 +264,8 @@ class Injectors:
         if scope is None:
             return None
         for armed in self._leap_scoped:
+            if not carries_page_token and _expires_tokens(armed):  # as the simulator's own plan
+                continue
             if armed.left and armed.fault.target == scope:
                 armed.seen += 1
                 if armed.seen >= armed.fault.nth:
@@ -273,14 +293,19 @@ class Injectors:
 
     # ------------------------------------------------------------------------- simulated sleep
     def _sleep(self, seconds: float) -> None:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and self.cloud.current_invocation is not None
-        ):
+        """Simulated while an invocation runs, whichever thread waits: the main one, or one the
+        invocation started (the poller's page prefetch, its concurrent batch calls). The servers'
+        threads never wait here: a slow Leap answer is simulated in ``_take``, the endpoint waits on
+        an Event."""
+        if self.cloud.current_invocation is not None:
             if seconds > 0:
-                self.cloud.advance(seconds=seconds)
+                self._advance(seconds)
             return
         self._real_sleep(seconds)
+
+    def _advance(self, seconds: float) -> None:
+        with self._clock:
+            self.cloud.advance(seconds=seconds)
 
     # ------------------------------------------------------------------------------ AWS hook
     def _stash(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -340,7 +365,7 @@ class Injectors:
             case FaultKind.SQS_ERROR:
                 return _error(500, "InternalError", "injected error")
             case FaultKind.FUNCTION_TIMEOUT:
-                self.cloud.advance(seconds=self.cloud.functions[function].timeout_seconds + 1)
+                self._advance(self.cloud.functions[function].timeout_seconds + 1)
                 return None  # the call itself then answers: the run is past its Timeout
             case _:
                 return self._partly(kind, context.get(_STASH) or {})
@@ -408,25 +433,38 @@ class Injectors:
         def handler(event: Any, context: Any) -> Any:
             index = len(self.cloud.invocations)  # the runner appends this invocation's record next
             items = _items(event)
+            requests_before = self.leap.request_total
             if name == "EmitterFunction" and isinstance(event, dict) and event.get("Records"):
                 self.stream_batches = [*self.stream_batches[-(REPLAY_KEEP - 1) :], copy.deepcopy(event)]
+
+            def note(failed: tuple[str, ...] | None) -> None:
+                connect = self._connect_queries(requests_before) if name == POLLER else ()
+                seen = Handled(index, name, items, failed, self._sent(), self.cloud.now(), connect)
+                self.handled.append(seen)
+
             try:
                 result = self._run(name, inner, event, context)
             except _ProcessCrash as crash:
-                self.handled.append(Handled(index, name, items, None, self._sent()))
+                note(None)
                 raise InjectedCrash(str(crash)) from None
             except BaseException:
-                self.handled.append(Handled(index, name, items, None, self._sent()))
+                note(None)
                 raise
             if self._current.record is self.cloud.current_invocation and self._current.crash_pending:
                 self._current.crash_pending = False  # the side effect was the run's last call
                 self.timeline.add(self.cloud.now(), FaultKind.CRASH_AFTER_SIDE_EFFECT, name, "at the end")
-                self.handled.append(Handled(index, name, items, None, self._sent()))
+                note(None)
                 raise InjectedCrash(f"crash in {name} after its last side effect")
-            self.handled.append(Handled(index, name, items, _reported(result), self._sent()))
+            note(_reported(result))
             return result
 
         return handler
+
+    def _connect_queries(self, total_before: int) -> tuple[dict[str, list[str]], ...]:
+        """The Connect requests Leap got since ``request_total`` was ``total_before`` (one invocation
+        runs at a time: a poller run's own)."""
+        path = self.leap.connect_wire.path
+        return tuple(r.query for r in self.leap.requests_since(total_before) if r.path == path)
 
     def _sent(self) -> tuple[str, ...]:
         """The queues the invocation running now sent to (nothing when it made no AWS call)."""
@@ -444,7 +482,42 @@ class Injectors:
                 inner(copy.deepcopy(event), context)  # delivered once more: at least once, not exactly once
             elif event["Records"][0].get("eventSource") == "aws:sqs":
                 self._another_consumer(name, inner, event["Records"][0], context)
+        if name == POLLER and isinstance(event, dict) and not _is_batch(event):
+            return self._pass_run(inner, event, context)
         return inner(event, context)
+
+    def _pass_run(self, inner: Callable[[Any, Any], Any], event: dict[str, Any], context: Any) -> Any:
+        """A poller pass run (scheduled, a continuation, a retry): cut by the time limit when an armed
+        POLLER_TIME_LIMIT aims at it, the remaining time fixed for this run only."""
+        continuation = int(event.get("continuation") or 0)
+        armed = self._time_limit_for_this_run()
+        self._continuing = continuation > 0
+        try:
+            if armed is None:
+                return inner(event, context)
+            pages = int(armed.fault.amount)
+            detail = f"after {pages} page(s), continuation {continuation}"
+            limit = _PageChecks(
+                pages,
+                self.cloud.functions[POLLER].timeout_seconds * 1000,
+                lambda: self.timeline.add(self.cloud.now(), armed.fault.kind, POLLER, detail),
+            )
+            self.cloud.set_remaining_time(POLLER, limit)
+            try:
+                return inner(event, context)
+            finally:
+                self.cloud.set_remaining_time(POLLER, None)
+        finally:
+            self._continuing = False
+
+    def _time_limit_for_this_run(self) -> _Armed | None:
+        for armed in self._time_limits:
+            if armed.left:
+                armed.seen += 1
+                if armed.seen >= armed.fault.nth:
+                    armed.left -= 1
+                    return armed
+        return None
 
     def _another_consumer(
         self, name: str, inner: Callable[[Any, Any], Any], record: dict[str, Any], context: Any
@@ -476,6 +549,24 @@ class Injectors:
             result = inner({"Records": [again]}, context)
             if not _reported(result):
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class _PageChecks:
+    """A remaining time with room for ``pages`` of the poller's page checks, then none: the run reads
+    that many pages and stops near its time limit (noted once, when it first sees it)."""
+
+    def __init__(self, pages: int, full_ms: int, on_limit: Callable[[], None]) -> None:
+        self._left, self._full_ms, self._on_limit = pages, full_ms, on_limit
+        self._seen = False
+
+    def __call__(self) -> int:
+        self._left -= 1
+        if self._left >= 0:
+            return self._full_ms
+        if not self._seen:
+            self._seen = True
+            self._on_limit()
+        return 0
 
 
 @contextmanager
@@ -529,6 +620,10 @@ def _leap_detail(fault: leap_faults.Fault) -> str:
     if fault.kind is leap_faults.FaultKind.SLOW:
         return f"{fault.delay_seconds:g} s"
     return str(fault.status)
+
+
+def _expires_tokens(armed: _Armed) -> bool:
+    return armed.leap is not None and armed.leap.kind is leap_faults.FaultKind.EXPIRED_PAGE_TOKEN
 
 
 def _is_batch(event: Any) -> bool:

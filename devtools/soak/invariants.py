@@ -22,6 +22,7 @@ from devtools.soak.observe import (
     Invocation,
     LeapWebhook,
     Observations,
+    PollerRun,
 )
 from devtools.soak.plan import PROCESSOR, RECEIVER
 from leap_tracker.events import catalog
@@ -37,6 +38,7 @@ LEAP_GAVE_UP = "failed"  # the simulator's outcome once every retry of a deliver
 CONFIRMED = frozenset({Processed.METER_APPEARED.value, Processed.METER_REMEMBERED.value})
 CATCH_UP = timedelta(hours=1)  # after faults stop, every transition arrives within this
 STALLED_BOUND = timedelta(hours=3)  # a stalled customer due a message gets one (or a suppression) by then
+CONTINUATION_BOUND = timedelta(seconds=60)  # a cut pass's continuation starts within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +464,83 @@ def webhooks_processed_or_parked(obs: Observations) -> Result:
     return result
 
 
+# -------------------------------------------------------------------------------- the poller's passes
+
+
+def continuations_follow(obs: Observations) -> Result:
+    """Every pass run the time limit cut short after reading a page, its continuation number below
+    POLLER_MAX_CONTINUATIONS, is followed by the continuation the poller sends itself (an ``async``
+    invocation with the next number) within a minute; no run goes past the limit. The minute is
+    simulated time in which nothing else ran: the runner runs invocations one after another where
+    Lambda would run them at once, so another function's run in between delays nothing."""
+    result = Result("a pass cut by the time limit continues within a minute; chains stay bounded")
+    limit = obs.rules.max_continuations
+    waiting = [run for run in obs.poller_runs if run.source == "async"]  # continuations, first attempts
+    for run in obs.poller_runs:
+        if run.continuation > limit:
+            result.checked += 1
+            result.fail("-", f"a run as continuation {run.continuation}, past the limit {limit}", run.at)
+        if run.status != "interrupted" or run.pages == 0 or run.continuation >= limit:
+            continue
+        result.checked += 1
+        cut = f"{run.pass_kind} pass cut after {run.pages} page(s) (continuation {run.continuation})"
+        follow = next(
+            (c for c in waiting if c.index > run.index and c.continuation == run.continuation + 1), None
+        )
+        if follow is None:
+            result.fail("-", f"{cut}: never continued", run.ended)
+            continue
+        waiting.remove(follow)
+        idle = _idle_between(obs, run, follow)
+        if idle > CONTINUATION_BOUND:
+            result.fail("-", f"{cut}: continued {idle} later, with nothing else running", follow.at)
+    return result
+
+
+def _idle_between(obs: Observations, run: PollerRun, follow: PollerRun) -> timedelta:
+    """The simulated time from ``run``'s end to ``follow``'s start that no invocation in between took."""
+    busy = timedelta(0)
+    for inv in obs.invocations:
+        if run.index < inv.index < follow.index:
+            start, end = max(inv.at, run.ended), min(inv.ended or inv.at, follow.at)
+            busy += max(end - start, timedelta(0))
+    return follow.at - run.ended - busy
+
+
+def refused_token_keeps_its_place(obs: Observations) -> Result:
+    """When Leap refuses a page token of a pass it lists in order of the selection's date (a full
+    pass, by start date, in a listing by start date), the pass never asks for its page one again: not
+    in that run after its first request with a token, nor in the runs that go on with the same pass
+    (resumed, up to the one that completes it). A pass Leap does not list in order may start again
+    from page one, the only safe restart there: its runs are counted, not judged. A failed run is
+    left out (what it read is not in its summary)."""
+    result = Result("a refused page token of an ordered pass never reads page one again")
+    refused: PollerRun | None = None  # the ordered pass under way had a token refused, in this run
+    for run in obs.poller_runs:
+        if run.status is None or run.status == "skipped":
+            continue  # failed: unknown; skipped: touched nothing, the pass is still under way
+        if not run.resumed:
+            refused = None  # a fresh pass, or nothing to continue
+        if run.token_restarts:
+            result.checked += 1
+            first_token = next((i for i, r in enumerate(run.requests) if r.token), len(run.requests))
+            if run.ordered and run.first_page in run.requests[first_token + 1 :]:
+                result.fail("-", f"{_restarts(run)}, then its page one again", run.ended)
+            refused = run if run.ordered else None
+        elif refused is not None and run.pass_kind == refused.pass_kind:
+            result.checked += 1
+            if run.first_page in run.requests:
+                result.fail("-", f"{_restarts(refused)}; a later run read its page one again", run.at)
+        if run.status == "completed":
+            refused = None
+    return result
+
+
+def _restarts(run: PollerRun) -> str:
+    refused = f"{run.token_restarts} page token(s) refused at {run.at:%d %H:%M}"
+    return f"{run.pass_kind} pass listed in order, {refused}"
+
+
 # -------------------------------------------------------------------------------- failures, alarms
 
 
@@ -549,6 +628,8 @@ INVARIANTS: tuple[Callable[[Observations], Result], ...] = (
     webhook_secret_refused,
     meter_webhook_reported_once,
     webhooks_processed_or_parked,
+    continuations_follow,
+    refused_token_keeps_its_place,
     failures_accounted,
     alarms_raised,
 )

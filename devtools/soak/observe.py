@@ -78,6 +78,39 @@ class Invocation:
     failed_items: tuple[str, ...]  # what it reported failed (all of them when it raised)
     status: int | None = None  # a function URL call: the HTTP status its caller got (502: it failed)
     sent: tuple[str, ...] = ()  # the queues (logical ids) its accepted SendMessage calls went to
+    ended: datetime | None = None  # simulated time when it returned or raised
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """One Connect list request of a poller run, as Leap received it."""
+
+    selection: str  # the query it filters on: start_date, last_interaction_date or ref_id
+    since: str | None  # that date (None for a ref_id)
+    token: bool  # it carried a page token (a page after the first)
+
+
+@dataclass(frozen=True, slots=True)
+class PollerRun:
+    """One poller invocation that ran a pass (scheduled, a continuation, a retry; not a targeted
+    poll's batch): what it was asked, what it answered (its summary; None when it raised), what it
+    asked Leap."""
+
+    index: int  # position in Observations.invocations
+    source: str  # schedule, async (a continuation the poller sent itself), async-retry
+    at: datetime
+    ended: datetime
+    continuation: int  # the request's (0: not a continuation)
+    status: str | None  # completed, interrupted, skipped; None when the invocation failed
+    pages: int = 0
+    pass_kind: str | None = None  # full, incremental
+    resumed: bool = False  # it went on with an unfinished pass
+    token_restarts: int = 0  # page tokens Leap refused it
+    # Leap lists this pass's selection in order of the selection's own date (ground truth, not the
+    # poller's reading of it): a full pass, by start date, when the simulator lists by start date.
+    ordered: bool = False
+    first_page: ConnectRequest | None = None  # the pass's page one: its original query, no token
+    requests: tuple[ConnectRequest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +185,7 @@ class Rules:
     give_up: timedelta
     holdout_percent: int = 0  # outreach's measurement holdout (decision.in_holdout)
     holdout: timedelta = timedelta(0)
+    max_continuations: int = 4  # POLLER_MAX_CONTINUATIONS
 
 
 @dataclass
@@ -176,3 +210,4 @@ class Observations:
     leap_webhooks: list[LeapWebhook] = field(default_factory=list)  # what Leap pushed (ground truth)
     processed_webhooks: dict[str, str] = field(default_factory=dict)  # WEBHOOK# items: event id -> outcome
     queued_webhooks: set[str] = field(default_factory=set)  # event ids still in WebhookQueue at the end
+    poller_runs: list[PollerRun] = field(default_factory=list)  # the poller's pass runs, in order

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from devtools.leap_simulator import ListingOrder
 from devtools.leap_simulator.webhooks import WebhookFaults
 
 POLLER = "PollerFunction"
@@ -27,11 +28,15 @@ CONNECT, METERS = "connect", "meters"  # the two Leap APIs, whoever calls them
 # A Leap API as one caller meets it: the processor's confirmation of a meter.created (one Meters
 # search), a targeted poll's Connect request (one Reference ID).
 METERS_CONFIRMATION, CONNECT_TARGETED = "meters:confirmation", "connect:targeted"
+# A poller continuation's Connect requests (the first carries the token the cut run stored).
+CONNECT_CONTINUATION = "connect:continuation"
 WEBHOOK = "webhook"
 
 QUIET_HOURS = 6  # the last hours carry no fault
 FAULTY_HOUR_CHANCE = 0.7
 MOST_FAULTS_AN_HOUR = 3
+# How often a cut pass's continuation also finds its stored page token expired.
+RESUMED_TOKEN_EXPIRES = 0.5
 
 
 class FaultKind(StrEnum):
@@ -59,6 +64,8 @@ class FaultKind(StrEnum):
     DUPLICATE_DELIVERY = "duplicate_delivery"
     STREAM_REPLAY = "stream_replay"
     VISIBILITY_EXPIRED = "visibility_expired"
+    # A pass run sees its time limit after a few page checks (and goes on in a continuation).
+    POLLER_TIME_LIMIT = "poller_time_limit"
     # the partner's webhook endpoint
     WEBHOOK_ERROR = "webhook_error"
     WEBHOOK_TIMEOUT = "webhook_timeout"
@@ -103,7 +110,7 @@ class Fault:
     target: str  # a function logical id (or TARGETED_POLL), a Leap API (or one caller's), or WEBHOOK
     nth: int = 1  # the call (or request) it hits, counted within the hour
     times: int = 1  # how many calls/requests it hits
-    amount: float = 0.0  # seconds (Retry-After, slowness)
+    amount: float = 0.0  # seconds (Retry-After, slowness); pages (the poller's time limit)
 
     def describe(self) -> str:
         extra = f" amount={self.amount:g}" if self.amount else ""
@@ -111,16 +118,35 @@ class Fault:
 
 
 def make_plan(seed: int, hours: int, kinds: frozenset[FaultKind] | None = None) -> list[Fault]:
-    """The faults of a run: each hour before the quiet tail is faulty by chance, with 1-3 faults."""
+    """The faults of a run: each hour before the quiet tail is faulty by chance, with 1-3 faults.
+
+    The first poll reads a day's backlog, the pass a time limit cuts at scale: in every run its
+    scheduled run is cut, and its continuation finds the stored page token expired (in order of the
+    start date on an even seed, so the pass goes on from the newest date it read; not on an odd one,
+    so it starts again from page one)."""
     rng = random.Random(f"soak:{seed}")
     allowed = sorted(kinds if kinds is not None else frozenset(FaultKind))
     plan: list[Fault] = []
+    if FaultKind.POLLER_TIME_LIMIT in allowed and hours > QUIET_HOURS:
+        backlog_cut = _fault(rng, 1, FaultKind.POLLER_TIME_LIMIT)
+        plan += [backlog_cut, Fault(1, FaultKind.LEAP_EXPIRED_PAGE_TOKEN, CONNECT_CONTINUATION)]
     for hour in range(1, max(0, hours - QUIET_HOURS) + 1):
         if rng.random() >= FAULTY_HOUR_CHANCE:
             continue
         for _ in range(rng.randint(1, MOST_FAULTS_AN_HOUR)):
-            plan.append(_fault(rng, hour, rng.choice(allowed)))
+            fault = _fault(rng, hour, rng.choice(allowed))
+            plan.append(fault)
+            if fault.kind is FaultKind.POLLER_TIME_LIMIT and rng.random() < RESUMED_TOKEN_EXPIRES:
+                plan.append(Fault(hour, FaultKind.LEAP_EXPIRED_PAGE_TOKEN, CONNECT_CONTINUATION))
     return plan
+
+
+def listing_order(seed: int) -> ListingOrder:
+    """How the run's Leap lists its Connect entries: by start date for even seeds (a full pass then
+    reads in order of its selection's date, and a refused token resumes from the newest date read),
+    by population index for odd ones (no selection is listed in order of its date: a refused token
+    restarts from page one, unless the pages read so far happened to come in order)."""
+    return "start_date" if seed % 2 == 0 else "index"
 
 
 def webhook_faults(seed: int) -> WebhookFaults:
@@ -136,6 +162,11 @@ def last_fault_hour(plan: list[Fault]) -> int:
 
 
 def _fault(rng: random.Random, hour: int, kind: FaultKind) -> Fault:
+    if kind is FaultKind.POLLER_TIME_LIMIT:
+        # From the hour's first pass run (the scheduled one), that many runs in a row: a chain of
+        # continuations (5: past POLLER_MAX_CONTINUATIONS' 4); amount: the pages each reads.
+        times = rng.choice((1, 1, 2, 3, 5))
+        return Fault(hour, kind, POLLER, times=times, amount=float(rng.randint(1, 2)))
     if kind in LEAP_KINDS:
         if kind is FaultKind.LEAP_OUTAGE:
             target = CONNECT

@@ -15,7 +15,7 @@ from devtools.leap_simulator.webhooks import WebhookFaults
 from devtools.local_runner import LocalCloud
 from devtools.soak.plan import CONNECT, EMITTER, OUTREACH, POLLER, Fault, FaultKind, webhook_faults
 from devtools.soak.timeline import Timeline
-from leap_tracker.adapters import leap_http, sns_publisher
+from leap_tracker.adapters import continuation, leap_http, sns_publisher
 from leap_tracker.leap import wire
 from leap_tracker.outreach import decision
 from leap_tracker.timeutil import parse_instant
@@ -52,20 +52,21 @@ def _counts_partly_failed_as_published(_: LocalCloud, __: Timeline) -> Iterator[
 def _drops_a_page_after_a_retry(cloud: LocalCloud, timeline: Timeline) -> Iterator[None]:
     """The poller skips a page it got through a retry (a request retried within the run, or the
     first page of the retry of a failed run) and goes on past it: the checkpoint never goes back."""
-    original = leap_http.LeapHttpClient._connect_pages
+    original = leap_http.LeapHttpClient._connect_answers  # the pages' answers, in the order Leap sent them
 
-    def connect_pages(self: Any, selection: Any, token: Any) -> Iterator[Any]:
+    def connect_answers(self: Any, selection: Any, token: Any) -> Iterator[Any]:
         polls = [r for r in cloud.invocations if r.function == POLLER]
         marks, retrying = len(timeline.marks), bool(polls) and polls[-1].failed
-        for page in original(self, selection, token):
+        for answer in original(self, selection, token):
             retried = retrying or any(m.kind.startswith("leap_") for m in timeline.marks[marks:])
             if retried:
-                timeline.add(cloud.now(), "phase", POLLER, f"plant: dropped a page of {len(page.entries)}")
+                dropped = f"plant: dropped a page of {len(answer.page().entries)}"
+                timeline.add(cloud.now(), "phase", POLLER, dropped)
             marks, retrying = len(timeline.marks), False
             if not retried:
-                yield page
+                yield answer
 
-    with mock.patch.object(leap_http.LeapHttpClient, "_connect_pages", connect_pages):
+    with mock.patch.object(leap_http.LeapHttpClient, "_connect_answers", connect_answers):
         yield
 
 
@@ -75,6 +76,25 @@ def _page_retried_in_full_passes(hours: int) -> list[Fault]:
     incremental pass re-reads only the last two hours, so a page dropped there comes back an hour
     later and the clean-hour comparison never sees it)."""
     return [Fault(hour, FaultKind.LEAP_SERVER_ERROR, CONNECT) for hour in range(1, hours + 1, 24)]
+
+
+@contextmanager
+def _continuations_dropped(_: LocalCloud, __: Timeline) -> Iterator[None]:
+    """The poller never sends the continuation of a pass the time limit cut short (its answer still
+    says ``continued_by``): the pass waits for the next hourly run."""
+
+    def send(self: Any, function_arn: str, request: Any) -> None:
+        return None
+
+    with mock.patch.object(continuation.LambdaContinuations, "send", send):
+        yield
+
+
+def _passes_cut_every_hour(hours: int) -> list[Fault]:
+    """Each hour's first pass run sees its time limit after one page (a pass of two pages or more is
+    cut, and must continue)."""
+    cut = FaultKind.POLLER_TIME_LIMIT
+    return [Fault(hour, cut, POLLER, amount=1.0) for hour in range(1, max(2, hours - 5))]
 
 
 @contextmanager
@@ -173,6 +193,12 @@ PLANTS: dict[str, Plant] = {
             "no message after COMPLETED",
             _completed_read_as_not_started,
             lambda hours: [],
+        ),
+        Plant(
+            "poller-drops-continuations",
+            "a pass cut by the time limit continues within a minute; chains stay bounded",
+            _continuations_dropped,
+            _passes_cut_every_hour,
         ),
         Plant(
             "receiver-accepts-any-secret",

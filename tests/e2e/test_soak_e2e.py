@@ -10,6 +10,7 @@ import pytest
 
 from devtools.leap_simulator.webhooks import WebhookFault
 from devtools.soak.driver import run_seed
+from devtools.soak.plan import FaultKind
 from devtools.soak.plants import PLANTS
 
 HOURS = 24
@@ -25,6 +26,7 @@ def test_a_simulated_day_of_faults_loses_and_doubles_nothing(seed: int) -> None:
     assert sum(counts.values()) > 10, counts
     pushed = {kind for kind in counts if kind.startswith("leap_webhook_")}  # Leap's webhooks ran, faulty
     assert pushed == {f"leap_webhook_{fault}" for fault in WebhookFault}, counts
+    assert counts[FaultKind.POLLER_TIME_LIMIT], counts  # passes were cut and continued
     for result in report.results:
         assert result.passed, (result.name, result.violations[:5])
     checked = {result.name: result.checked for result in report.results}
@@ -41,6 +43,7 @@ PLANT_HOURS = {
     "emitter-counts-partial-publish": 12,
     "hour-from-start-date": 12,
     "poller-drops-page-after-retry": 8,
+    "poller-drops-continuations": 8,
     "outreach-max-attempts-off-by-one": 12,
     "outreach-messages-completed": 12,
     "outreach-ignores-holdout": 12,

@@ -15,12 +15,14 @@ from devtools.soak.observe import (
     SOAK_KEY,
     AlarmView,
     Arrival,
+    ConnectRequest,
     Customer,
     HourView,
     Invocation,
     LeapWebhook,
     Observations,
     Parked,
+    PollerRun,
     PushAttempt,
     Rules,
     StoredChange,
@@ -40,6 +42,7 @@ RULES = Rules(
     give_up=timedelta(days=14),
     holdout_percent=50,
     holdout=timedelta(hours=168),
+    max_continuations=4,
 )
 
 
@@ -110,6 +113,61 @@ def receiver_call(
     return Invocation(index, RECEIVER, "function-url", at(3), error, (EVENT,), (), status, sent)
 
 
+POLLER = "PollerFunction"
+PAGE_ONE = ConnectRequest("start_date", "2015-01-01T00:00:00Z", token=False)  # a full pass's first page
+BOUNDARY = ConnectRequest("start_date", "2025-01-06T03:00:00Z", token=False)  # the newest start date read
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+def full_pass_run(
+    index: int, source: str, start: datetime, continuation: int, status: str, **fields: Any
+) -> PollerRun:
+    """A full pass run in a listing by start date (in its order), ten seconds long."""
+    return PollerRun(
+        index, source, start, start + seconds(10), continuation, status, **{"pages": 2, **fields}
+    )
+
+
+def cut_then_continued() -> tuple[list[Invocation], list[PollerRun]]:
+    """A full pass cut after two pages at 01:00, the emitter busy for a minute, then the continuation
+    (90 s after the cut, 30 s of them with nothing running), whose resumed token Leap refuses: it goes
+    on from the newest start date read and completes."""
+    cut = full_pass_run(
+        10,
+        "schedule",
+        at(1),
+        0,
+        "interrupted",
+        pass_kind="full",
+        ordered=True,
+        first_page=PAGE_ONE,
+        requests=(PAGE_ONE, dataclasses.replace(PAGE_ONE, token=True)),
+    )
+    busy = Invocation(
+        11, "EmitterFunction", "stream", cut.ended, None, ("1",), (), ended=cut.ended + seconds(60)
+    )
+    resumed_token = dataclasses.replace(PAGE_ONE, token=True)
+    continued = full_pass_run(
+        12,
+        "async",
+        cut.ended + seconds(90),
+        1,
+        "completed",
+        pass_kind="full",
+        resumed=True,
+        token_restarts=1,
+        ordered=True,
+        first_page=PAGE_ONE,
+        requests=(resumed_token, BOUNDARY, dataclasses.replace(BOUNDARY, token=True)),
+    )
+    polls = [cut, continued]
+    records = [Invocation(r.index, POLLER, r.source, r.at, None, ("{}",), (), ended=r.ended) for r in polls]
+    return [records[0], busy, records[1]], polls
+
+
 def clean() -> Observations:
     obs = Observations(start=T0, end=at(48), faults_stop=at(40), rules=RULES)
     obs.hours = [HourView(at(1), True, {ENTRY: "h1"}, {ENTRY: "h1"})]
@@ -134,7 +192,38 @@ def clean() -> Observations:
     obs.leap_webhooks = [meter_created(PushAttempt(at(3), 401, "wrong_secret"), PushAttempt(at(3), 200))]
     obs.invocations += [receiver_call(2, 401), receiver_call(3, 200, ("WebhookQueue",))]
     obs.processed_webhooks = {EVENT: "meter_appeared"}
+    records, obs.poller_runs = cut_then_continued()
+    obs.invocations += records
     return obs
+
+
+def continuation_run(obs: Observations) -> PollerRun:
+    return next(run for run in obs.poller_runs if run.source == "async")
+
+
+def replace_run(obs: Observations, run: PollerRun, **fields: Any) -> None:
+    obs.poller_runs[obs.poller_runs.index(run)] = dataclasses.replace(run, **fields)
+
+
+def page_one_read_again_later(obs: Observations) -> None:
+    """The continuation is cut at once after its refusal (no page read: not continued), and the next
+    hourly run of the pass reads its page one again."""
+    continued = continuation_run(obs)
+    replace_run(obs, continued, status="interrupted", pages=0, requests=continued.requests[:1])
+    obs.poller_runs.append(
+        full_pass_run(
+            20,
+            "schedule",
+            at(2),
+            0,
+            "completed",
+            pass_kind="full",
+            resumed=True,
+            ordered=True,
+            first_page=PAGE_ONE,
+            requests=(PAGE_ONE, dataclasses.replace(PAGE_ONE, token=True)),
+        )
+    )
 
 
 def wrong_secret_accepted(obs: Observations) -> None:
@@ -250,6 +339,26 @@ CASES: dict[str, tuple[Callable[[Observations], inv.Result], Callable[[Observati
         inv.failures_accounted,
         lambda o: o.invocations.__setitem__(3, receiver_call(3, 502, error="InjectedCrash()")),
     ),
+    "a cut pass never continued": (
+        inv.continuations_follow,
+        lambda o: o.poller_runs.remove(continuation_run(o)),
+    ),
+    "a continuation more than a minute later, nothing running meanwhile": (
+        inv.continuations_follow,
+        lambda o: o.invocations.remove(next(i for i in o.invocations if i.function == "EmitterFunction")),
+    ),
+    "a chain past POLLER_MAX_CONTINUATIONS": (
+        inv.continuations_follow,
+        lambda o: o.poller_runs.append(full_pass_run(30, "async", at(3), 5, "completed", pass_kind="full")),
+    ),
+    "an ordered pass reads page one after its token was refused": (
+        inv.refused_token_keeps_its_place,
+        lambda o: replace_run(o, continuation_run(o), requests=(*continuation_run(o).requests[:1], PAGE_ONE)),
+    ),
+    "a later run of an ordered pass reads page one again": (
+        inv.refused_token_keeps_its_place,
+        page_one_read_again_later,
+    ),
     "a queue holds messages, no alarm": (
         inv.alarms_raised,
         lambda o: o.alarms.append(AlarmView(at(7), "dlq", 2, ("OK",))),
@@ -330,3 +439,25 @@ def test_violations_name_the_entry_by_its_pseudonym() -> None:
     [violation] = inv.transitions_delivered(obs).violations
     assert violation.entry == SOAK_KEY.entry(ENTRY)
     assert violation.at == at(2)
+
+
+def test_a_pass_listed_out_of_order_may_start_again_from_page_one_after_a_refused_token() -> None:
+    obs = clean()
+    for run in list(obs.poller_runs):
+        replace_run(obs, run, ordered=False)
+    replace_run(obs, continuation_run(obs), requests=(*continuation_run(obs).requests[:1], PAGE_ONE))
+    result = inv.refused_token_keeps_its_place(obs)
+    assert result.passed
+    assert result.checked == 1
+
+
+def test_a_fresh_pass_reads_page_one_and_a_run_without_progress_or_at_the_limit_is_not_continued() -> None:
+    obs = clean()
+    page_one_read_again_later(obs)
+    replace_run(obs, obs.poller_runs[-1], resumed=False)  # a new pass (the refused one completed)
+    assert inv.refused_token_keeps_its_place(obs).passed
+    assert inv.continuations_follow(obs).passed  # the continuation read no page: nothing follows it
+    obs = clean()
+    obs.poller_runs.remove(continuation_run(obs))
+    replace_run(obs, obs.poller_runs[0], continuation=4)  # the last of a chain: the next hour takes it up
+    assert inv.continuations_follow(obs).passed
