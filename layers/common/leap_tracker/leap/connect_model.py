@@ -208,6 +208,18 @@ def validate_entry(raw: Any, known: KnownValues = DEFAULT_KNOWN_VALUES) -> Valid
         raise MalformedEntry(problem.reason, entry_id) from None
 
 
+def _plain_code(value: Any) -> bool:
+    """The common case of a required code, told at once: a non-blank string within the limit and
+    without a character a code may not hold (anything else goes to ``_code``, which says why)."""
+    return (
+        type(value) is str
+        and bool(value)
+        and not value.isspace()
+        and len(value) <= MAX_CODE_BYTES
+        and _code_problem(value) is None
+    )
+
+
 # The checks of the hot path below test the common case inline (no Python call: the memos are C calls
 # when they hit) and otherwise call the helper that raises the problem or accepts a rarer form, so the
 # helpers stay the one statement of each rule.
@@ -217,13 +229,7 @@ def _validated(raw: dict[str, Any], known: KnownValues, entry_id: str) -> ValidE
     if not _short_ascii_text(ref_id, MAX_REF_ID_BYTES):
         ref_id = _identifier(raw, wire.ENTRY_REF_ID, MAX_REF_ID_BYTES)
     status = get(wire.ENTRY_CONNECTION_STATUS)
-    if not (
-        type(status) is str
-        and status
-        and not status.isspace()
-        and len(status) <= MAX_CODE_BYTES
-        and _code_problem(status) is None
-    ):
+    if not _plain_code(status):
         status = _code(_required_text(raw, wire.ENTRY_CONNECTION_STATUS), wire.ENTRY_CONNECTION_STATUS)
     last_text = get(wire.ENTRY_LAST_INTERACTION)
     last_interaction = None
@@ -346,13 +352,7 @@ def _check_utility(utility: dict[str, Any], known: KnownValues, unknown: list[Un
     if not (type(name) is str and name and not name.isspace()):
         _required_text(utility, wire.UTILITY_NAME)
     status = get(wire.UTILITY_STATUS)
-    if not (
-        type(status) is str
-        and status
-        and not status.isspace()
-        and len(status) <= MAX_CODE_BYTES
-        and _code_problem(status) is None
-    ):
+    if not _plain_code(status):
         status = _code(_required_text(utility, wire.UTILITY_STATUS), wire.UTILITY_STATUS)
     if status not in known.utility_statuses:
         unknown.append(UnknownValue(_UTILITY_STATUS_FIELD, status))
