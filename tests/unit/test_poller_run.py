@@ -4,7 +4,7 @@ the handler makes of its summary."""
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -651,18 +651,25 @@ def test_a_ref_id_poll_reads_consistently_at_once(harness: Harness) -> None:
 
 
 def test_the_next_page_is_asked_for_before_the_current_one_is_stored(harness: Harness) -> None:
-    write = harness.store.write_changes
+    write, iter_pages = harness.store.write_changes, harness.source.iter_pages
+    asked = threading.Condition()  # notified each time the source was asked for a page
     seen: list[int] = []
 
-    def write_once_page_2_was_asked_for(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def noting_requests(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for page in iter_pages(*args, **kwargs):
+            with asked:
+                asked.notify_all()
+            yield page
+
+    def write_once_the_next_page_was_asked_for(*args, **kwargs):  # type: ignore[no-untyped-def]
         wanted = min(len(seen) + 2, 3)  # the page after this one (3 pages in all)
-        deadline = time.monotonic() + 5  # without the prefetch it is asked for only after this write
-        while len(harness.source.requests) < wanted and time.monotonic() < deadline:
-            time.sleep(0.001)
+        with asked:  # without the prefetch it is asked for only after this write: the wait times out
+            asked.wait_for(lambda: len(harness.source.requests) >= wanted, timeout=5)
         seen.append(len(harness.source.requests))
         return write(*args, **kwargs)
 
-    harness.store.write_changes = write_once_page_2_was_asked_for  # type: ignore[method-assign]
+    harness.source.iter_pages = noting_requests  # type: ignore[method-assign]
+    harness.store.write_changes = write_once_the_next_page_was_asked_for  # type: ignore[method-assign]
     summary = harness.run()
     assert summary.status is RunStatus.COMPLETED
     assert seen == [2, 3, 3]  # page 1 stored while page 2 was asked for, page 2 while page 3
