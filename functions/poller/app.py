@@ -41,7 +41,7 @@ from leap_tracker.adapters.secrets import log_pseudonyms
 from leap_tracker.adapters.sqs_batch import SqsBatchProcessor
 from leap_tracker.config import MAX_SQS_DELAY_SECONDS, Settings, load_settings, plain_http_variables, require
 from leap_tracker.outreach import deferral
-from leap_tracker.poller.plan import next_continuation
+from leap_tracker.poller.plan import next_continuation, wants_continuation
 from leap_tracker.poller.request import (
     InvalidPollRequest,
     PollMode,
@@ -146,7 +146,7 @@ def _continue(
     invocation, which resumes the pass from the checkpoint."""
     interrupted = summary.status is RunStatus.INTERRUPTED
     follow = next_continuation(request, interrupted, summary.pages, deps.settings.poller)
-    exhausted = interrupted and follow is None and summary.pages > 0 and request.mode is not PollMode.REF_ID
+    exhausted = follow is None and wants_continuation(request, interrupted, summary.pages)  # the chain's end
     add_count(metrics, "PollContinuationsExhausted", int(exhausted))
     if follow is None:
         return None

@@ -83,8 +83,14 @@ def next_continuation(
     within seconds, not an hour later), as long as this run read a page (a run that made no progress
     would only loop) and the chain is shorter than ``max_continuations``; after that the next
     scheduled run takes the pass up, and starts a new chain."""
-    if request.mode is PollMode.REF_ID or not stopped_short or pages_read == 0:
+    if not wants_continuation(request, stopped_short, pages_read):
         return None
     if request.continuation >= settings.max_continuations:
         return None
     return PollRequest(request.mode, continuation=request.continuation + 1)
+
+
+def wants_continuation(request: PollRequest, stopped_short: bool, pages_read: int) -> bool:
+    """Whether this run left a pass that should go on at once, the chain's length aside: a pass (not
+    a ref_id poll) the time limit cut short after it read a page."""
+    return request.mode is not PollMode.REF_ID and stopped_short and pages_read > 0
